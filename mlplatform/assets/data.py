@@ -1,0 +1,88 @@
+"""Data layer: a landed file becomes a raw partition, then validated rows, quarantined rows and labels."""
+
+from collections.abc import Iterator
+
+import dagster as dg
+from pydantic import create_model
+
+from mlplatform.assets import DataFrame, key, table, table_schema
+from mlplatform.partitions import landed_files
+from mlplatform.resources import LandingZone, Quarantine
+from mlplatform.specs import Spec
+
+GROUP = "data"
+
+
+def validation_config(spec: Spec) -> type[dg.Config]:
+    """Validation thresholds as run config, defaulting to the spec."""
+    return create_model(f"{spec.name.title()}ValidationConfig", __base__=dg.Config,
+                        max_bad_row_share=(float, spec.max_bad_row_share))
+
+
+def build(spec: Spec) -> list[dg.AssetsDefinition]:
+    parts = landed_files(spec)
+    raw_key, validated_key = key(spec, "raw"), key(spec, "validated")
+    ValidationConfig = validation_config(spec)
+
+    @dg.asset(key=raw_key, partitions_def=parts, group_name=GROUP, code_version="1", kinds={"pandas", "file"},
+              check_specs=[dg.AssetCheckSpec("readable", asset=raw_key, blocking=True,
+                                             description="The landed file is a readable CSV or Parquet table")])
+    def raw(context: dg.AssetExecutionContext, landing: LandingZone, quarantine: Quarantine) -> Iterator:
+        """The landed file as read, with its content hash as data version."""
+        from mlplatform.lib.landing import LandedFileError, content_hash, read_landed
+
+        path = landing.path(spec, context.partition_key)
+        digest = content_hash(path) if path.exists() else "missing"
+        meta = {"path": dg.MetadataValue.path(str(path)), "sha256": digest}
+        try:
+            frame = read_landed(path)
+        except LandedFileError as err:
+            kept = quarantine.keep_file(spec, context.partition_key, path)
+            meta["quarantined_copy"] = dg.MetadataValue.path(str(kept)) if kept else "none"
+            yield dg.Output(None, data_version=dg.DataVersion(digest), metadata=meta | {"error": str(err)})
+            yield dg.AssetCheckResult(check_name="readable", passed=False, description=str(err),
+                                      metadata={"error": str(err), "file": str(path)})
+            return
+        meta |= {"dagster/row_count": len(frame), "dagster/column_schema": table_schema(frame),
+                 "bytes": path.stat().st_size}
+        yield dg.Output(frame, data_version=dg.DataVersion(digest), metadata=meta)
+        yield dg.AssetCheckResult(check_name="readable", passed=True, metadata={"rows": len(frame)})
+
+    @dg.asset(key=validated_key, ins={"raw": dg.AssetIn(raw_key)}, partitions_def=parts, group_name=GROUP,
+              code_version="1", kinds={"pandas", "pandera"}, automation_condition=dg.AutomationCondition.eager(),
+              check_specs=[dg.AssetCheckSpec("bad_row_share", asset=validated_key, blocking=True,
+                                             description="Share of rows failing the contract is within the threshold")])
+    def validated(context: dg.AssetExecutionContext, config: ValidationConfig, raw: DataFrame,
+                  quarantine: Quarantine) -> Iterator:
+        """Rows that meet the dataset contract; the others are quarantined with the checks they failed."""
+        from mlplatform.lib.hashing import frame_version
+        from mlplatform.lib.validation import validate_landed
+
+        result = validate_landed(raw, spec)
+        qpath = quarantine.keep_rows(spec, context.partition_key, result.quarantined) if len(result.quarantined) else None
+        if qpath is None:
+            quarantine.clear(spec, context.partition_key)
+        counts = {"rows_in": result.rows_in, "rows_valid": len(result.valid), "rows_quarantined": len(result.quarantined)}
+        yield dg.Output(result.valid, data_version=dg.DataVersion(frame_version(result.valid)),
+                        metadata=counts | {"dagster/row_count": len(result.valid), "bad_row_share": result.bad_share,
+                                           "quarantine": dg.MetadataValue.path(str(qpath)) if qpath else "none"})
+        passed = not result.file_errors and result.bad_share <= config.max_bad_row_share
+        yield dg.AssetCheckResult(
+            check_name="bad_row_share", passed=passed, description=result.summary(),
+            metadata=counts | {"bad_row_share": result.bad_share, "threshold": config.max_bad_row_share,
+                               "file_errors": "; ".join(result.file_errors) or "none",
+                               "failures": table(result.failure_counts()), "sample": table(result.sample())})
+
+    @dg.asset(key=key(spec, "labels"), ins={"validated": dg.AssetIn(validated_key)}, partitions_def=parts,
+              group_name=GROUP, code_version="1", kinds={"pandas"}, automation_condition=dg.AutomationCondition.eager())
+    def labels(validated: DataFrame) -> dg.Output:
+        """Label events (entity, time, label, fairness slice): the rows a training set is built for."""
+        from mlplatform.lib.hashing import frame_version
+        from mlplatform.lib.training_set import label_rows
+
+        rows = label_rows(validated, spec)
+        return dg.Output(rows, data_version=dg.DataVersion(frame_version(rows)),
+                         metadata={"dagster/row_count": len(rows), "label_rate": float(rows[spec.label].mean())
+                                   if len(rows) else 0.0})
+
+    return [raw, validated, labels]

@@ -1,0 +1,13 @@
+"""Partitions: one dynamic partition per landed file of a spec."""
+
+from functools import cache
+
+import dagster as dg
+
+from mlplatform.specs import Spec
+
+
+@cache
+def landed_files(spec: Spec) -> dg.DynamicPartitionsDefinition:
+    """The partitions of `spec`: keys are landed file names without their suffix."""
+    return dg.DynamicPartitionsDefinition(name=f"{spec.name}_files")

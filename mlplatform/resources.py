@@ -1,0 +1,95 @@
+"""ConfigurableResources: the landing zone, the quarantine and the Feast store."""
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+from pydantic import PrivateAttr
+
+from mlplatform.specs import Spec
+
+
+class LandingZone(dg.ConfigurableResource):
+    """Folders where data files land, one per spec (a spec's relative `landing` is taken under `root`)."""
+
+    root: str
+
+    def folder(self, spec: Spec) -> Path:
+        return Path(self.root) / (spec.landing or spec.name)
+
+    def files(self, spec: Spec) -> dict[str, Path]:
+        from mlplatform.lib.landing import landed_files
+
+        return landed_files(self.folder(spec), spec.file_formats)
+
+    def path(self, spec: Spec, partition_key: str) -> Path:
+        """The landed file of a partition; a missing file gives a path that does not exist."""
+        return self.files(spec).get(partition_key, self.folder(spec) / f"{partition_key}.missing")
+
+
+class Quarantine(dg.ConfigurableResource):
+    """Where rejected rows and unreadable files are kept, so that nothing landed is ever lost."""
+
+    root: str
+
+    def folder(self, spec: Spec) -> Path:
+        return Path(self.root) / spec.name
+
+    def keep_rows(self, spec: Spec, partition_key: str, rows: Any) -> Path:
+        """Write a partition's rejected rows (values as landed, plus the failed checks) as Parquet."""
+        folder = self.folder(spec)
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"{partition_key}.rows.parquet"
+        tmp = folder / f".{path.name}.tmp"
+        rows.astype(str).to_parquet(tmp, index=True)
+        tmp.replace(path)
+        return path
+
+    def keep_file(self, spec: Spec, partition_key: str, source: Path) -> Path | None:
+        """Copy an unreadable landed file aside, byte for byte."""
+        if not source.exists():
+            return None
+        folder = self.folder(spec)
+        folder.mkdir(parents=True, exist_ok=True)
+        target = folder / f"{partition_key}.file{source.suffix}"
+        shutil.copyfile(source, target)
+        return target
+
+    def clear(self, spec: Spec, partition_key: str) -> None:
+        """Forget an earlier quarantine of a partition once a new version of its file has no bad rows."""
+        (self.folder(spec) / f"{partition_key}.rows.parquet").unlink(missing_ok=True)
+
+
+class FeastStore(dg.ConfigurableResource):
+    """The Feast feature store with all its state in `feast_dir`; feast is imported on first use only."""
+
+    feast_dir: str
+    repo_path: str
+    online_store: str = "sqlite"
+    redis_connection: str = "127.0.0.1:6379"
+    _store: Any = PrivateAttr(default=None)
+
+    def store(self) -> Any:
+        if self._store is None:
+            from feast import FeatureStore
+
+            from mlplatform.lib.feast_repo import repo_config
+
+            Path(self.feast_dir).mkdir(parents=True, exist_ok=True)
+            config = repo_config(Path(self.feast_dir), Path(self.repo_path), self.online_store, self.redis_connection)
+            self._store = FeatureStore(config=config, repo_path=self.repo_path)
+        return self._store
+
+    def offline_dir(self, spec: Spec) -> Path:
+        from mlplatform.lib.feast_repo import offline_dir
+
+        return offline_dir(Path(self.feast_dir), spec)
+
+    def apply(self, spec: Spec) -> list[str]:
+        """Register the spec's entity, source, feature view and feature service; returns their names."""
+        from mlplatform.lib.feast_repo import feast_objects
+
+        objects = feast_objects(spec, self.offline_dir(spec))
+        self.store().apply(objects)
+        return [f"{type(o).__name__}:{o.name}" for o in objects]

@@ -1,0 +1,87 @@
+"""Environments and paths, read once from environment variables.
+
+All state of the embedded defaults lives under one folder, `$MLPLATFORM_HOME` (default `./.mlplatform`).
+"""
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+ENVIRONMENTS = ("local", "staging", "production")
+ONLINE_STORES = ("sqlite", "redis")
+
+
+class SettingsError(ValueError):
+    """An environment variable holds a value the platform cannot use."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Resolved configuration for one process."""
+
+    env: str
+    home: Path
+    landing_root: Path
+    feast_online_store: str = "sqlite"
+    redis_connection: str = "127.0.0.1:6379"
+
+    @property
+    def dagster_home(self) -> Path:
+        return self.home / "dagster"
+
+    @property
+    def io_dir(self) -> Path:
+        return self.home / "dagster" / "storage"
+
+    @property
+    def feast_dir(self) -> Path:
+        return self.home / "feast"
+
+    @property
+    def quarantine_dir(self) -> Path:
+        return self.home / "quarantine"
+
+    @property
+    def mlflow_tracking_uri(self) -> str:
+        return f"sqlite:///{self.home / 'mlflow' / 'mlflow.db'}"
+
+    @property
+    def bentoml_home(self) -> Path:
+        return self.home / "bentoml"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":
+        """Build settings from `environ` (default: the process environment)."""
+        environ = os.environ if environ is None else environ
+        env = environ.get("MLPLATFORM_ENV", "local")
+        if env not in ENVIRONMENTS:
+            raise SettingsError(f"MLPLATFORM_ENV={env!r}: expected one of {', '.join(ENVIRONMENTS)}")
+        if env != "local" and not environ.get("MLPLATFORM_HOME"):
+            raise SettingsError(f"MLPLATFORM_ENV={env}: set MLPLATFORM_HOME explicitly outside local")
+        home = Path(environ.get("MLPLATFORM_HOME", ".mlplatform")).expanduser().resolve()
+        landing = Path(environ.get("MLPLATFORM_LANDING", home / "landing")).expanduser().resolve()
+        online = environ.get("MLPLATFORM_FEAST_ONLINE_STORE", "sqlite")
+        if online not in ONLINE_STORES:
+            raise SettingsError(f"MLPLATFORM_FEAST_ONLINE_STORE={online!r}: expected one of {', '.join(ONLINE_STORES)}")
+        return cls(
+            env=env,
+            home=home,
+            landing_root=landing,
+            feast_online_store=online,
+            redis_connection=environ.get("MLPLATFORM_REDIS", "127.0.0.1:6379"),
+        )
+
+    def export(self) -> None:
+        """Point the libraries' own env vars (Dagster, BentoML, MLflow) at this home unless already set."""
+        os.environ.setdefault("DAGSTER_HOME", str(self.dagster_home))
+        os.environ.setdefault("BENTOML_HOME", str(self.bentoml_home))
+        os.environ.setdefault("MLFLOW_TRACKING_URI", self.mlflow_tracking_uri)
+        self.dagster_home.mkdir(parents=True, exist_ok=True)
+
+
+@cache
+def get_settings() -> Settings:
+    """The process-wide settings, read from the environment the first time they are needed."""
+    return Settings.from_env()

@@ -1,0 +1,136 @@
+"""Model and dataset specs: the one place a user describes their data, features and thresholds.
+
+A second model is a second `Spec` added to `SPECS`, not new asset code. Kept free of heavy imports so the
+code location loads fast.
+"""
+
+import hashlib
+from dataclasses import dataclass
+from typing import Literal
+
+DerivedOp = Literal["ratio", "log1p", "product", "difference"]
+
+
+@dataclass(frozen=True)
+class Numeric:
+    """A numeric column of the landed data, with its allowed closed range."""
+
+    name: str
+    min: float | None = None
+    max: float | None = None
+    integer: bool = False
+    nullable: bool = False
+
+
+@dataclass(frozen=True)
+class Categorical:
+    """A string column whose values must come from a fixed set."""
+
+    name: str
+    categories: tuple[str, ...]
+    nullable: bool = False
+
+
+@dataclass(frozen=True)
+class Derived:
+    """An engineered feature computed row-wise from contract columns (see `lib/features.py`)."""
+
+    name: str
+    op: DerivedOp
+    inputs: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Spec:
+    """Everything the platform needs to know about one dataset and the model trained on it."""
+
+    name: str
+    entity: str
+    timestamp: str
+    label: str
+    numeric: tuple[Numeric, ...]
+    categorical: tuple[Categorical, ...] = ()
+    sensitive: Categorical | None = None
+    derived: tuple[Derived, ...] = ()
+    # Folder of landed files; a relative path is taken under $MLPLATFORM_HOME/landing.
+    landing: str | None = None
+    file_formats: tuple[str, ...] = ("csv", "parquet")
+    max_bad_row_share: float = 0.05
+    feature_service_version: int = 1
+    parity_sample_size: int = 200
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        names = [self.entity, self.timestamp, self.label, *self.contract_feature_names]
+        if self.sensitive is not None:
+            names.append(self.sensitive.name)
+        names += [d.name for d in self.derived]
+        duplicated = sorted({n for n in names if names.count(n) > 1})
+        if duplicated:
+            raise ValueError(f"spec {self.name!r}: column names used twice: {duplicated}")
+        known = set(self.contract_feature_names)
+        for d in self.derived:
+            missing = [i for i in d.inputs if i not in known]
+            if missing:
+                raise ValueError(f"spec {self.name!r}: derived feature {d.name!r} uses unknown columns {missing}")
+        if not self.name.isidentifier():
+            raise ValueError(f"spec name {self.name!r} must be a Python identifier (it prefixes asset keys)")
+
+    @property
+    def contract_feature_names(self) -> list[str]:
+        return [c.name for c in self.numeric] + [c.name for c in self.categorical]
+
+    @property
+    def feature_names(self) -> list[str]:
+        """Model inputs served by Feast: contract features then derived ones."""
+        return self.contract_feature_names + [d.name for d in self.derived]
+
+    @property
+    def categorical_feature_names(self) -> list[str]:
+        return [c.name for c in self.categorical]
+
+    @property
+    def contract_columns(self) -> list[str]:
+        cols = [self.entity, self.timestamp, *self.contract_feature_names]
+        if self.sensitive is not None:
+            cols.append(self.sensitive.name)
+        return [*cols, self.label]
+
+    @property
+    def feature_service_name(self) -> str:
+        return f"{self.name}_v{self.feature_service_version}"
+
+    def fingerprint(self) -> str:
+        """A short hash of everything in the spec that shapes data; part of code versions."""
+        return hashlib.sha256(repr(self).encode()).hexdigest()[:12]
+
+
+CREDIT = Spec(
+    name="credit",
+    description="Credit default: will a customer miss payments on a new loan within 12 months?",
+    entity="customer_id",
+    timestamp="event_timestamp",
+    label="default",
+    numeric=(
+        Numeric("age", 18, 100, integer=True),
+        Numeric("income", 0, 10_000_000),
+        Numeric("loan_amount", 100, 1_000_000),
+        Numeric("loan_term_months", 6, 120, integer=True),
+        Numeric("credit_utilization", 0, 2),
+        Numeric("num_late_payments", 0, 100, integer=True),
+        Numeric("employment_years", 0, 70),
+        Numeric("num_open_accounts", 0, 100, integer=True),
+    ),
+    categorical=(
+        Categorical("home_ownership", ("rent", "own", "mortgage", "other")),
+        Categorical("purpose", ("debt_consolidation", "car", "home_improvement", "education", "medical", "other")),
+    ),
+    sensitive=Categorical("age_band", ("18-25", "26-40", "41-60", "60+")),
+    derived=(
+        Derived("loan_to_income", "ratio", ("loan_amount", "income")),
+        Derived("monthly_payment", "ratio", ("loan_amount", "loan_term_months")),
+        Derived("log_income", "log1p", ("income",)),
+    ),
+)
+
+SPECS: tuple[Spec, ...] = (CREDIT,)
