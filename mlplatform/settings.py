@@ -78,7 +78,12 @@ class Settings:
         os.environ.setdefault("DAGSTER_HOME", str(self.dagster_home))
         os.environ.setdefault("BENTOML_HOME", str(self.bentoml_home))
         os.environ.setdefault("MLFLOW_TRACKING_URI", self.mlflow_tracking_uri)
-        self.dagster_home.mkdir(parents=True, exist_ok=True)
+        dagster_home = Path(os.environ["DAGSTER_HOME"])
+        dagster_home.mkdir(parents=True, exist_ok=True)
+        config = dagster_home / "dagster.yaml"
+        if not config.exists():
+            # sqlite storage in DAGSTER_HOME is Dagster's default; the file only makes it explicit.
+            config.write_text("telemetry:\n  enabled: false\n")
 
 
 @cache

@@ -96,7 +96,7 @@ def validate_frame(frame: pd.DataFrame, schema: pa.DataFrameSchema, numeric: lis
     if file_errors:
         reasons = pd.Series("; ".join(file_errors), index=original.index)
         return ValidationResult(len(original), original.iloc[0:0], _quarantine(original, reasons), cases, file_errors)
-    cases = _drop_followups(cases.astype({"index": "int64"}))
+    cases = _merge_key_duplicates(_drop_followups(cases.astype({"index": "int64"})), schema)
     reasons = (cases["column"].astype(str) + ": " + cases["check"].astype(str)).groupby(cases["index"]).agg(
         lambda r: "; ".join(sorted(set(r))))
     good = data.drop(index=reasons.index)
@@ -106,12 +106,28 @@ def validate_frame(frame: pd.DataFrame, schema: pa.DataFrameSchema, numeric: lis
     return ValidationResult(len(original), good, _quarantine(original.loc[reasons.index], reasons), cases)
 
 
+_ROOT_CAUSES = ("not a number", "not_nullable", "not finite")
+
+
 def _drop_followups(cases: pd.DataFrame) -> pd.DataFrame:
-    """A cell that was not a number also fails later checks as NaN; keep only the first, truest reason."""
-    text = cases[cases["check"] == "not a number"][["column", "index"]].assign(_text=True)
-    merged = cases.merge(text, on=["column", "index"], how="left")
-    keep = merged["_text"].isna() | (merged["check"] == "not a number")
-    return cases[keep.to_numpy()].reset_index(drop=True)
+    """A cell that is empty or not a number also fails dtype and range checks; keep only the root cause."""
+    check = cases["check"].astype(str)
+    roots = cases[check.isin(_ROOT_CAUSES)][["column", "index"]].drop_duplicates().assign(_root=True)
+    merged = cases.merge(roots, on=["column", "index"], how="left")
+    keep = merged["_root"].isna().to_numpy() | check.isin(_ROOT_CAUSES).to_numpy()
+    kept = cases[keep].reset_index(drop=True)
+    return kept[~(kept["check"].eq("not_nullable") & kept.duplicated(["column", "index"], keep=False)
+                  & (kept.groupby(["column", "index"])["check"].transform(lambda c: (c == "not a number").any())))]
+
+
+def _merge_key_duplicates(cases: pd.DataFrame, schema: pa.DataFrameSchema) -> pd.DataFrame:
+    """pandera reports a duplicated key once per key column; report it once per row, naming the whole key."""
+    dup = cases["check"] == "multiple_fields_uniqueness"
+    if not dup.any():
+        return cases
+    names = "(" + ", ".join(schema.unique) + ")"
+    merged = cases[dup].drop_duplicates("index").assign(column=names, check="duplicate key")
+    return pd.concat([cases[~dup], merged], ignore_index=True)
 
 
 def schema_dtypes(schema: pa.DataFrameSchema, frame: pd.DataFrame) -> pd.Series:

@@ -1,0 +1,50 @@
+import pytest
+
+from mlplatform.settings import Settings, SettingsError
+from mlplatform.specs import CREDIT, Derived, Numeric, Spec
+
+
+def test_local_defaults_keep_all_state_under_one_home(tmp_path):
+    s = Settings.from_env({"MLPLATFORM_HOME": str(tmp_path)})
+    assert s.env == "local"
+    for path in (s.dagster_home, s.feast_dir, s.quarantine_dir, s.bentoml_home, s.landing_root, s.io_dir):
+        assert path.is_relative_to(tmp_path)
+    assert s.mlflow_tracking_uri == f"sqlite:///{tmp_path}/mlflow/mlflow.db"
+
+
+def test_default_home_is_dot_mlplatform_in_the_working_directory(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert Settings.from_env({}).home == tmp_path / ".mlplatform"
+
+
+def test_unknown_environment_is_refused_with_the_choices():
+    with pytest.raises(SettingsError, match=r"MLPLATFORM_ENV='prod': expected one of local, staging, production"):
+        Settings.from_env({"MLPLATFORM_ENV": "prod"})
+
+
+def test_staging_and_production_need_an_explicit_home():
+    with pytest.raises(SettingsError, match="set MLPLATFORM_HOME explicitly"):
+        Settings.from_env({"MLPLATFORM_ENV": "production"})
+
+
+def test_online_store_choice_is_checked(tmp_path):
+    with pytest.raises(SettingsError, match="MLPLATFORM_FEAST_ONLINE_STORE='dynamo'"):
+        Settings.from_env({"MLPLATFORM_HOME": str(tmp_path), "MLPLATFORM_FEAST_ONLINE_STORE": "dynamo"})
+
+
+def test_spec_rejects_a_column_named_twice():
+    with pytest.raises(ValueError, match=r"column names used twice: \['x'\]"):
+        Spec(name="s", entity="id", timestamp="ts", label="y", numeric=(Numeric("x"), Numeric("x")))
+
+
+def test_spec_rejects_a_derived_feature_of_unknown_columns():
+    with pytest.raises(ValueError, match=r"derived feature 'r' uses unknown columns \['nope'\]"):
+        Spec(name="s", entity="id", timestamp="ts", label="y", numeric=(Numeric("x"),),
+             derived=(Derived("r", "ratio", ("x", "nope")),))
+
+
+def test_demo_spec_lists_features_in_a_stable_order():
+    assert CREDIT.feature_names[:2] == ["age", "income"]
+    assert CREDIT.feature_names[-3:] == ["loan_to_income", "monthly_payment", "log_income"]
+    assert CREDIT.feature_service_name == "credit_v1"
+    assert CREDIT.sensitive.name not in CREDIT.feature_names
