@@ -28,6 +28,14 @@ def table(frame: DataFrame, limit: int = 20) -> dg.TableMetadataValue:
                                   schema=dg.TableSchema(columns=columns))
 
 
-def eager_downstream() -> dg.AutomationCondition:
-    """Eager, but not held back forever by a partition that failed its checks (it stays missing)."""
-    return dg.AutomationCondition.eager().without(~dg.AutomationCondition.any_deps_missing())
+def rebuild_on_change(partitioned: bool) -> dg.AutomationCondition:
+    """Eager, with three changes: an upstream update counts only when its data version changed (re-running an
+    unchanged input keeps this fresh), a failed blocking check upstream holds it back, and for an unpartitioned
+    asset over partitions a partition that never passed its gate (so stays missing) does not block it forever.
+    """
+    ac = dg.AutomationCondition
+    updated = ac.newly_updated() & ac.data_version_changed() & ~ac.executed_with_root_target()
+    trigger = ac.newly_missing() | ac.any_deps_match(updated | ac.will_be_requested())
+    condition = (ac.in_latest_time_window() & trigger.since_last_handled() & ~ac.any_deps_in_progress()
+                 & ~ac.in_progress() & ac.all_deps_blocking_checks_passed())
+    return (condition & ~ac.any_deps_missing()) if partitioned else condition

@@ -5,7 +5,7 @@ from collections.abc import Iterator
 import dagster as dg
 from pydantic import create_model
 
-from mlplatform.assets import DataFrame, key, table, table_schema
+from mlplatform.assets import DataFrame, key, rebuild_on_change, table, table_schema
 from mlplatform.partitions import landed_files
 from mlplatform.resources import LandingZone, Quarantine
 from mlplatform.specs import Spec
@@ -49,7 +49,7 @@ def build(spec: Spec) -> list[dg.AssetsDefinition]:
         yield dg.AssetCheckResult(check_name="readable", passed=True, metadata={"rows": len(frame)})
 
     @dg.asset(key=validated_key, ins={"raw": dg.AssetIn(raw_key)}, partitions_def=parts, group_name=GROUP,
-              code_version="1", kinds={"pandas", "pandera"}, automation_condition=dg.AutomationCondition.eager(),
+              code_version="1", kinds={"pandas", "pandera"}, automation_condition=rebuild_on_change(partitioned=True),
               check_specs=[dg.AssetCheckSpec("bad_row_share", asset=validated_key, blocking=True,
                                              description="Share of rows failing the contract is within the threshold")])
     def validated(context: dg.AssetExecutionContext, config: ValidationConfig, raw: DataFrame,
@@ -74,7 +74,7 @@ def build(spec: Spec) -> list[dg.AssetsDefinition]:
                                "failures": table(result.failure_counts()), "sample": table(result.sample())})
 
     @dg.asset(key=key(spec, "labels"), ins={"validated": dg.AssetIn(validated_key)}, partitions_def=parts,
-              group_name=GROUP, code_version="1", kinds={"pandas"}, automation_condition=dg.AutomationCondition.eager())
+              group_name=GROUP, code_version="1", kinds={"pandas"}, automation_condition=rebuild_on_change(partitioned=True))
     def labels(validated: DataFrame) -> dg.Output:
         """Label events (entity, time, label, fairness slice): the rows a training set is built for."""
         from mlplatform.lib.hashing import frame_version

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from mlplatform.assets import DataFrame, eager_downstream, key, table
+from mlplatform.assets import DataFrame, key, rebuild_on_change, table
 from mlplatform.lib.feast_repo import definitions_version
 from mlplatform.partitions import landed_files
 from mlplatform.resources import FeastStore
@@ -38,7 +38,7 @@ def build(spec: Spec) -> list[dg.AssetsDefinition]:
 
     @dg.asset(key=features_key, ins={"validated": dg.AssetIn(key(spec, "validated"))}, deps=[registry_key],
               partitions_def=parts, group_name=GROUP, code_version="1", kinds={"pandas", "feast"},
-              automation_condition=eager_downstream(),
+              automation_condition=rebuild_on_change(partitioned=True),
               check_specs=[dg.AssetCheckSpec("online_offline_parity", asset=features_key, blocking=True,
                                              description="Online values equal offline values as of the latest time")])
     def features(context: dg.AssetExecutionContext, validated: DataFrame, feast: FeastStore) -> Iterator:

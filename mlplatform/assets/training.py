@@ -4,7 +4,7 @@ from collections.abc import Iterator
 
 import dagster as dg
 
-from mlplatform.assets import DataFrame, eager_downstream, key, table
+from mlplatform.assets import DataFrame, key, rebuild_on_change, table
 from mlplatform.resources import FeastStore
 from mlplatform.specs import Spec
 
@@ -17,10 +17,10 @@ def build(spec: Spec) -> list[dg.AssetsDefinition]:
 
     @dg.asset(key=set_key, ins={"labels": labels_in}, deps=[key(spec, "features"), key(spec, "feature_registry")],
               group_name=GROUP, code_version="1", kinds={"pandas", "feast", "pandera"},
-              automation_condition=eager_downstream(),
+              automation_condition=rebuild_on_change(partitioned=False),
               check_specs=[dg.AssetCheckSpec("schema", asset=set_key, blocking=True,
                                              description="Every label row has every feature, with valid values")])
-    def training_set(context: dg.AssetExecutionContext, labels: dict[str, DataFrame], feast: FeastStore) -> Iterator:
+    def training_set(context: dg.AssetExecutionContext, labels: DataFrame, feast: FeastStore) -> Iterator:
         """Every label row joined to its features as of its own timestamp, via the versioned feature service."""
         import pandera.pandas as pa
 
@@ -28,6 +28,8 @@ def build(spec: Spec) -> list[dg.AssetsDefinition]:
         from mlplatform.lib.training_set import training_set as build_set
         from mlplatform.schemas import training_set_schema
 
+        if not isinstance(labels, dict):  # the IO manager hands over a single partition unwrapped
+            labels = dict(zip(context.asset_partition_keys_for_input("labels"), [labels]))
         with_features = {p.stem for p in feast.offline_dir(spec).glob("*.parquet")}
         used = {k: v for k, v in labels.items() if k in with_features}
         if not used:

@@ -1,0 +1,107 @@
+"""The code location: what loads, what it contains, and how automation reacts."""
+
+import subprocess
+import sys
+
+import dagster as dg
+
+from mlplatform.definitions import build_definitions
+from mlplatform.specs import CREDIT, Categorical, Numeric, Spec
+from mlplatform_tests.conftest import Platform, make_settings
+
+EXPECTED_ASSETS = {
+    "credit/raw": "data", "credit/validated": "data", "credit/labels": "data",
+    "credit/feature_registry": "features", "credit/features": "features",
+    "credit/training_set": "training",
+}
+EXPECTED_CHECKS = {"credit/raw:readable", "credit/validated:bad_row_share",
+                   "credit/features:online_offline_parity", "credit/training_set:schema"}
+
+SECOND = Spec(name="churn", entity="account_id", timestamp="event_timestamp", label="churned",
+              numeric=(Numeric("tenure_months", 0, 600), Numeric("monthly_spend", 0, 1e6)),
+              categorical=(Categorical("plan", ("basic", "pro")),))
+
+
+def test_the_project_location_loads_with_documented_assets_groups_checks_jobs_and_sensors():
+    from mlplatform.definitions import defs
+
+    graph = defs.resolve_asset_graph()
+    groups = {k.to_user_string(): graph.get(k).group_name for k in graph.get_all_asset_keys()}
+    assert groups == EXPECTED_ASSETS
+    checks = {f"{c.asset_key.to_user_string()}:{c.name}" for c in graph.asset_check_keys}
+    assert checks == EXPECTED_CHECKS
+    assert all(graph.get(k).code_version for k in graph.get_all_asset_keys())
+    jobs = {j.name for j in defs.resolve_all_job_defs() if not j.name.startswith("__")}
+    assert jobs == {"ingest_job", "training_job"}
+    assert {s.name for s in defs.sensors} == {"credit_landing_sensor", "automation_sensor"}
+
+
+def test_every_job_resolves_to_the_documented_steps():
+    from mlplatform.definitions import defs
+
+    ingest = defs.resolve_job_def("ingest_job")
+    assert {n.name for n in ingest.nodes} == {"credit__feature_registry", "credit__raw", "credit__validated",
+                                               "credit__labels", "credit__features"}
+    assert ingest.partitions_def.name == "credit_files" and ingest.executor_def.name == "in_process"
+    assert {n.name for n in defs.resolve_job_def("training_job").nodes} == {"credit__training_set"}
+
+
+def test_two_specs_build_side_by_side_without_collisions(tmp_path):
+    defs = build_definitions([CREDIT, SECOND], make_settings(tmp_path))
+    keys = {k.to_user_string() for k in defs.resolve_asset_graph().get_all_asset_keys()}
+    assert {k for k in keys if k.startswith("churn/")} == {k.replace("credit", "churn") for k in EXPECTED_ASSETS}
+    jobs = {j.name for j in defs.resolve_all_job_defs() if not j.name.startswith("__")}
+    assert jobs == {"ingest_job", "training_job", "churn_ingest_job", "churn_training_job"}
+    assert defs.resolve_job_def("churn_ingest_job").partitions_def.name == "churn_files"
+    assert {s.name for s in defs.sensors} == {"credit_landing_sensor", "churn_landing_sensor", "automation_sensor"}
+
+
+def test_a_second_spec_ingests_its_own_files_with_no_new_code(tmp_path):
+    import pandas as pd
+
+    settings = make_settings(tmp_path / "home")
+    (tmp_path / "dagster").mkdir()
+    with dg.instance_for_test(temp_dir=str(tmp_path / "dagster")) as instance:
+        platform = Platform(settings, build_definitions([CREDIT, SECOND], settings), instance, spec=SECOND)
+        frame = pd.DataFrame({"account_id": [1, 2, 3], "event_timestamp": ["2026-01-01T10:00:00Z"] * 3,
+                              "tenure_months": [3, 40, 12], "monthly_spend": [10.0, 99.5, 0.0],
+                              "plan": ["basic", "pro", "gold"], "churned": [1, 0, 0]})
+        platform.land("2026-01-01.csv", frame)
+        result = platform.ingest("2026-01-01", job="churn_ingest_job")
+        assert not result.success  # one row of three has an unknown plan: 33 % > 5 %
+        (failed,) = [c for c in result.get_asset_check_evaluations() if not c.passed]
+        assert failed.description == "1 of 3 rows quarantined: plan: isin(('basic', 'pro')) (1 rows)"
+
+
+def test_loading_the_code_location_does_not_import_heavy_libraries():
+    code = ("import sys, mlplatform.definitions; "
+            "print(sorted(m for m in ('feast', 'mlflow', 'pandas', 'pandera', 'bentoml', 'sklearn') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_a_new_partition_makes_automation_request_the_training_set_only(platform):
+    platform.land("2026-01-01.csv", day=0)
+    assert platform.ingest("2026-01-01").success and platform.train().success
+    first = dg.evaluate_automation_conditions(defs=platform.defs, instance=platform.instance)
+    assert first.total_requested == 0  # everything is fresh
+    platform.land("2026-01-02.csv", day=1)
+    assert platform.ingest("2026-01-02").success
+    after = dg.evaluate_automation_conditions(defs=platform.defs, instance=platform.instance, cursor=first.cursor)
+    assert after.get_num_requested(dg.AssetKey(["credit", "training_set"])) == 1
+    assert after.total_requested == 1  # the new partition itself was built by its ingest run
+    assert platform.ingest("2026-01-02").success  # same file again: same data versions downstream
+    again = dg.evaluate_automation_conditions(defs=platform.defs, instance=platform.instance, cursor=after.cursor)
+    assert again.total_requested == 0
+
+
+def test_automation_builds_nothing_from_a_partition_that_failed_its_gate(platform):
+    from mlplatform.lib.demo_data import corrupt, credit_day
+
+    platform.land("2026-01-01.csv", day=0)
+    assert platform.ingest("2026-01-01").success and platform.train().success
+    first = dg.evaluate_automation_conditions(defs=platform.defs, instance=platform.instance)
+    platform.land("2026-01-02.csv", corrupt(credit_day(1, 300), "nan", share=0.3))
+    assert not platform.ingest("2026-01-02").success
+    after = dg.evaluate_automation_conditions(defs=platform.defs, instance=platform.instance, cursor=first.cursor)
+    assert after.total_requested == 0

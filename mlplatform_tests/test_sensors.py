@@ -1,0 +1,68 @@
+"""The landing sensor against a real temporary landing folder."""
+
+import os
+
+import dagster as dg
+
+from mlplatform.lib.landing import content_hash
+
+
+def tick(platform, cursor: str | None = None) -> dg.SensorResult:  # noqa: ANN001
+    sensor = platform.defs.resolve_sensor_def("credit_landing_sensor")
+    context = dg.build_sensor_context(instance=platform.instance, cursor=cursor,
+                                      resources={"landing": platform.defs.resources["landing"]},
+                                      definitions=platform.defs)
+    return sensor(context)
+
+
+def requested(result: dg.SensorResult) -> list[tuple[str, str]]:
+    return [(r.partition_key, r.run_key) for r in result.run_requests]
+
+
+def test_new_files_add_partitions_and_request_one_run_each(platform):
+    a, b = platform.land("2026-01-01.csv", day=0), platform.land("2026-01-02.parquet", day=1)
+    result = tick(platform)
+    assert requested(result) == [("2026-01-01", f"2026-01-01:{content_hash(a)}"),
+                                 ("2026-01-02", f"2026-01-02:{content_hash(b)}")]
+    (add,) = result.dynamic_partitions_requests
+    assert add.partitions_def_name == "credit_files" and list(add.partition_keys) == ["2026-01-01", "2026-01-02"]
+    assert all(r.job_name in (None, "ingest_job") for r in result.run_requests)
+
+
+def test_a_file_seen_before_with_the_same_content_triggers_nothing(platform):
+    path = platform.land("2026-01-01.csv", day=0)
+    first = tick(platform)
+    platform.instance.add_dynamic_partitions("credit_files", ["2026-01-01"])
+    assert requested(tick(platform, first.cursor)) == []
+    os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 10**9))  # touched, same bytes
+    again = tick(platform, first.cursor)
+    assert requested(again) == [] and again.dynamic_partitions_requests == []
+
+
+def test_a_changed_file_reruns_only_its_partition(platform):
+    platform.land("2026-01-01.csv", day=0)
+    platform.land("2026-01-02.csv", day=1)
+    first = tick(platform)
+    platform.instance.add_dynamic_partitions("credit_files", ["2026-01-01", "2026-01-02"])
+    changed = platform.land("2026-01-02.csv", day=1, rows=301)
+    result = tick(platform, first.cursor)
+    assert requested(result) == [("2026-01-02", f"2026-01-02:{content_hash(changed)}")]
+    assert result.dynamic_partitions_requests == []
+
+
+def test_files_being_written_and_other_files_are_ignored(platform):
+    platform.landing.mkdir(parents=True)
+    (platform.landing / ".2026-01-01.csv.tmp").write_text("half")
+    (platform.landing / "README.txt").write_text("not data")
+    assert requested(tick(platform)) == []
+
+
+def test_a_sensor_run_ingests_the_new_partition_end_to_end(platform):
+    platform.land("2026-01-01.csv", day=0)
+    result = tick(platform)
+    for add in result.dynamic_partitions_requests:
+        platform.instance.add_dynamic_partitions(add.partitions_def_name, list(add.partition_keys))
+    (request,) = result.run_requests
+    run = platform.defs.resolve_job_def("ingest_job").execute_in_process(
+        instance=platform.instance, partition_key=request.partition_key, tags=request.tags)
+    assert run.success and platform.materialized("features", "2026-01-01")
