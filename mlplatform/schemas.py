@@ -25,8 +25,12 @@ def _numeric_column(col: Numeric) -> pa.Column:
     return pa.Column(dtype, checks=checks, nullable=col.nullable, coerce=True)
 
 
+# Arrow-backed strings: pandera checks their dtype once per column instead of once per element.
+STRING_DTYPE = pd.StringDtype("pyarrow")
+
+
 def _categorical_column(col: Categorical) -> pa.Column:
-    return pa.Column(str, checks=pa.Check.isin(col.categories), nullable=col.nullable, coerce=True)
+    return pa.Column(STRING_DTYPE, checks=pa.Check.isin(col.categories), nullable=col.nullable, coerce=True)
 
 
 def contract_schema(spec: Spec) -> pa.DataFrameSchema:

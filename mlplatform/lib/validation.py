@@ -64,10 +64,12 @@ def _file_errors(cases: pd.DataFrame) -> list[str]:
 
 def _coerce_numeric(frame: pd.DataFrame, columns: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Turn text in numeric columns into NaN, vectorized, and report each cell that was not a number."""
-    cases = []
+    cases, copied = [], False
     for name in columns:
         if name not in frame or pd.api.types.is_numeric_dtype(frame[name]):
             continue
+        if not copied:
+            frame, copied = frame.copy(), True
         converted = pd.to_numeric(frame[name], errors="coerce")
         failed = converted.isna() & frame[name].notna()
         cases.append(pd.DataFrame({"column": name, "check": "not a number", "index": frame.index[failed],
@@ -84,7 +86,7 @@ def _no_cases() -> pd.DataFrame:
 def validate_frame(frame: pd.DataFrame, schema: pa.DataFrameSchema, numeric: list[str]) -> ValidationResult:
     """Validate lazily; rows failing any check go to quarantine, annotated with every check they failed."""
     original = frame.reset_index(drop=True)
-    frame, text_cases = _coerce_numeric(original.copy(), numeric)
+    frame, text_cases = _coerce_numeric(original, numeric)
     try:
         valid = schema.validate(frame, lazy=True)
         cases, data = text_cases, valid
@@ -96,28 +98,36 @@ def validate_frame(frame: pd.DataFrame, schema: pa.DataFrameSchema, numeric: lis
     if file_errors:
         reasons = pd.Series("; ".join(file_errors), index=original.index)
         return ValidationResult(len(original), original.iloc[0:0], _quarantine(original, reasons), cases, file_errors)
+    recoerce = _coercion_failed(cases)
     cases = _merge_key_duplicates(_drop_followups(cases.astype({"index": "int64"})), schema)
-    reasons = (cases["column"].astype(str) + ": " + cases["check"].astype(str)).groupby(cases["index"]).agg(
-        lambda r: "; ".join(sorted(set(r))))
+    reasons = _reasons(cases)
     good = data.drop(index=reasons.index)
-    if len(good) and ((good.dtypes != schema_dtypes(schema, good)).any()):
+    if len(good) and recoerce:
         # A column whose coercion hit a bad cell stays uncoerced; the remaining rows coerce cleanly.
         good = schema.validate(good, lazy=True)
     return ValidationResult(len(original), good, _quarantine(original.loc[reasons.index], reasons), cases)
 
 
-_ROOT_CAUSES = ("not a number", "not_nullable", "not finite")
+_ROOT_CAUSES = {"not a number": 0, "not_nullable": 1, "not finite": 2}
 
 
 def _drop_followups(cases: pd.DataFrame) -> pd.DataFrame:
     """A cell that is empty or not a number also fails dtype and range checks; keep only the root cause."""
-    check = cases["check"].astype(str)
-    roots = cases[check.isin(_ROOT_CAUSES)][["column", "index"]].drop_duplicates().assign(_root=True)
-    merged = cases.merge(roots, on=["column", "index"], how="left")
-    keep = merged["_root"].isna().to_numpy() | check.isin(_ROOT_CAUSES).to_numpy()
-    kept = cases[keep].reset_index(drop=True)
-    return kept[~(kept["check"].eq("not_nullable") & kept.duplicated(["column", "index"], keep=False)
-                  & (kept.groupby(["column", "index"])["check"].transform(lambda c: (c == "not a number").any())))]
+    rank = cases["check"].map(_ROOT_CAUSES).fillna(len(_ROOT_CAUSES))
+    best = rank.groupby([cases["column"], cases["index"]]).transform("min")
+    keep = (rank == best) | (best == len(_ROOT_CAUSES))
+    return cases[keep.to_numpy()].reset_index(drop=True)
+
+
+def _reasons(cases: pd.DataFrame) -> pd.Series:
+    """'column: check' per bad row, several joined by '; ' (vectorized for the common single-reason row)."""
+    text = cases["column"].astype(str) + ": " + cases["check"].astype(str)
+    pairs = pd.DataFrame({"index": cases["index"].to_numpy(), "reason": text.to_numpy()})
+    pairs = pairs.drop_duplicates().sort_values(["index", "reason"])
+    single = ~pairs["index"].duplicated(keep=False)
+    one = pairs[single.to_numpy()].set_index("index")["reason"]
+    several = pairs[~single.to_numpy()].groupby("index")["reason"].agg("; ".join)
+    return pd.concat([one, several]).sort_index()
 
 
 def _merge_key_duplicates(cases: pd.DataFrame, schema: pa.DataFrameSchema) -> pd.DataFrame:
@@ -128,11 +138,6 @@ def _merge_key_duplicates(cases: pd.DataFrame, schema: pa.DataFrameSchema) -> pd
     names = "(" + ", ".join(schema.unique) + ")"
     merged = cases[dup].drop_duplicates("index").assign(column=names, check="duplicate key")
     return pd.concat([cases[~dup], merged], ignore_index=True)
-
-
-def schema_dtypes(schema: pa.DataFrameSchema, frame: pd.DataFrame) -> pd.Series:
-    """The dtype each column of `frame` must have under `schema`."""
-    return pd.Series({name: schema.columns[name].dtype.type for name in frame.columns}).reindex(frame.columns)
 
 
 def _quarantine(rows: pd.DataFrame, reasons: pd.Series) -> pd.DataFrame:
@@ -147,3 +152,8 @@ def validate_landed(frame: pd.DataFrame, spec: Spec) -> ValidationResult:
 
     numeric = [spec.entity, spec.label, *(c.name for c in spec.numeric)]
     return validate_frame(frame, contract_schema(spec), numeric)
+
+
+def _coercion_failed(cases: pd.DataFrame) -> bool:
+    """True when pandera could not coerce some cell (its column is then left uncoerced in the output)."""
+    return bool(cases["check"].astype(str).str.startswith("coerce_dtype").any())
