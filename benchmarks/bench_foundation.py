@@ -26,6 +26,7 @@ from mlplatform.lib.validation import validate_landed
 from mlplatform.specs import CREDIT, Spec
 
 ROOT = Path(__file__).resolve().parent.parent
+REDIS_DB = 12  # a database of the local Redis used only by this benchmark, emptied before and after
 
 
 def hand_written(frame: pd.DataFrame, spec: Spec) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -125,7 +126,12 @@ def bench_ingest(rows: int, online_store: str) -> None:
         folder.mkdir(parents=True)
         credit_day(0, rows).to_csv(folder / "2026-01-01.csv", index=False, date_format="%Y-%m-%dT%H:%M:%SZ")
         (Path(tmp) / "dagster").mkdir()
-        env_code = f"import os; os.environ['MLPLATFORM_FEAST_ONLINE_STORE'] = {online_store!r}\n"
+        env_code = (f"import os; os.environ['MLPLATFORM_FEAST_ONLINE_STORE'] = {online_store!r}; "
+                    f"os.environ['MLPLATFORM_REDIS'] = '127.0.0.1:6379,db={REDIS_DB}'\n")
+        if online_store == "redis":
+            import redis
+
+            redis.Redis(db=REDIS_DB).flushdb()
         start = time.perf_counter()
         out = subprocess.run([sys.executable, "-c", env_code + INGEST, str(home), str(Path(tmp) / "dagster")],
                              capture_output=True, text=True, cwd=ROOT)
@@ -133,6 +139,8 @@ def bench_ingest(rows: int, online_store: str) -> None:
         if out.returncode != 0:
             print(out.stderr[-3000:])
             raise SystemExit("ingest benchmark failed")
+        if online_store == "redis":
+            redis.Redis(db=REDIS_DB).flushdb()
         report = json.loads(out.stdout.strip().splitlines()[-1])
         print(f"  wall {wall:.1f} s (process incl. imports), job {report['run_s']:.1f} s, "
               f"peak RSS {report['peak_rss_mb']:.0f} MB, {rows / report['run_s']:,.0f} rows/s through the job")

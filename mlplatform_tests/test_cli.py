@@ -70,3 +70,45 @@ def test_dagster_job_execute_runs_ingest_and_training_jobs(tmp_path):
 def test_dagster_definitions_validate_passes(tmp_path):
     out = run([str(BIN / "dagster"), "definitions", "validate", "-w", str(REPO / "workspace.yaml")], tmp_path)
     assert "Validation successful" in out.stdout + out.stderr
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.mark.e2e
+def test_the_dagster_ui_serves_the_asset_groups_of_the_workspace(tmp_path):
+    import time
+
+    import httpx
+
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if k not in ("BENTOML_HOME", "MLFLOW_TRACKING_URI")}
+    env |= {"MLPLATFORM_HOME": str(tmp_path), "DAGSTER_HOME": str(tmp_path / "dagster")}
+    (tmp_path / "dagster").mkdir()
+    server = subprocess.Popen([str(BIN / "dagster-webserver"), "-w", str(REPO / "workspace.yaml"), "-h", "127.0.0.1",
+                               "-p", str(port)], cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        query = "{ assetNodes { assetKey { path } groupName } }"
+        deadline, nodes = time.monotonic() + 120, None
+        while time.monotonic() < deadline and server.poll() is None:
+            try:
+                reply = httpx.post(f"http://127.0.0.1:{port}/graphql", json={"query": query}, timeout=5)
+                nodes = reply.json()["data"]["assetNodes"]
+                if nodes:
+                    break
+            except (httpx.HTTPError, KeyError, TypeError, ValueError):
+                pass
+            time.sleep(1)
+        assert nodes, f"UI did not answer: {server.stderr.read().decode()[-2000:] if server.poll() is not None else ''}"
+        groups = {"/".join(n["assetKey"]["path"]): n["groupName"] for n in nodes}
+        assert groups == {"credit/raw": "data", "credit/validated": "data", "credit/labels": "data",
+                          "credit/feature_registry": "features", "credit/features": "features",
+                          "credit/training_set": "training"}
+    finally:
+        server.terminate()
+        server.wait(timeout=30)

@@ -73,7 +73,10 @@ def build(spec: Spec) -> list[dg.AssetsDefinition]:
                                "file_errors": "; ".join(result.file_errors) or "none",
                                "failures": table(result.failure_counts()), "sample": table(result.sample())})
 
-    @dg.asset(key=key(spec, "labels"), ins={"validated": dg.AssetIn(validated_key)}, partitions_def=parts,
+    # Labels wait for the partition's features (and their parity check): a label row is published only when the
+    # features it will be joined to are in the store.
+    @dg.asset(key=key(spec, "labels"), ins={"validated": dg.AssetIn(validated_key)}, deps=[key(spec, "features")],
+              partitions_def=parts,
               group_name=GROUP, code_version="1", kinds={"pandas"}, automation_condition=rebuild_on_change(partitioned=True))
     def labels(validated: DataFrame) -> dg.Output:
         """Label events (entity, time, label, fairness slice): the rows a training set is built for."""

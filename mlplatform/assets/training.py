@@ -15,7 +15,7 @@ def build(spec: Spec) -> list[dg.AssetsDefinition]:
     set_key = key(spec, "training_set")
     labels_in = dg.AssetIn(key(spec, "labels"), metadata={"allow_missing_partitions": True})
 
-    @dg.asset(key=set_key, ins={"labels": labels_in}, deps=[key(spec, "features"), key(spec, "feature_registry")],
+    @dg.asset(key=set_key, ins={"labels": labels_in}, deps=[key(spec, "feature_registry")],
               group_name=GROUP, code_version="1", kinds={"pandas", "feast", "pandera"},
               automation_condition=rebuild_on_change(partitioned=False),
               check_specs=[dg.AssetCheckSpec("schema", asset=set_key, blocking=True,
@@ -30,11 +30,9 @@ def build(spec: Spec) -> list[dg.AssetsDefinition]:
 
         if not isinstance(labels, dict):  # the IO manager hands over a single partition unwrapped
             labels = dict(zip(context.asset_partition_keys_for_input("labels"), [labels]))
-        with_features = {p.stem for p in feast.offline_dir(spec).glob("*.parquet")}
-        used = {k: v for k, v in labels.items() if k in with_features}
-        if not used:
+        if not labels:
             raise dg.Failure(f"{spec.name}: no partition has validated features yet; ingest a landed file first")
-        frame = build_set(used, spec, feast.store())
+        frame = build_set(labels, spec, feast.store())
         try:
             frame = training_set_schema(spec).validate(frame, lazy=True)
             failures = None
@@ -42,8 +40,7 @@ def build(spec: Spec) -> list[dg.AssetsDefinition]:
             failures = err.failure_cases[["column", "check", "index", "failure_case"]]
         version = frame_version(frame)
         yield dg.Output(frame, data_version=dg.DataVersion(version), metadata={
-            "dagster/row_count": len(frame), "partitions": dg.MetadataValue.json(sorted(used)),
-            "partitions_without_features": dg.MetadataValue.json(sorted(set(labels) - with_features)),
+            "dagster/row_count": len(frame), "partitions": dg.MetadataValue.json(sorted(labels)),
             "feature_service": spec.feature_service_name, "data_version": version,
             "label_rate": float(frame[spec.label].mean()) if len(frame) else 0.0})
         yield dg.AssetCheckResult(
