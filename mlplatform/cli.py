@@ -82,10 +82,12 @@ def demo(
 
     outcome = runner.ingest_and_train(_spec(None), settings, None, True)
     typer.echo(outcome.report())
-    typer.echo(f"\nState is under {settings.home}. Next:\n"
-               f"  mlplatform dev          # the Dagster UI on http://127.0.0.1:3000 (same as: DAGSTER_HOME={settings.dagster_home} dagster dev -w workspace.yaml)\n"
-               f"  ls {settings.quarantine_dir}   # rejected rows and files, if any\n"
-               f"  mlplatform demo-data --corrupt nan --days 8   # land a bad file and ingest again")
+    typer.echo(f"\nAll state is under {settings.home}. Next:\n"
+               f"  make dev       # Dagster UI and daemon on http://127.0.0.1:3000 (= DAGSTER_HOME={settings.dagster_home}"
+               f" dagster dev -w workspace.yaml)\n"
+               f"  .venv/bin/mlplatform demo-data --days {days} --rows-per-day {rows_per_day} --corrupt nan"
+               f" && .venv/bin/mlplatform ingest   # land a bad file: it is quarantined and gated, the rest is unchanged\n"
+               f"  ls {settings.quarantine_dir}   # rejected rows and files")
     raise typer.Exit(0 if outcome.ok else 1)
 
 
