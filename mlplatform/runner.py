@@ -4,8 +4,12 @@ from dataclasses import dataclass, field
 
 import dagster as dg
 
+from mlplatform import jobs
+from mlplatform.assets import key
+from mlplatform.definitions import build_definitions
+from mlplatform.lib.landing import content_hash
 from mlplatform.settings import Settings
-from mlplatform.specs import Spec
+from mlplatform.specs import SPECS, Spec
 
 
 @dataclass
@@ -17,7 +21,7 @@ class Outcome:
     ok: bool = True
 
     def report(self) -> str:
-        lines = [f"  {key:32} {status}" for key, status in self.partitions.items()]
+        lines = [f"  {partition:32} {status}" for partition, status in self.partitions.items()]
         return "\n".join(["ingestion:", *lines, f"training_set: {self.training}"])
 
 
@@ -29,53 +33,41 @@ def _failures(result: dg.ExecuteInProcessResult) -> str:
     return "; ".join(f"{e.step_key}: {e.step_failure_data.error.message.strip()}" for e in steps) or "failed"
 
 
-def _ingested_version(instance: dg.DagsterInstance, spec: Spec, partition: str) -> str | None:
-    """The content hash the raw partition was last materialized from, if any."""
-    from mlplatform.assets import key
-
+def _latest(instance: dg.DagsterInstance, spec: Spec, asset: str, partition: str) -> dg.AssetMaterialization | None:
     records = instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=key(spec, "raw"), asset_partitions=[partition]), limit=1).records
-    if not records:
+        dg.AssetRecordsFilter(asset_key=key(spec, asset), asset_partitions=[partition]), limit=1).records
+    return records[0].asset_materialization if records else None
+
+
+def _previous_status(instance: dg.DagsterInstance, spec: Spec, partition: str, digest: str) -> str | None:
+    """'unchanged' when this exact file content was ingested before, else None (it must run)."""
+    raw = _latest(instance, spec, "raw", partition)
+    if raw is None or raw.tags.get("dagster/data_version") != digest:
         return None
-    return records[0].asset_materialization.tags.get("dagster/data_version")
-
-
-def _ingest_succeeded(instance: dg.DagsterInstance, spec: Spec, partition: str) -> bool:
-    from mlplatform.assets import key
-
-    records = instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=key(spec, "features"), asset_partitions=[partition]), limit=1).records
-    return bool(records)
+    return "unchanged" if _latest(instance, spec, "labels", partition) else "unchanged (rejected earlier)"
 
 
 def ingest_and_train(spec: Spec, settings: Settings, only: list[str] | None, train: bool,
                      force: bool = False) -> Outcome:
     """Add landed files as partitions, ingest each new or changed one (a bad one fails alone), then train."""
-    from mlplatform.lib.landing import content_hash
-
-    from mlplatform import jobs
-    from mlplatform.definitions import build_definitions
-    from mlplatform.specs import SPECS
-
     defs = build_definitions(SPECS, settings)
     primary = spec == SPECS[0]
     instance = dg.DagsterInstance.get()
-    landing = defs.resources["landing"]
-    files = landing.files(spec)
-    keys = [k for k in files if only is None or k in only]
-    parts_name = f"{spec.name}_files"
-    known = set(instance.get_dynamic_partitions(parts_name))
-    instance.add_dynamic_partitions(parts_name, [k for k in keys if k not in known])
+    files = {k: p for k, p in defs.resources["landing"].files(spec).items() if only is None or k in only}
+    known = set(instance.get_dynamic_partitions(f"{spec.name}_files"))
+    instance.add_dynamic_partitions(f"{spec.name}_files", [k for k in files if k not in known])
     outcome = Outcome()
     ingest = defs.resolve_job_def(jobs.job_name(spec, primary, "ingest"))
-    for key in keys:
-        if not force and _ingested_version(instance, spec, key) == content_hash(files[key]):
-            outcome.partitions[key] = "unchanged" if _ingest_succeeded(instance, spec, key) else "unchanged (rejected earlier)"
-            continue
-        result = ingest.execute_in_process(instance=instance, partition_key=key, raise_on_error=False)
-        outcome.partitions[key] = "ok" if result.success else _failures(result)
-        outcome.ok &= result.success
-    if train:
+    for partition, path in files.items():
+        status = None if force else _previous_status(instance, spec, partition, content_hash(path))
+        if status is None:
+            result = ingest.execute_in_process(instance=instance, partition_key=partition, raise_on_error=False)
+            status, outcome.ok = ("ok" if result.success else _failures(result)), outcome.ok and result.success
+        outcome.partitions[partition] = status
+    trained = instance.get_latest_materialization_event(key(spec, "training_set")) is not None
+    if train and trained and "ok" not in outcome.partitions.values():
+        outcome.training = "unchanged (no partition changed)"
+    elif train:
         result = defs.resolve_job_def(jobs.job_name(spec, primary, "training")).execute_in_process(
             instance=instance, raise_on_error=False)
         outcome.training = "ok" if result.success else _failures(result)
