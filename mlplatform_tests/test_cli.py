@@ -47,8 +47,10 @@ def test_cli_ingests_reports_a_bad_file_and_skips_unchanged_ones(tmp_path):
     assert "  2026-01-01                       ok" in lines and "training_set: ok" in lines
     assert ("  2026-01-03_corrupt-unknown-category check credit/validated:bad_row_share failed: 20 of 200 rows "
             "quarantined: home_ownership: isin(('rent', 'own', 'mortgage', 'other')) (20 rows)") in lines
-    second = run([mlp, "ingest", "--no-train"], tmp_path, check=False)
-    assert "  2026-01-01                       unchanged" in second.stdout.splitlines()
+    second = run([mlp, "ingest"], tmp_path, check=False).stdout.splitlines()
+    assert "  2026-01-01                       unchanged" in second
+    assert "  2026-01-03_corrupt-unknown-category unchanged (rejected earlier)" in second
+    assert "training_set: unchanged (no partition changed)" in second
     assert (tmp_path / "quarantine" / "credit" / "2026-01-03_corrupt-unknown-category.rows.parquet").exists()
 
 
