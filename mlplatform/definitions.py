@@ -7,7 +7,7 @@ import dagster as dg
 
 from mlplatform import jobs, sensors
 from mlplatform.assets import data, features, training
-from mlplatform.resources import FeastStore, LandingZone, Quarantine
+from mlplatform.resources import FeastStore, LandingZone, MlflowTracking, Quarantine
 from mlplatform.settings import Settings, get_settings
 from mlplatform.specs import SPECS, Spec
 
@@ -20,6 +20,8 @@ def resources(settings: Settings) -> dict[str, object]:
         "quarantine": Quarantine(root=str(settings.quarantine_dir)),
         "feast": FeastStore(feast_dir=str(settings.feast_dir), repo_path=str(FEATURE_REPO),
                             online_store=settings.feast_online_store, redis_connection=settings.redis_connection),
+        "mlflow": MlflowTracking(tracking_uri=settings.mlflow_tracking_uri,
+                                 artifact_root=str(settings.home / "mlflow" / "artifacts")),
         "io_manager": dg.FilesystemIOManager(base_dir=str(settings.io_dir)),
     }
 

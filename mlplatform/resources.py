@@ -1,4 +1,4 @@
-"""ConfigurableResources: the landing zone, the quarantine and the Feast store."""
+"""ConfigurableResources: the landing zone, the quarantine, the Feast store and MLflow."""
 
 import shutil
 from pathlib import Path
@@ -93,3 +93,17 @@ class FeastStore(dg.ConfigurableResource):
         objects = feast_objects(spec, self.offline_dir(spec))
         self.store().apply(objects)
         return [f"{type(o).__name__}:{o.name}" for o in objects]
+
+
+class MlflowTracking(dg.ConfigurableResource):
+    """MLflow tracking and registry; each call uses an explicit client, so no run is ended behind our back."""
+
+    tracking_uri: str
+    artifact_root: str
+
+    def client(self) -> Any:
+        from mlflow.tracking import MlflowClient
+
+        if self.tracking_uri.startswith("sqlite:///"):
+            Path(self.tracking_uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        return MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri)

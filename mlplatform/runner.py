@@ -22,7 +22,7 @@ class Outcome:
 
     def report(self) -> str:
         lines = [f"  {partition:32} {status}" for partition, status in self.partitions.items()]
-        return "\n".join(["ingestion:", *lines, f"training_set: {self.training}"])
+        return "\n".join(["ingestion:", *lines, f"training_job: {self.training}"])
 
 
 def _failures(result: dg.ExecuteInProcessResult) -> str:

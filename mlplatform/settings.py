@@ -26,6 +26,7 @@ class Settings:
     landing_root: Path
     feast_online_store: str = "sqlite"
     redis_connection: str = "127.0.0.1:6379"
+    mlflow_uri: str | None = None
 
     @property
     def dagster_home(self) -> Path:
@@ -45,7 +46,7 @@ class Settings:
 
     @property
     def mlflow_tracking_uri(self) -> str:
-        return f"sqlite:///{self.home / 'mlflow' / 'mlflow.db'}"
+        return self.mlflow_uri or f"sqlite:///{self.home / 'mlflow' / 'mlflow.db'}"
 
     @property
     def bentoml_home(self) -> Path:
@@ -71,6 +72,7 @@ class Settings:
             landing_root=landing,
             feast_online_store=online,
             redis_connection=environ.get("MLPLATFORM_REDIS", "127.0.0.1:6379"),
+            mlflow_uri=environ.get("MLFLOW_TRACKING_URI"),
         )
 
     def export(self) -> None:

@@ -58,6 +58,13 @@ class Spec:
     max_bad_row_share: float = 0.05
     feature_service_version: int = 1
     parity_sample_size: int = 200
+    # Training: the holdout is the latest `holdout_days` of label time; every random choice derives from `seed`.
+    estimator: str = "logistic_regression"
+    regularization_c: float = 1.0
+    max_iter: int = 1000
+    seed: int = 42
+    holdout_days: int = 2
+    registered_model: str = ""
     description: str = ""
 
     def __post_init__(self) -> None:
@@ -95,6 +102,11 @@ class Spec:
         if self.sensitive is not None:
             cols.append(self.sensitive.name)
         return [*cols, self.label]
+
+    @property
+    def model_name(self) -> str:
+        """The registered model in the MLflow Model Registry."""
+        return self.registered_model or f"{self.name}_model"
 
     @property
     def feature_service_name(self) -> str:

@@ -39,6 +39,12 @@ class Platform:
     def train(self, job: str = "training_job") -> dg.ExecuteInProcessResult:
         return self.defs.resolve_job_def(job).execute_in_process(instance=self.instance, raise_on_error=False)
 
+    def build_training_set(self) -> dg.ExecuteInProcessResult:
+        """Only the training set: the model needs MLflow and more days than these tests land."""
+        return self.defs.resolve_job_def("training_job").execute_in_process(
+            instance=self.instance, raise_on_error=False,
+            asset_selection=[dg.AssetKey([self.spec.name, "training_set"])])
+
     def materialized(self, name: str, partition: str | None = None) -> bool:
         key = dg.AssetKey([self.spec.name, name])
         records = self.instance.fetch_materializations(
@@ -56,3 +62,24 @@ def platform(tmp_path: Path):
     (tmp_path / "dagster").mkdir()
     with dg.instance_for_test(temp_dir=str(tmp_path / "dagster")) as instance:
         yield Platform(settings, build_definitions([CREDIT], settings), instance)
+
+
+@pytest.fixture(scope="session")
+def migrated_mlflow_db(tmp_path_factory) -> Path:
+    """An MLflow sqlite database with its schema migrated once (a fresh one costs ~7 s of migrations)."""
+    from mlflow.tracking import MlflowClient
+
+    path = tmp_path_factory.mktemp("mlflow") / "mlflow.db"
+    MlflowClient(tracking_uri=f"sqlite:///{path}").search_experiments()
+    return path
+
+
+@pytest.fixture
+def tracked_platform(platform, migrated_mlflow_db):
+    """A platform whose MLflow database starts as a copy of the migrated one."""
+    import shutil
+
+    target = Path(platform.settings.mlflow_tracking_uri.removeprefix("sqlite:///"))
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(migrated_mlflow_db, target)
+    return platform

@@ -40,33 +40,36 @@ def test_demo_data_rejects_an_unknown_corruption_by_name(tmp_path):
 @pytest.mark.e2e
 def test_cli_ingests_reports_a_bad_file_and_skips_unchanged_ones(tmp_path):
     mlp = str(BIN / "mlplatform")
-    run([mlp, "demo-data", "--days", "2", "--rows-per-day", "200", "--corrupt", "unknown-category"], tmp_path)
+    run([mlp, "demo-data", "--days", "3", "--rows-per-day", "200", "--corrupt", "unknown-category"], tmp_path)
     first = run([mlp, "ingest"], tmp_path, check=False)
     assert first.returncode == 1
     lines = first.stdout.splitlines()
-    assert "  2026-01-01                       ok" in lines and "training_set: ok" in lines
-    assert ("  2026-01-03_corrupt-unknown-category check credit/validated:bad_row_share failed: 20 of 200 rows "
+    assert "  2026-01-01                       ok" in lines and "training_job: ok" in lines
+    assert ("  2026-01-04_corrupt-unknown-category check credit/validated:bad_row_share failed: 20 of 200 rows "
             "quarantined: home_ownership: isin(('rent', 'own', 'mortgage', 'other')) (20 rows)") in lines
     second = run([mlp, "ingest"], tmp_path, check=False).stdout.splitlines()
     assert "  2026-01-01                       unchanged" in second
-    assert "  2026-01-03_corrupt-unknown-category unchanged (rejected earlier)" in second
-    assert "training_set: unchanged (no partition changed)" in second
-    assert (tmp_path / "quarantine" / "credit" / "2026-01-03_corrupt-unknown-category.rows.parquet").exists()
+    assert "  2026-01-04_corrupt-unknown-category unchanged (rejected earlier)" in second
+    assert "training_job: unchanged (no partition changed)" in second
+    assert (tmp_path / "quarantine" / "credit" / "2026-01-04_corrupt-unknown-category.rows.parquet").exists()
 
 
 @pytest.mark.e2e
 def test_dagster_job_execute_runs_ingest_and_training_jobs(tmp_path):
     mlp, dagster = str(BIN / "mlplatform"), str(BIN / "dagster")
-    run([mlp, "demo-data", "--days", "1", "--rows-per-day", "150"], tmp_path)
+    run([mlp, "demo-data", "--days", "3", "--rows-per-day", "150"], tmp_path)
     # The sensor adds partitions in a deployment; here the CLI registers them without running anything.
     run([str(BIN / "python"), "-c", "import dagster as dg; dg.DagsterInstance.get().add_dynamic_partitions("
          "'credit_files', ['2026-01-01'])"], tmp_path)
     tags = json.dumps({"dagster/partition": "2026-01-01"})
     run([dagster, "job", "execute", "-m", "mlplatform.definitions", "-j", "ingest_job", "--tags", tags], tmp_path)
+    run([mlp, "ingest", "--no-train"], tmp_path)  # the other two days; the first one is reported unchanged
     out = run([dagster, "job", "execute", "-m", "mlplatform.definitions", "-j", "training_job"], tmp_path)
     assert "RUN_SUCCESS" in out.stderr + out.stdout
     assert (tmp_path / "feast" / "offline" / "credit" / "2026-01-01.parquet").exists()
     assert (tmp_path / "dagster" / "storage" / "credit" / "training_set").exists()
+    assert (tmp_path / "dagster" / "storage" / "credit" / "model").exists()
+    assert (tmp_path / "mlflow" / "mlflow.db").exists()
 
 
 def test_dagster_definitions_validate_passes(tmp_path):
@@ -110,7 +113,7 @@ def test_the_dagster_ui_serves_the_asset_groups_of_the_workspace(tmp_path):
         groups = {"/".join(n["assetKey"]["path"]): n["groupName"] for n in nodes}
         assert groups == {"credit/raw": "data", "credit/validated": "data", "credit/labels": "data",
                           "credit/feature_registry": "features", "credit/features": "features",
-                          "credit/training_set": "training"}
+                          "credit/training_set": "training", "credit/model": "training"}
     finally:
         server.terminate()
         server.wait(timeout=30)

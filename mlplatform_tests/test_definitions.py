@@ -12,7 +12,7 @@ from mlplatform_tests.conftest import Platform, make_settings
 EXPECTED_ASSETS = {
     "credit/raw": "data", "credit/validated": "data", "credit/labels": "data",
     "credit/feature_registry": "features", "credit/features": "features",
-    "credit/training_set": "training",
+    "credit/training_set": "training", "credit/model": "training",
 }
 EXPECTED_CHECKS = {"credit/raw:readable", "credit/validated:bad_row_share",
                    "credit/features:online_offline_parity", "credit/training_set:schema"}
@@ -43,7 +43,7 @@ def test_every_job_resolves_to_the_documented_steps():
     assert {n.name for n in ingest.nodes} == {"credit__feature_registry", "credit__raw", "credit__validated",
                                                "credit__labels", "credit__features"}
     assert ingest.partitions_def.name == "credit_files" and ingest.executor_def.name == "in_process"
-    assert {n.name for n in defs.resolve_job_def("training_job").nodes} == {"credit__training_set"}
+    assert {n.name for n in defs.resolve_job_def("training_job").nodes} == {"credit__training_set", "credit__model"}
 
 
 def test_two_specs_build_side_by_side_without_collisions(tmp_path):
@@ -80,28 +80,36 @@ def test_loading_the_code_location_does_not_import_heavy_libraries():
     assert out.strip() == "[]"
 
 
-def test_a_new_partition_makes_automation_request_the_training_set_only(platform):
-    platform.land("2026-01-01.csv", day=0)
-    assert platform.ingest("2026-01-01").success and platform.train().success
+def ingest_days(platform, days: range) -> None:  # noqa: ANN001
+    for d in days:
+        platform.land(f"2026-01-0{d + 1}.csv", day=d)
+        assert platform.ingest(f"2026-01-0{d + 1}").success
+
+
+def test_a_new_partition_makes_automation_request_only_the_unpartitioned_chain(tracked_platform):
+    platform = tracked_platform
+    ingest_days(platform, range(3))
+    assert platform.train().success
     first = dg.evaluate_automation_conditions(defs=platform.defs, instance=platform.instance)
     assert first.total_requested == 0  # everything is fresh
-    platform.land("2026-01-02.csv", day=1)
-    assert platform.ingest("2026-01-02").success
+    ingest_days(platform, range(3, 4))
     after = dg.evaluate_automation_conditions(defs=platform.defs, instance=platform.instance, cursor=first.cursor)
     assert after.get_num_requested(dg.AssetKey(["credit", "training_set"])) == 1
-    assert after.total_requested == 1  # the new partition itself was built by its ingest run
-    assert platform.ingest("2026-01-02").success  # same file again: same data versions downstream
+    assert after.get_num_requested(dg.AssetKey(["credit", "model"])) == 1  # requested with its upstream
+    assert after.total_requested == 2  # the new partition itself was built by its ingest run
+    assert platform.ingest("2026-01-04").success  # same file again: same data versions downstream
     again = dg.evaluate_automation_conditions(defs=platform.defs, instance=platform.instance, cursor=after.cursor)
     assert again.total_requested == 0
 
 
-def test_automation_builds_nothing_from_a_partition_that_failed_its_gate(platform):
+def test_automation_builds_nothing_from_a_partition_that_failed_its_gate(tracked_platform):
     from mlplatform.lib.demo_data import corrupt, credit_day
 
-    platform.land("2026-01-01.csv", day=0)
-    assert platform.ingest("2026-01-01").success and platform.train().success
+    platform = tracked_platform
+    ingest_days(platform, range(3))
+    assert platform.train().success
     first = dg.evaluate_automation_conditions(defs=platform.defs, instance=platform.instance)
-    platform.land("2026-01-02.csv", corrupt(credit_day(1, 300), "nan", share=0.3))
-    assert not platform.ingest("2026-01-02").success
+    platform.land("2026-01-04.csv", corrupt(credit_day(3, 300), "nan", share=0.3))
+    assert not platform.ingest("2026-01-04").success
     after = dg.evaluate_automation_conditions(defs=platform.defs, instance=platform.instance, cursor=first.cursor)
     assert after.total_requested == 0

@@ -18,7 +18,7 @@ def test_training_set_joins_each_label_to_features_as_of_its_own_time(platform):
     platform.land("2026-01-01.csv", day0)
     platform.land("2026-01-03.csv", day2)
     assert platform.ingest("2026-01-01").success and platform.ingest("2026-01-03").success
-    result = platform.train()
+    result = platform.build_training_set()
     assert result.success
     frame = result.output_for_node("credit__training_set")
     assert len(frame) == 400 and not frame[CREDIT.feature_names].isna().any().any()
@@ -34,7 +34,7 @@ def test_training_set_leaves_out_partitions_that_failed_their_gate(platform):
     platform.land("2026-01-01.csv", day=0)
     platform.land("2026-01-02.csv", corrupt(credit_day(1, 300), "out-of-range", share=0.2))
     assert platform.ingest("2026-01-01").success and not platform.ingest("2026-01-02").success
-    result = platform.train()
+    result = platform.build_training_set()
     assert result.success
     frame = result.output_for_node("credit__training_set")
     assert set(frame["_partition"]) == {"2026-01-01"}
@@ -44,17 +44,17 @@ def test_training_set_leaves_out_partitions_that_failed_their_gate(platform):
 
 def test_data_version_changes_only_when_inputs_change(platform):
     platform.land("2026-01-01.csv", day=0)
-    assert platform.ingest("2026-01-01").success and platform.train().success
+    assert platform.ingest("2026-01-01").success and platform.build_training_set().success
     first = data_version(platform)
-    assert platform.ingest("2026-01-01").success and platform.train().success
+    assert platform.ingest("2026-01-01").success and platform.build_training_set().success
     assert data_version(platform) == first
     platform.land("2026-01-01.csv", credit_day(0, 300).assign(income=lambda f: f["income"] + 1))
-    assert platform.ingest("2026-01-01").success and platform.train().success
+    assert platform.ingest("2026-01-01").success and platform.build_training_set().success
     assert data_version(platform) != first
 
 
 def test_training_without_any_ingested_partition_says_what_to_do(platform):
-    result = platform.train()
+    result = platform.build_training_set()
     assert not result.success
     (failure,) = [e for e in result.all_events if e.is_step_failure]
     assert "credit: no partition has validated features yet; ingest a landed file first" in str(
@@ -64,7 +64,7 @@ def test_training_without_any_ingested_partition_says_what_to_do(platform):
 def test_training_set_rows_pass_the_pandera_schema(platform):
     platform.land("2026-01-01.csv", day=0)
     platform.ingest("2026-01-01")
-    result = platform.train()
+    result = platform.build_training_set()
     (evaluation,) = result.get_asset_check_evaluations()
     assert evaluation.check_name == "schema" and evaluation.passed
     frame = result.output_for_node("credit__training_set")

@@ -3,16 +3,25 @@
 from collections.abc import Iterator
 
 import dagster as dg
+from pydantic import create_model
 
 from mlplatform.assets import DataFrame, key, rebuild_on_change, table
-from mlplatform.resources import FeastStore
+from mlplatform.resources import FeastStore, MlflowTracking
 from mlplatform.specs import Spec
 
 GROUP = "training"
 
 
+def training_config(spec: Spec) -> type[dg.Config]:
+    """Hyper-parameters, seed and holdout as run config, defaulting to the spec."""
+    return create_model(f"{spec.name.title()}TrainingConfig", __base__=dg.Config,
+                        estimator=(str, spec.estimator), regularization_c=(float, spec.regularization_c),
+                        max_iter=(int, spec.max_iter), seed=(int, spec.seed), holdout_days=(int, spec.holdout_days))
+
+
 def build(spec: Spec) -> list[dg.AssetsDefinition]:
-    set_key = key(spec, "training_set")
+    set_key, model_key = key(spec, "training_set"), key(spec, "model")
+    TrainingConfig = training_config(spec)
     labels_in = dg.AssetIn(key(spec, "labels"), metadata={"allow_missing_partitions": True})
 
     @dg.asset(key=set_key, ins={"labels": labels_in}, deps=[key(spec, "feature_registry")],
@@ -48,4 +57,31 @@ def build(spec: Spec) -> list[dg.AssetsDefinition]:
             description="valid" if failures is None else f"{len(failures)} failing values",
             metadata={"failures": table(failures) if failures is not None else "none"})
 
-    return [training_set]
+    @dg.asset(key=model_key, ins={"training_set": dg.AssetIn(set_key)}, group_name=GROUP, code_version="1",
+              kinds={"scikitlearn", "mlflow"}, automation_condition=rebuild_on_change(partitioned=False),
+              retry_policy=dg.RetryPolicy(max_retries=2, delay=5))
+    def model(context: dg.AssetExecutionContext, config: TrainingConfig, training_set: DataFrame,
+              mlflow: MlflowTracking) -> dg.Output:
+        """A fitted scikit-learn Pipeline, tracked in MLflow and registered as the `challenger` version."""
+        from mlplatform.lib import tracking, train
+
+        params = train.TrainParams(**config.model_dump())
+        pipeline, train_rows, holdout = train.fit(training_set, spec, params)
+        record = context.instance.get_latest_data_version_record(set_key)
+        set_version = record.asset_materialization.tags.get("dagster/data_version", "") if record else ""
+        partitions = sorted(training_set["_partition"].unique())
+        tags = {"dagster.run_id": context.run_id, "dagster.asset_key": model_key.to_user_string(),
+                "dagster.code_version": "1", "training_set.data_version": set_version,
+                "training_set.partitions": f"{partitions[0]}..{partitions[-1]} ({len(partitions)})",
+                "git.commit": tracking.git_commit(), "lock.sha256": tracking.lock_hash(),
+                "feature_service": spec.feature_service_name}
+        metrics = {"holdout_roc_auc": train.holdout_auc(pipeline, holdout, spec),
+                   "train_rows": len(train_rows), "holdout_rows": len(holdout)}
+        tracked = tracking.log_and_register(mlflow.client(), mlflow.tracking_uri, mlflow.artifact_root, spec, pipeline,
+                                            holdout[spec.feature_names], params.__dict__, metrics, tags)
+        return dg.Output(pipeline, data_version=dg.DataVersion(train.behaviour_version(pipeline, holdout, spec)),
+                         metadata={**metrics, "mlflow_run_id": tracked.run_id, "model_uri": tracked.model_uri,
+                                   "registered_model": f"{tracked.name} v{tracked.version} @challenger",
+                                   "git_commit": tags["git.commit"], "seed": params.seed})
+
+    return [training_set, model]

@@ -1,0 +1,81 @@
+"""MLflow tracking and registry for a training run, through one explicit MlflowClient (no global run state)."""
+
+import hashlib
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from mlplatform.specs import Spec
+
+ROOT = Path(__file__).resolve().parents[2]
+CHALLENGER = "challenger"
+
+
+@dataclass(frozen=True)
+class TrackedModel:
+    """Where a trained model lives in MLflow."""
+
+    run_id: str
+    model_uri: str
+    name: str
+    version: str
+
+
+def git_commit(root: Path = ROOT) -> str:
+    """The commit the code ran from, with '-dirty' when the work tree had changes ('unknown' outside git)."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                               capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return head.stdout.strip() + ("-dirty" if dirty else "")
+
+
+def lock_hash(root: Path = ROOT) -> str:
+    lock = root / "requirements.lock"
+    return hashlib.sha256(lock.read_bytes()).hexdigest()[:16] if lock.exists() else "none"
+
+
+def experiment_id(client: Any, spec: Spec, artifact_root: str) -> str:
+    """The spec's experiment, created with its artifacts under the platform home (not the working directory)."""
+    name = f"mlplatform/{spec.name}"
+    found = client.get_experiment_by_name(name)
+    if found:
+        return found.experiment_id
+    return client.create_experiment(name, artifact_location=Path(artifact_root, spec.name).resolve().as_uri())
+
+
+def pip_requirements() -> list[str]:
+    """What the logged model needs to load, pinned to the versions it was trained with (no slow inference)."""
+    from importlib.metadata import version
+
+    return [f"{name}=={version(name)}" for name in ("scikit-learn", "pandas", "numpy", "cloudpickle")]
+
+
+def log_and_register(client: Any, tracking_uri: str, artifact_root: str, spec: Spec, pipeline: Any, example: pd.DataFrame,
+                     params: dict[str, Any], metrics: dict[str, float], tags: dict[str, str]) -> TrackedModel:
+    """One MLflow run: params, metrics, lineage tags and the model with signature; registered as `challenger`."""
+    import mlflow
+    from mlflow.models import infer_signature
+
+    run = client.create_run(experiment_id(client, spec, artifact_root), tags=tags, run_name=f"{spec.name}-{tags['dagster.run_id'][:8]}")
+    run_id = run.info.run_id
+    try:
+        mlflow.set_tracking_uri(tracking_uri)
+        client.log_batch(run_id, params=[mlflow.entities.Param(k, str(v)) for k, v in params.items()],
+                         metrics=[mlflow.entities.Metric(k, float(v), 0, 0) for k, v in metrics.items()])
+        signature = infer_signature(example, pipeline.predict_proba(example)[:, 1])
+        with mlflow.start_run(run_id=run_id):
+            info = mlflow.sklearn.log_model(pipeline, name="model", signature=signature, input_example=example.head(5),
+                                            pip_requirements=pip_requirements())
+        version = mlflow.register_model(info.model_uri, spec.model_name, tags=tags)
+        client.set_registered_model_alias(spec.model_name, CHALLENGER, version.version)
+        client.set_terminated(run_id, "FINISHED")
+    except Exception:
+        client.set_terminated(run_id, "FAILED")
+        raise
+    return TrackedModel(run_id, info.model_uri, spec.model_name, str(version.version))
