@@ -84,8 +84,9 @@ class Settings:
         dagster_home.mkdir(parents=True, exist_ok=True)
         config = dagster_home / "dagster.yaml"
         if not config.exists():
-            # sqlite storage in DAGSTER_HOME is Dagster's default; the file only makes it explicit.
-            config.write_text("telemetry:\n  enabled: false\n")
+            # sqlite storage in DAGSTER_HOME is Dagster's default. One run at a time: the embedded Feast and MLflow
+            # stores are single-writer sqlite files (raise it with Postgres, Redis and a real run launcher).
+            config.write_text("telemetry:\n  enabled: false\nconcurrency:\n  runs:\n    max_concurrent_runs: 1\n")
 
 
 @cache

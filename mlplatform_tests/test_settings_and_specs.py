@@ -1,3 +1,5 @@
+import os
+
 import pytest
 
 from mlplatform.settings import Settings, SettingsError
@@ -48,3 +50,17 @@ def test_demo_spec_lists_features_in_a_stable_order():
     assert CREDIT.feature_names[-3:] == ["loan_to_income", "monthly_payment", "log_income"]
     assert CREDIT.feature_service_name == "credit_v1"
     assert CREDIT.sensitive.name not in CREDIT.feature_names
+
+
+def test_export_points_dagster_at_the_home_with_one_run_at_a_time(tmp_path, monkeypatch):
+    import dagster as dg
+
+    for name in ("DAGSTER_HOME", "BENTOML_HOME", "MLFLOW_TRACKING_URI"):
+        monkeypatch.setenv(name, "unset")  # registers the undo, so what export() sets is removed afterwards
+        monkeypatch.delenv(name)
+    settings = Settings.from_env({"MLPLATFORM_HOME": str(tmp_path)})
+    settings.export()
+    assert os.environ["DAGSTER_HOME"] == str(tmp_path / "dagster")
+    assert os.environ["MLFLOW_TRACKING_URI"] == settings.mlflow_tracking_uri
+    with dg.DagsterInstance.from_config(str(tmp_path / "dagster")) as instance:
+        assert instance.get_concurrency_config().run_queue_config.max_concurrent_runs == 1
