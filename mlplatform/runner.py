@@ -33,6 +33,15 @@ def _failures(result: dg.ExecuteInProcessResult) -> str:
     return "; ".join(f"{e.step_key}: {e.step_failure_data.error.message.strip()}" for e in steps) or "failed"
 
 
+def _trained(result: dg.ExecuteInProcessResult) -> str:
+    """'ok' with the registered model and its headline metric, when the run trained one."""
+    for event in result.get_asset_materialization_events():
+        meta = event.materialization.metadata
+        if "registered_model" in meta:
+            return f"ok ({meta['registered_model'].value}, holdout ROC AUC {meta['holdout_roc_auc'].value:.3f})"
+    return "ok"
+
+
 def _latest(instance: dg.DagsterInstance, spec: Spec, asset: str, partition: str) -> dg.AssetMaterialization | None:
     records = instance.fetch_materializations(
         dg.AssetRecordsFilter(asset_key=key(spec, asset), asset_partitions=[partition]), limit=1).records
@@ -70,6 +79,6 @@ def ingest_and_train(spec: Spec, settings: Settings, only: list[str] | None, tra
     elif train:
         result = defs.resolve_job_def(jobs.job_name(spec, primary, "training")).execute_in_process(
             instance=instance, raise_on_error=False)
-        outcome.training = "ok" if result.success else _failures(result)
+        outcome.training = _trained(result) if result.success else _failures(result)
         outcome.ok &= result.success
     return outcome

@@ -44,7 +44,8 @@ def test_cli_ingests_reports_a_bad_file_and_skips_unchanged_ones(tmp_path):
     first = run([mlp, "ingest"], tmp_path, check=False)
     assert first.returncode == 1
     lines = first.stdout.splitlines()
-    assert "  2026-01-01                       ok" in lines and "training_job: ok" in lines
+    assert "  2026-01-01                       ok" in lines
+    assert any(line.startswith("training_job: ok (credit_model v1 @challenger, holdout ROC AUC 0.") for line in lines)
     assert ("  2026-01-04_corrupt-unknown-category check credit/validated:bad_row_share failed: 20 of 200 rows "
             "quarantined: home_ownership: isin(('rent', 'own', 'mortgage', 'other')) (20 rows)") in lines
     second = run([mlp, "ingest"], tmp_path, check=False).stdout.splitlines()
