@@ -63,7 +63,10 @@ def ingest(
 
     settings = get_settings()
     settings.export()
-    outcome = runner.ingest_and_train(_spec(spec), settings, partition or None, train, force)
+    try:
+        outcome = runner.ingest_and_train(_spec(spec), settings, partition or None, train, force)
+    except ValueError as err:
+        raise typer.BadParameter(str(err), param_hint="--partition") from err
     typer.echo(outcome.report())
     raise typer.Exit(0 if outcome.ok else 1)
 

@@ -1,6 +1,8 @@
 """Running the jobs against the project's Dagster instance from the command line (demo, CI)."""
 
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 import dagster as dg
 
@@ -42,18 +44,26 @@ def _trained(result: dg.ExecuteInProcessResult) -> str:
     return "ok"
 
 
-def _latest(instance: dg.DagsterInstance, spec: Spec, asset: str, partition: str) -> dg.AssetMaterialization | None:
+def _latest_record(instance: dg.DagsterInstance, spec: Spec, asset: str, partition: str | None) -> Any:
     records = instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=key(spec, asset), asset_partitions=[partition]), limit=1).records
-    return records[0].asset_materialization if records else None
+        dg.AssetRecordsFilter(asset_key=key(spec, asset), asset_partitions=[partition] if partition else None),
+        limit=1).records
+    return records[0] if records else None
 
 
 def _previous_status(instance: dg.DagsterInstance, spec: Spec, partition: str, digest: str) -> str | None:
-    """'unchanged' when this exact file content was ingested before, else None (it must run)."""
-    raw = _latest(instance, spec, "raw", partition)
-    if raw is None or raw.tags.get("dagster/data_version") != digest:
+    """'unchanged' when this exact content was ingested through to its labels, 'rejected' when it failed, else None."""
+    raw = _latest_record(instance, spec, "raw", partition)
+    if raw is None or raw.asset_materialization.tags.get("dagster/data_version") != digest:
         return None
-    return "unchanged" if _latest(instance, spec, "labels", partition) else "unchanged (rejected earlier)"
+    labels = _latest_record(instance, spec, "labels", partition)
+    if labels is not None and labels.run_id == raw.run_id:
+        return "unchanged"
+    return "unchanged (rejected earlier: fix or remove the file)"
+
+
+def landing_folder(defs: dg.Definitions, spec: Spec) -> Path:
+    return defs.resources["landing"].folder(spec)
 
 
 def ingest_and_train(spec: Spec, settings: Settings, only: list[str] | None, train: bool,
@@ -72,8 +82,13 @@ def ingest_and_train(spec: Spec, settings: Settings, only: list[str] | None, tra
         if status is None:
             result = ingest.execute_in_process(instance=instance, partition_key=partition, raise_on_error=False)
             status, outcome.ok = ("ok" if result.success else _failures(result)), outcome.ok and result.success
+        outcome.ok &= not status.startswith("unchanged (rejected")
         outcome.partitions[partition] = status
-    trained = instance.get_latest_materialization_event(key(spec, "training_set")) is not None
+    if only:
+        missing = sorted(set(only) - set(files))
+        if missing:
+            raise ValueError(f"no landed file for partition(s) {', '.join(missing)} in {landing_folder(defs, spec)}")
+    trained = _latest_record(instance, spec, "model", None) is not None
     if train and trained and "ok" not in outcome.partitions.values():
         outcome.training = "unchanged (no partition changed)"
     elif train:

@@ -19,9 +19,9 @@ def _numeric_column(col: Numeric) -> pa.Column:
         checks.append(pa.Check.ge(col.min))
     if col.max is not None:
         checks.append(pa.Check.le(col.max))
-    dtype = "int64" if col.integer else "float64"
-    if col.nullable:
-        checks = checks[1:]
+    dtype = ("Int64" if col.nullable else "int64") if col.integer else "float64"
+    if col.nullable:  # nulls are allowed, infinities still are not
+        checks[0] = pa.Check(lambda s: ~np.isinf(s.astype("float64")), name="finite", error="not finite")
     return pa.Column(dtype, checks=checks, nullable=col.nullable, coerce=True)
 
 

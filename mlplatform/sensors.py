@@ -17,13 +17,20 @@ def landing_sensor(spec: Spec, job: UnresolvedAssetJobDefinition) -> dg.SensorDe
                default_status=dg.DefaultSensorStatus.RUNNING)
     def watch(context: dg.SensorEvaluationContext, landing: LandingZone) -> dg.SensorResult:
         """A new or changed landed file adds its partition and runs ingestion for that partition only."""
-        from mlplatform.lib.landing import content_hash
+        from mlplatform.lib.landing import LandedFileError, content_hash
 
         seen: dict[str, list] = json.loads(context.cursor) if context.cursor else {}
         known = set(context.instance.get_dynamic_partitions(parts.name))
         requests, new_keys = [], []
-        for partition, path in landing.files(spec).items():
-            stat = path.stat()
+        try:
+            files = landing.files(spec)
+        except LandedFileError as err:  # e.g. two files for one partition: nothing is ingested until it is fixed
+            return dg.SensorResult(skip_reason=dg.SkipReason(str(err)), cursor=context.cursor)
+        for partition, path in files.items():
+            try:
+                stat = path.stat()
+            except FileNotFoundError:  # removed between listing and reading
+                continue
             previous = seen.get(partition)
             if previous and previous[:2] == [stat.st_mtime_ns, stat.st_size]:
                 continue  # untouched since the last tick: skip hashing it again
@@ -33,7 +40,8 @@ def landing_sensor(spec: Spec, job: UnresolvedAssetJobDefinition) -> dg.SensorDe
                 new_keys.append(partition)
             if previous and previous[2] == digest:
                 continue  # touched but identical content: nothing to rebuild
-            requests.append(dg.RunRequest(partition_key=partition, run_key=f"{partition}:{digest}",
+            # The mtime keeps the key new when a file returns to an earlier content (A → B → A).
+            requests.append(dg.RunRequest(partition_key=partition, run_key=f"{partition}:{digest}:{stat.st_mtime_ns}",
                                           tags={"mlplatform/file": path.name, "mlplatform/sha256": digest}))
         dynamic = [parts.build_add_request(new_keys)] if new_keys else []
         return dg.SensorResult(run_requests=requests, dynamic_partitions_requests=dynamic, cursor=json.dumps(seen))

@@ -48,9 +48,11 @@ def test_cli_ingests_reports_a_bad_file_and_skips_unchanged_ones(tmp_path):
     assert any(line.startswith("training_job: ok (credit_model v1 @challenger, holdout ROC AUC 0.") for line in lines)
     assert ("  2026-01-04_corrupt-unknown-category check credit/validated:bad_row_share failed: 20 of 200 rows "
             "quarantined: home_ownership: isin(('rent', 'own', 'mortgage', 'other')) (20 rows)") in lines
-    second = run([mlp, "ingest"], tmp_path, check=False).stdout.splitlines()
+    second_run = run([mlp, "ingest"], tmp_path, check=False)
+    second = second_run.stdout.splitlines()
+    assert second_run.returncode == 1  # the rejected file is still in the landing zone
     assert "  2026-01-01                       unchanged" in second
-    assert "  2026-01-04_corrupt-unknown-category unchanged (rejected earlier)" in second
+    assert "  2026-01-04_corrupt-unknown-category unchanged (rejected earlier: fix or remove the file)" in second
     assert "training_job: unchanged (no partition changed)" in second
     assert (tmp_path / "quarantine" / "credit" / "2026-01-04_corrupt-unknown-category.rows.parquet").exists()
 

@@ -16,7 +16,8 @@ def tick(platform, cursor: str | None = None) -> dg.SensorResult:  # noqa: ANN00
 
 
 def requested(result: dg.SensorResult) -> list[tuple[str, str]]:
-    return [(r.partition_key, r.run_key) for r in result.run_requests]
+    """(partition, run key without its mtime suffix)."""
+    return [(r.partition_key, r.run_key.rsplit(":", 1)[0]) for r in result.run_requests]
 
 
 def test_new_files_add_partitions_and_request_one_run_each(platform):
@@ -48,6 +49,27 @@ def test_a_changed_file_reruns_only_its_partition(platform):
     result = tick(platform, first.cursor)
     assert requested(result) == [("2026-01-02", f"2026-01-02:{content_hash(changed)}")]
     assert result.dynamic_partitions_requests == []
+
+
+def test_a_file_changed_back_to_earlier_content_runs_again(platform):
+    first_bytes = platform.land("2026-01-01.csv", day=0).read_bytes()
+    a = tick(platform)
+    platform.instance.add_dynamic_partitions("credit_files", ["2026-01-01"])
+    platform.land("2026-01-01.csv", day=0, rows=310)
+    b = tick(platform, a.cursor)
+    path = platform.landing / "2026-01-01.csv"
+    path.write_bytes(first_bytes)
+    os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 10**9))
+    c = tick(platform, b.cursor)
+    assert requested(c) == requested(a)
+    assert len({a.run_requests[0].run_key, c.run_requests[0].run_key}) == 2  # Dagster would skip a reused key
+
+
+def test_two_files_for_one_partition_skip_the_tick_with_the_reason(platform):
+    platform.land("2026-01-01.csv", day=0)
+    platform.land("2026-01-01.parquet", day=0)
+    result = tick(platform)
+    assert result.run_requests == [] and "two landed files map to partition '2026-01-01'" in result.skip_reason.skip_message
 
 
 def test_files_being_written_and_other_files_are_ignored(platform):

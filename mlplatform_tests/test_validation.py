@@ -114,3 +114,21 @@ def test_partition_keys_come_from_file_names_and_collisions_are_refused(tmp_path
     (tmp_path / "a.parquet").write_bytes(b"")
     with pytest.raises(LandedFileError, match="two landed files map to partition 'a': a.csv, a.parquet"):
         landed_files(tmp_path, ("csv", "parquet"))
+
+
+def test_a_parquet_file_without_rows_is_named(tmp_path):
+    credit_day(0, 5).iloc[0:0].to_parquet(tmp_path / "e.parquet")
+    with pytest.raises(LandedFileError, match=r"^e.parquet: Parquet file has no rows$"):
+        read_landed(tmp_path / "e.parquet")
+
+
+def test_nullable_columns_accept_nulls_but_still_refuse_infinities():
+    from mlplatform.specs import Numeric, Spec
+
+    spec = Spec(name="n", entity="id", timestamp="ts", label="y",
+                numeric=(Numeric("x", nullable=True), Numeric("k", 0, 9, integer=True, nullable=True)))
+    frame = pd.DataFrame({"id": [1, 2, 3], "ts": ["2026-01-01T00:00:00Z"] * 3, "x": [1.0, np.nan, np.inf],
+                          "k": [1, None, 2], "y": [0, 1, 0]})
+    result = validate_landed(frame, spec)
+    assert result.quarantined.index.tolist() == [2] and result.summary().endswith("x: not finite (1 rows)")
+    assert str(result.valid["k"].dtype) == "Int64"

@@ -43,6 +43,8 @@ def build(spec: Spec) -> list[dg.AssetsDefinition]:
                                              description="Online values equal offline values as of the latest time")])
     def features(context: dg.AssetExecutionContext, validated: DataFrame, feast: FeastStore) -> Iterator:
         """Engineered features of a partition: written as the Feast offline source and pushed online."""
+        import pandas as pd
+
         from mlplatform.lib import online
         from mlplatform.lib.features import featurize
         from mlplatform.lib.hashing import frame_version
@@ -54,7 +56,9 @@ def build(spec: Spec) -> list[dg.AssetsDefinition]:
         store = feast.store()
         written = online.write_online(store, spec, rows)
         sample = rows[spec.entity].sample(min(spec.parity_sample_size, len(rows)), random_state=0).tolist()
-        mismatches = online.parity_mismatches(store, spec, sample)
+        # As of the later of now and the partition's last event, so future-dated rows are compared too.
+        as_of = max(pd.Timestamp.now(tz="UTC"), frame[spec.timestamp].max()) + pd.Timedelta(seconds=1)
+        mismatches = online.parity_mismatches(store, spec, sample, as_of)
         yield dg.MaterializeResult(
             data_version=dg.DataVersion(frame_version(frame)),
             metadata={"dagster/row_count": len(frame), "offline_file": dg.MetadataValue.path(str(path)),

@@ -39,6 +39,7 @@ def build(spec: Spec) -> list[dg.AssetsDefinition]:
 
         if not isinstance(labels, dict):  # the IO manager hands over a single partition unwrapped
             labels = dict(zip(context.asset_partition_keys_for_input("labels"), [labels]))
+        labels = {k: v for k, v in labels.items() if v is not None}  # partitions that never passed their gates
         if not labels:
             raise dg.Failure(f"{spec.name}: no partition has validated features yet; ingest a landed file first")
         frame = build_set(labels, spec, feast.store())
@@ -66,7 +67,11 @@ def build(spec: Spec) -> list[dg.AssetsDefinition]:
         from mlplatform.lib import tracking, train
 
         params = train.TrainParams(**config.model_dump())
-        pipeline, train_rows, holdout = train.fit(training_set, spec, params)
+        try:
+            pipeline, train_rows, holdout = train.fit(training_set, spec, params)
+            auc = train.holdout_auc(pipeline, holdout, spec)
+        except ValueError as err:  # bad data or config: retrying cannot help
+            raise dg.Failure(str(err), allow_retries=False) from err
         record = context.instance.get_latest_data_version_record(set_key)
         set_version = record.asset_materialization.tags.get("dagster/data_version", "") if record else ""
         partitions = sorted(training_set["_partition"].unique())
@@ -75,7 +80,7 @@ def build(spec: Spec) -> list[dg.AssetsDefinition]:
                 "training_set.partitions": f"{partitions[0]}..{partitions[-1]} ({len(partitions)})",
                 "git.commit": tracking.git_commit(), "lock.sha256": tracking.lock_hash(),
                 "feature_service": spec.feature_service_name}
-        metrics = {"holdout_roc_auc": train.holdout_auc(pipeline, holdout, spec),
+        metrics = {"holdout_roc_auc": auc,
                    "train_rows": len(train_rows), "holdout_rows": len(holdout)}
         tracked = tracking.log_and_register(mlflow.client(), mlflow.tracking_uri, mlflow.artifact_root, spec, pipeline,
                                             holdout[spec.feature_names], params.__dict__, metrics, tags)

@@ -48,7 +48,9 @@ def definitions_version(spec: Spec) -> str:
     import mlplatform.lib.feast_repo as module
 
     source = inspect.getsource(module)
-    return hashlib.sha256((spec.fingerprint() + source).encode()).hexdigest()[:12]
+    feast_fields = repr((spec.name, spec.entity, spec.timestamp, spec.feature_names, spec.categorical_feature_names,
+                         spec.feature_service_version))
+    return hashlib.sha256((feast_fields + source).encode()).hexdigest()[:12]
 
 
 def repo_config(feast_dir: Path, repo_path: Path, online_store: str = "sqlite",

@@ -70,9 +70,12 @@ def _read_parquet(path: Path) -> pd.DataFrame:
     if head != b"PAR1" or tail != b"PAR1":
         raise LandedFileError(path, "not a complete Parquet file (missing PAR1 magic bytes: truncated or corrupt)")
     try:
-        return pq.read_table(path).to_pandas()
+        frame = pq.read_table(path).to_pandas()
     except Exception as exc:  # pyarrow raises several types for corrupt pages
         raise LandedFileError(path, f"corrupt Parquet file: {exc}") from exc
+    if frame.empty:
+        raise LandedFileError(path, "Parquet file has no rows")
+    return frame
 
 
 def _read_csv(path: Path) -> pd.DataFrame:

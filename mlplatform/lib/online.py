@@ -46,15 +46,15 @@ def write_online(store: Any, spec: Spec, rows: pd.DataFrame) -> int:
     return len(rows)
 
 
-def parity_mismatches(store: Any, spec: Spec, entity_ids: list[int]) -> pd.DataFrame:
-    """Compare online values with the offline point-in-time values as of now; one row per differing cell."""
+def parity_mismatches(store: Any, spec: Spec, entity_ids: list[int], as_of: pd.Timestamp | None = None) -> pd.DataFrame:
+    """Compare online values with the offline point-in-time values as of `as_of` (default now); one row per cell."""
     if not entity_ids:
         return pd.DataFrame(columns=[spec.entity, "feature", "online", "offline"])
     service = store.get_feature_service(spec.feature_service_name)
     online = store.get_online_features(features=service, entity_rows=[{spec.entity: int(i)} for i in entity_ids])
     online = online.to_df().set_index(spec.entity)
-    now = pd.Timestamp.now(tz="UTC")
-    entity_df = pd.DataFrame({spec.entity: entity_ids, "event_timestamp": now})
+    as_of = pd.Timestamp.now(tz="UTC") if as_of is None else as_of
+    entity_df = pd.DataFrame({spec.entity: entity_ids, "event_timestamp": as_of})
     offline = store.get_historical_features(entity_df=entity_df, features=service).to_df().set_index(spec.entity)
     rows = []
     for name in spec.feature_names:

@@ -102,7 +102,7 @@ def validate_frame(frame: pd.DataFrame, schema: pa.DataFrameSchema, numeric: lis
     cases = _merge_key_duplicates(_drop_followups(cases.astype({"index": "int64"})), schema)
     reasons = _reasons(cases)
     good = data.drop(index=reasons.index)
-    if len(good) and recoerce:
+    if recoerce:
         # A column whose coercion hit a bad cell stays uncoerced; the remaining rows coerce cleanly.
         good = schema.validate(good, lazy=True)
     return ValidationResult(len(original), good, _quarantine(original.loc[reasons.index], reasons), cases)
