@@ -4,7 +4,6 @@ A second model is a second `Spec` added to `SPECS`, not new asset code. Kept fre
 code location loads fast.
 """
 
-import hashlib
 from dataclasses import dataclass
 from typing import Literal
 
@@ -111,10 +110,6 @@ class Spec:
     @property
     def feature_service_name(self) -> str:
         return f"{self.name}_v{self.feature_service_version}"
-
-    def fingerprint(self) -> str:
-        """A short hash of everything in the spec that shapes data; part of code versions."""
-        return hashlib.sha256(repr(self).encode()).hexdigest()[:12]
 
 
 CREDIT = Spec(
