@@ -6,8 +6,8 @@ from pathlib import Path
 import dagster as dg
 
 from mlplatform import jobs, sensors
-from mlplatform.assets import data, features, training
-from mlplatform.resources import FeastStore, LandingZone, MlflowTracking, Quarantine
+from mlplatform.assets import data, evaluation, features, training
+from mlplatform.resources import Artifacts, FeastStore, LandingZone, MlflowTracking, Quarantine
 from mlplatform.settings import Settings, get_settings
 from mlplatform.specs import SPECS, Spec
 
@@ -22,6 +22,7 @@ def resources(settings: Settings) -> dict[str, object]:
                             online_store=settings.feast_online_store, redis_connection=settings.redis_connection),
         "mlflow": MlflowTracking(tracking_uri=settings.mlflow_tracking_uri,
                                  artifact_root=str(settings.home / "mlflow" / "artifacts")),
+        "artifacts": Artifacts(root=str(settings.home / "artifacts")),
         "io_manager": dg.FilesystemIOManager(base_dir=str(settings.io_dir)),
     }
 
@@ -30,7 +31,7 @@ def build_definitions(specs: Sequence[Spec], settings: Settings) -> dg.Definitio
     """Assets of each spec from the layer factories; the first spec's jobs carry the plain names."""
     assets, all_jobs, all_sensors = [], [], []
     for index, spec in enumerate(specs):
-        assets += data.build(spec) + features.build(spec) + training.build(spec)
+        assets += data.build(spec) + features.build(spec) + training.build(spec) + evaluation.build(spec)
         ingest = jobs.ingest_job(spec, primary=index == 0)
         all_jobs += [ingest, jobs.training_job(spec, primary=index == 0)]
         all_sensors.append(sensors.landing_sensor(spec, ingest))

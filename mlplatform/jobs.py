@@ -1,4 +1,4 @@
-"""Jobs: per-partition ingestion and the unpartitioned training chain.
+"""Jobs: per-partition ingestion and the unpartitioned training chain (training set → model → evaluation, gates).
 
 Both run in one process: their steps are pandas work on one machine, and a fresh interpreter per step (the
 multiprocess executor) costs several seconds of start-up per asset, more than the steps themselves.
@@ -12,7 +12,7 @@ from mlplatform.partitions import landed_files
 from mlplatform.specs import Spec
 
 INGEST_ASSETS = ("feature_registry", "raw", "validated", "labels", "features")
-TRAINING_ASSETS = ("training_set", "model")
+TRAINING_ASSETS = ("training_set", "model", "evaluation")
 
 
 def job_name(spec: Spec, primary: bool, base: str) -> str:

@@ -1,4 +1,4 @@
-"""ConfigurableResources: the landing zone, the quarantine, the Feast store and MLflow."""
+"""ConfigurableResources: the landing zone, the quarantine, the Feast store, MLflow and evaluation artifacts."""
 
 import shutil
 from pathlib import Path
@@ -107,3 +107,26 @@ class MlflowTracking(dg.ConfigurableResource):
         if self.tracking_uri.startswith("sqlite:///"):
             Path(self.tracking_uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
         return MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri)
+
+
+class Artifacts(dg.ConfigurableResource):
+    """Files the platform keeps besides the stores: training set snapshots (for reproduction) and reports."""
+
+    root: str
+
+    def snapshot(self, spec: Spec, data_version: str) -> Path:
+        """The content-addressed copy of a training set (its data version is the hash of its content)."""
+        return Path(self.root) / "snapshots" / spec.name / f"training_set-{data_version}.parquet"
+
+    def keep_snapshot(self, spec: Spec, data_version: str, frame: Any) -> Path:
+        """Write a training set once per data version (same version, same content: nothing to rewrite)."""
+        path = self.snapshot(spec, data_version)
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f".{path.name}.tmp")
+            frame.to_parquet(tmp, index=False)
+            tmp.replace(path)
+        return path
+
+    def reports(self, spec: Spec, model_version: str) -> Path:
+        return Path(self.root) / "reports" / spec.name / f"v{model_version}"

@@ -39,6 +39,28 @@ class Derived:
     inputs: tuple[str, ...]
 
 
+Thresholds = tuple[tuple[str, float], ...]
+
+
+@dataclass(frozen=True)
+class Gates:
+    """Thresholds of the blocking promotion gates (each one is run config defaulting to these values).
+
+    Metric names are those of `lib/evaluate.py`: roc_auc, pr_auc, f1, precision, recall, accuracy (higher is
+    better) and log_loss, brier, expected_calibration_error (lower is better).
+    """
+
+    decision_threshold: float = 0.3
+    floors: Thresholds = (("roc_auc", 0.65), ("pr_auc", 0.25))
+    ceilings: Thresholds = (("brier", 0.2), ("expected_calibration_error", 0.08))
+    # Allowed drop against the champion on the same holdout: absolute, and relative to the champion's value.
+    max_regression: Thresholds = (("roc_auc", 0.01), ("pr_auc", 0.02))
+    max_relative_regression: Thresholds = (("roc_auc", 0.02),)
+    fairness_bounds: Thresholds = (("demographic_parity_difference", 0.25), ("equalized_odds_difference", 0.3))
+    # Slices with fewer holdout rows are reported but left out of the disparity metrics (too noisy to judge).
+    min_slice_rows: int = 100
+
+
 @dataclass(frozen=True)
 class Spec:
     """Everything the platform needs to know about one dataset and the model trained on it."""
@@ -64,7 +86,9 @@ class Spec:
     seed: int = 42
     holdout_days: int = 2
     registered_model: str = ""
+    gates: Gates = Gates()
     description: str = ""
+    intended_use: str = ""
 
     def __post_init__(self) -> None:
         names = [self.entity, self.timestamp, self.label, *self.contract_feature_names]
@@ -115,6 +139,8 @@ class Spec:
 CREDIT = Spec(
     name="credit",
     description="Credit default: will a customer miss payments on a new loan within 12 months?",
+    intended_use=("Ranks loan applications by default risk to route them to manual review. Not for automatic "
+                  "rejection, and not for applicants outside the population the training data covers."),
     entity="customer_id",
     timestamp="event_timestamp",
     label="default",

@@ -12,10 +12,12 @@ from mlplatform_tests.conftest import Platform, make_settings
 EXPECTED_ASSETS = {
     "credit/raw": "data", "credit/validated": "data", "credit/labels": "data",
     "credit/feature_registry": "features", "credit/features": "features",
-    "credit/training_set": "training", "credit/model": "training",
+    "credit/training_set": "training", "credit/model": "training", "credit/evaluation": "evaluation",
 }
 EXPECTED_CHECKS = {"credit/raw:readable", "credit/validated:bad_row_share",
-                   "credit/features:online_offline_parity", "credit/training_set:schema"}
+                   "credit/features:online_offline_parity", "credit/training_set:schema",
+                   "credit/evaluation:floors", "credit/evaluation:no_regression", "credit/evaluation:fairness",
+                   "credit/evaluation:prediction_contract"}
 
 SECOND = Spec(name="churn", entity="account_id", timestamp="event_timestamp", label="churned",
               numeric=(Numeric("tenure_months", 0, 600), Numeric("monthly_spend", 0, 1e6)),
@@ -31,6 +33,8 @@ def test_the_project_location_loads_with_documented_assets_groups_checks_jobs_an
     checks = {f"{c.asset_key.to_user_string()}:{c.name}" for c in graph.asset_check_keys}
     assert checks == EXPECTED_CHECKS
     assert all(graph.get(k).code_version for k in graph.get_all_asset_keys())
+    gates = [c for c in graph.asset_check_keys if c.asset_key.path[-1] == "evaluation"]
+    assert all(defs.resolve_assets_def(c.asset_key).get_spec_for_check_key(c).blocking for c in gates)
     jobs = {j.name for j in defs.resolve_all_job_defs() if not j.name.startswith("__")}
     assert jobs == {"ingest_job", "training_job"}
     assert {s.name for s in defs.sensors} == {"credit_landing_sensor", "automation_sensor"}
@@ -43,7 +47,8 @@ def test_every_job_resolves_to_the_documented_steps():
     assert {n.name for n in ingest.nodes} == {"credit__feature_registry", "credit__raw", "credit__validated",
                                                "credit__labels", "credit__features"}
     assert ingest.partitions_def.name == "credit_files" and ingest.executor_def.name == "in_process"
-    assert {n.name for n in defs.resolve_job_def("training_job").nodes} == {"credit__training_set", "credit__model"}
+    assert {n.name for n in defs.resolve_job_def("training_job").nodes} == {"credit__training_set", "credit__model",
+                                                                            "credit__evaluation"}
 
 
 def test_two_specs_build_side_by_side_without_collisions(tmp_path):
@@ -82,21 +87,23 @@ def test_loading_the_code_location_does_not_import_heavy_libraries():
 
 def ingest_days(platform, days: range) -> None:  # noqa: ANN001
     for d in days:
-        platform.land(f"2026-01-0{d + 1}.csv", day=d)
+        platform.land(f"2026-01-0{d + 1}.csv", day=d, rows=1000)  # enough holdout rows for every fairness slice
         assert platform.ingest(f"2026-01-0{d + 1}").success
 
 
 def test_a_new_partition_makes_automation_request_only_the_unpartitioned_chain(tracked_platform):
     platform = tracked_platform
     ingest_days(platform, range(3))
-    assert platform.train().success
+    trained = platform.train()
+    assert trained.success, [c.description for c in trained.get_asset_check_evaluations() if not c.passed]
     first = dg.evaluate_automation_conditions(defs=platform.defs, instance=platform.instance)
     assert first.total_requested == 0  # everything is fresh
     ingest_days(platform, range(3, 4))
     after = dg.evaluate_automation_conditions(defs=platform.defs, instance=platform.instance, cursor=first.cursor)
     assert after.get_num_requested(dg.AssetKey(["credit", "training_set"])) == 1
     assert after.get_num_requested(dg.AssetKey(["credit", "model"])) == 1  # requested with its upstream
-    assert after.total_requested == 2  # the new partition itself was built by its ingest run
+    assert after.get_num_requested(dg.AssetKey(["credit", "evaluation"])) == 1
+    assert after.total_requested == 3  # the new partition itself was built by its ingest run
     assert platform.ingest("2026-01-04").success  # same file again: same data versions downstream
     again = dg.evaluate_automation_conditions(defs=platform.defs, instance=platform.instance, cursor=after.cursor)
     assert again.total_requested == 0

@@ -1,4 +1,4 @@
-"""Training layer: the point-in-time correct training set (models and evaluation build on it)."""
+"""Training layer: the point-in-time correct training set and the trained, registered model."""
 
 from collections.abc import Iterator
 
@@ -6,7 +6,7 @@ import dagster as dg
 from pydantic import create_model
 
 from mlplatform.assets import DataFrame, key, rebuild_on_change, table
-from mlplatform.resources import FeastStore, MlflowTracking
+from mlplatform.resources import Artifacts, FeastStore, MlflowTracking
 from mlplatform.specs import Spec
 
 GROUP = "training"
@@ -29,7 +29,8 @@ def build(spec: Spec) -> list[dg.AssetsDefinition]:
               automation_condition=rebuild_on_change(partitioned=False),
               check_specs=[dg.AssetCheckSpec("schema", asset=set_key, blocking=True,
                                              description="Every label row has every feature, with valid values")])
-    def training_set(context: dg.AssetExecutionContext, labels: DataFrame, feast: FeastStore) -> Iterator:
+    def training_set(context: dg.AssetExecutionContext, labels: DataFrame, feast: FeastStore,
+                     artifacts: Artifacts) -> Iterator:
         """Every label row joined to its features as of its own timestamp, via the versioned feature service."""
         import pandera.pandas as pa
 
@@ -49,7 +50,9 @@ def build(spec: Spec) -> list[dg.AssetsDefinition]:
         except pa.errors.SchemaErrors as err:
             failures = err.failure_cases[["column", "check", "index", "failure_case"]]
         version = frame_version(frame)
+        snapshot = artifacts.keep_snapshot(spec, version, frame) if failures is None else None
         yield dg.Output(frame, data_version=dg.DataVersion(version), metadata={
+            "snapshot": dg.MetadataValue.path(str(snapshot)) if snapshot else "not kept (failed its schema check)",
             "dagster/row_count": len(frame), "partitions": dg.MetadataValue.json(sorted(labels)),
             "feature_service": spec.feature_service_name, "data_version": version,
             "label_rate": float(frame[spec.label].mean()) if len(frame) else 0.0})
@@ -65,6 +68,7 @@ def build(spec: Spec) -> list[dg.AssetsDefinition]:
               mlflow: MlflowTracking) -> dg.Output:
         """A fitted scikit-learn Pipeline, tracked in MLflow and registered as the `challenger` version."""
         from mlplatform.lib import tracking, train
+        from mlplatform.lib.hashing import frame_version
 
         params = train.TrainParams(**config.model_dump())
         try:
@@ -72,10 +76,9 @@ def build(spec: Spec) -> list[dg.AssetsDefinition]:
             auc = train.holdout_auc(pipeline, holdout, spec)
         except ValueError as err:  # bad data or config: retrying cannot help
             raise dg.Failure(str(err), allow_retries=False) from err
-        record = context.instance.get_latest_data_version_record(set_key)
-        set_version = record.asset_materialization.tags.get("dagster/data_version", "") if record else ""
+        set_version = frame_version(training_set)  # the content trained on, as the training set versioned it
         partitions = sorted(training_set["_partition"].unique())
-        tags = {"dagster.run_id": context.run_id, "dagster.asset_key": model_key.to_user_string(),
+        tags = {"dagster.run_id": context.run.run_id, "dagster.asset_key": model_key.to_user_string(),
                 "dagster.code_version": "1", "training_set.data_version": set_version,
                 "training_set.partitions": f"{partitions[0]}..{partitions[-1]} ({len(partitions)})",
                 "git.commit": tracking.git_commit(), "lock.sha256": tracking.lock_hash(),
@@ -84,7 +87,9 @@ def build(spec: Spec) -> list[dg.AssetsDefinition]:
                    "train_rows": len(train_rows), "holdout_rows": len(holdout)}
         tracked = tracking.log_and_register(mlflow.client(), mlflow.tracking_uri, mlflow.artifact_root, spec, pipeline,
                                             holdout[spec.feature_names], params.__dict__, metrics, tags)
-        return dg.Output(pipeline, data_version=dg.DataVersion(train.behaviour_version(pipeline, holdout, spec)),
+        trained = train.TrainedModel(pipeline, params, tracked, set_version, partitions, len(train_rows), len(holdout),
+                                     tags)
+        return dg.Output(trained, data_version=dg.DataVersion(train.behaviour_version(pipeline, holdout, spec)),
                          metadata={**metrics, "mlflow_run_id": tracked.run_id, "model_uri": tracked.model_uri,
                                    "registered_model": f"{tracked.name} v{tracked.version} @challenger",
                                    "git_commit": tags["git.commit"], "seed": params.seed})

@@ -12,6 +12,7 @@ from mlplatform.specs import Spec
 
 ROOT = Path(__file__).resolve().parents[2]
 CHALLENGER = "challenger"
+CHAMPION = "champion"
 
 
 @dataclass(frozen=True)
@@ -68,10 +69,11 @@ def log_and_register(client: Any, tracking_uri: str, artifact_root: str, spec: S
         mlflow.set_tracking_uri(tracking_uri)
         client.log_batch(run_id, params=[mlflow.entities.Param(k, str(v)) for k, v in params.items()],
                          metrics=[mlflow.entities.Metric(k, float(v), 0, 0) for k, v in metrics.items()])
-        signature = infer_signature(example, pipeline.predict_proba(example)[:, 1])
+        signature = infer_signature(example, pipeline.predict_proba(example))
         with mlflow.start_run(run_id=run_id):
+            # pyfunc (and `mlflow models serve`) answers with class probabilities, like the service does
             info = mlflow.sklearn.log_model(pipeline, name="model", signature=signature, input_example=example.head(5),
-                                            pip_requirements=pip_requirements())
+                                            pip_requirements=pip_requirements(), pyfunc_predict_fn="predict_proba")
         version = mlflow.register_model(info.model_uri, spec.model_name, tags=tags)
         client.set_registered_model_alias(spec.model_name, CHALLENGER, version.version)
         client.set_terminated(run_id, "FINISHED")
@@ -79,3 +81,51 @@ def log_and_register(client: Any, tracking_uri: str, artifact_root: str, spec: S
         client.set_terminated(run_id, "FAILED")
         raise
     return TrackedModel(run_id, info.model_uri, spec.model_name, str(version.version))
+
+
+@dataclass(frozen=True)
+class Champion:
+    """The registered version that currently holds the `champion` alias, loaded."""
+
+    version: str
+    model: Any
+
+
+def load_champion(client: Any, tracking_uri: str, spec: Spec) -> Champion | None:
+    """The spec's champion, or None when no version holds the alias yet."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    try:
+        version = client.get_model_version_by_alias(spec.model_name, CHAMPION)
+    except MlflowException as err:
+        if err.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+            return None
+        raise
+    mlflow.set_tracking_uri(tracking_uri)
+    return Champion(str(version.version), mlflow.sklearn.load_model(f"models:/{spec.model_name}/{version.version}"))
+
+
+def registered_predictor(tracking_uri: str, model_uri: str) -> Any:
+    """The logged model as a consumer loads it (pyfunc, signature enforced): frame → class probabilities."""
+    import mlflow
+
+    mlflow.set_tracking_uri(tracking_uri)
+    return mlflow.pyfunc.load_model(model_uri).predict
+
+
+def record_evaluation(client: Any, tracked: TrackedModel, metrics: dict[str, float], gates: dict[str, bool],
+                      folder: Path) -> None:
+    """Gate outcomes as tags on the run and the model version; metrics and the report files on the run."""
+    import mlflow
+
+    tags = {f"gate.{name}": "passed" if ok else "failed" for name, ok in gates.items()}
+    tags["gates"] = "passed" if all(gates.values()) else "failed"
+    client.log_batch(tracked.run_id, metrics=[mlflow.entities.Metric(f"eval_{k}", float(v), 0, 0) for k, v in metrics.items()],
+                     tags=[mlflow.entities.RunTag(k, v) for k, v in tags.items()])
+    for k, v in tags.items():
+        client.set_model_version_tag(tracked.name, tracked.version, k, v)
+    client.log_artifacts(tracked.run_id, str(folder), artifact_path="evaluation")
+    client.update_model_version(tracked.name, tracked.version, description=(
+        f"Gates {tags['gates']}: " + ", ".join(f"{n} {'ok' if ok else 'FAILED'}" for n, ok in gates.items())
+        + ". Model card and report: run artifacts under evaluation/."))

@@ -12,6 +12,7 @@ from sklearn.metrics import roc_auc_score
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
+from mlplatform.lib.tracking import TrackedModel
 from mlplatform.specs import Spec
 
 ESTIMATORS = ("logistic_regression", "gradient_boosting", "constant")
@@ -26,6 +27,23 @@ class TrainParams:
     max_iter: int
     seed: int
     holdout_days: int
+
+
+@dataclass(frozen=True)
+class TrainedModel:
+    """A fitted pipeline with what it was trained on and where it is registered (the model asset's value)."""
+
+    pipeline: Pipeline
+    params: TrainParams
+    registered: TrackedModel
+    training_set_version: str
+    partitions: list[str]
+    train_rows: int
+    holdout_rows: int
+    lineage: dict[str, str]
+
+    def predict_proba(self, x: pd.DataFrame) -> np.ndarray:
+        return self.pipeline.predict_proba(x)
 
 
 def build_pipeline(spec: Spec, params: TrainParams) -> Pipeline:

@@ -1,0 +1,70 @@
+"""Evaluation layer: the candidate against the champion, fairness, explainability, and the blocking gates."""
+
+from collections.abc import Iterator
+
+import dagster as dg
+from pydantic import create_model
+
+from mlplatform.assets import DataFrame, key, rebuild_on_change
+from mlplatform.resources import Artifacts, MlflowTracking
+from mlplatform.specs import Spec
+
+GROUP = "evaluation"
+GATE_DESCRIPTIONS = {
+    "floors": "Headline metrics at least their floors (calibration at most its ceiling)",
+    "no_regression": "No metric drops against the champion beyond its tolerance, on the same holdout rows",
+    "fairness": "Disparities between sensitive slices within their bounds",
+    "prediction_contract": "One probability per row in [0, 1]; the registered model scores exactly as trained",
+}
+
+
+def evaluation_config(spec: Spec) -> type[dg.Config]:
+    """Gate thresholds as run config, defaulting to the spec's `Gates`."""
+    g = spec.gates
+    return create_model(f"{spec.name.title()}EvaluationConfig", __base__=dg.Config,
+                        decision_threshold=(float, g.decision_threshold), floors=(dict[str, float], dict(g.floors)),
+                        ceilings=(dict[str, float], dict(g.ceilings)),
+                        max_regression=(dict[str, float], dict(g.max_regression)),
+                        max_relative_regression=(dict[str, float], dict(g.max_relative_regression)),
+                        fairness_bounds=(dict[str, float], dict(g.fairness_bounds)),
+                        min_slice_rows=(int, g.min_slice_rows))
+
+
+def build(spec: Spec) -> list[dg.AssetsDefinition]:
+    eval_key = key(spec, "evaluation")
+    EvaluationConfig = evaluation_config(spec)
+    checks = [dg.AssetCheckSpec(name, asset=eval_key, blocking=True, description=text)
+              for name, text in GATE_DESCRIPTIONS.items()]
+
+    @dg.asset(key=eval_key, ins={"training_set": dg.AssetIn(key(spec, "training_set")),
+                                 "model": dg.AssetIn(key(spec, "model"))},
+              group_name=GROUP, code_version="1", kinds={"scikitlearn", "mlflow"}, check_specs=checks,
+              automation_condition=rebuild_on_change(partitioned=False))
+    def evaluation(context: dg.AssetExecutionContext, config: EvaluationConfig, training_set: DataFrame,
+                   model: DataFrame, mlflow: MlflowTracking, artifacts: Artifacts) -> Iterator:
+        """Holdout metrics of the challenger and the champion, slices, importance, report, model card and gates."""
+        from mlplatform.lib import tracking
+        from mlplatform.lib.assessment import assess
+        from mlplatform.lib.gates import Thresholds
+
+        client, reg = mlflow.client(), model.registered
+        champion = tracking.load_champion(client, mlflow.tracking_uri, spec)
+        thresholds = Thresholds(config.floors, config.ceilings, config.max_regression,
+                                config.max_relative_regression, config.fairness_bounds)
+        result = assess(spec, model, training_set, champion.model if champion else None,
+                        champion.version if champion else None,
+                        tracking.registered_predictor(mlflow.tracking_uri, reg.model_uri), thresholds,
+                        config.decision_threshold, config.min_slice_rows, artifacts.reports(spec, reg.version))
+        tracking.record_evaluation(client, reg, result.metrics, {g.name: g.passed for g in result.gates},
+                                   result.files["report_md"].parent)
+        yield dg.Output(result, data_version=dg.DataVersion(result.version_hash()), metadata={
+            **{k: float(v) for k, v in result.metrics.items()}, "model_version": f"{reg.name} v{reg.version}",
+            "champion": f"v{result.champion}" if result.champion else "none", "gates_passed": result.passed,
+            "summary": dg.MetadataValue.md(result.summary_md),
+            "model_card": dg.MetadataValue.md(result.files["model_card"].read_text()),
+            "report": dg.MetadataValue.path(str(result.files["report_html"])), "mlflow_run_id": reg.run_id})
+        for gate in result.gates:
+            yield dg.AssetCheckResult(check_name=gate.name, passed=gate.passed, description=gate.description,
+                                      metadata={"numbers": dg.MetadataValue.json(gate.numbers)})
+
+    return [evaluation]

@@ -1,0 +1,148 @@
+"""Evaluation and gates through Dagster: real training runs, real MLflow registry, real reports on disk."""
+
+import dagster as dg
+import numpy as np
+import pandas as pd
+import pytest
+
+from mlplatform.definitions import build_definitions
+from mlplatform.lib.demo_data import credit_day
+from mlplatform.specs import CREDIT
+
+DAYS, ROWS = 5, 1000
+GATES = {"floors", "no_regression", "fairness", "prediction_contract"}
+
+
+def biased_day(day: int, rows: int) -> pd.DataFrame:
+    """A demo day whose labels were recorded with a bias against the youngest applicants."""
+    frame = credit_day(day, rows)
+    young = frame["age"] <= 25
+    frame.loc[young, "default"] = (np.random.default_rng(day).random(int(young.sum())) < 0.6).astype("int64")
+    return frame
+
+
+def ingest(platform, make_day=credit_day) -> None:  # noqa: ANN001
+    for d in range(DAYS):
+        platform.land(f"2026-01-0{d + 1}.csv", make_day(d, ROWS))
+        assert platform.ingest(f"2026-01-0{d + 1}").success
+
+
+def train_config(**model: object) -> dict:
+    return {"ops": {"credit__model": {"config": model}}} if model else {}
+
+
+def train(platform, run_config: dict | None = None, job: str = "training_job") -> dg.ExecuteInProcessResult:  # noqa: ANN001
+    return platform.defs.resolve_job_def(job).execute_in_process(
+        instance=platform.instance, raise_on_error=False, run_config=run_config or {})
+
+
+def checks(result: dg.ExecuteInProcessResult) -> dict[str, dg.AssetCheckEvaluation]:
+    return {c.check_name: c for c in result.get_asset_check_evaluations() if c.asset_key.path[-1] == "evaluation"}
+
+
+def client(platform):  # noqa: ANN001, ANN201
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(platform.settings.mlflow_tracking_uri)
+
+
+def make_champion(platform, version: str) -> None:  # noqa: ANN001
+    """What a promotion does to the registry (promotion itself belongs to deployment)."""
+    client(platform).set_registered_model_alias("credit_model", "champion", version)
+
+
+@pytest.fixture
+def good(tracked_platform):
+    ingest(tracked_platform)
+    return tracked_platform
+
+
+def test_a_good_model_passes_every_gate_with_a_report_a_card_and_tags(good):
+    result = train(good)
+    assert result.success
+    outcome = checks(result)
+    assert set(outcome) == GATES and all(c.passed for c in outcome.values())
+    assert outcome["no_regression"].description == "no champion yet: the floors alone decide"
+    assessment = result.output_for_node("credit__evaluation")
+    files = assessment.files
+    html = files["report_html"].read_text()
+    assert html.count("data:image/png;base64,") == 4 and "Challenger vs champion" in html
+    report_md = files["report_md"].read_text()
+    assert "| roc_auc |" in report_md and "| demographic_parity_difference |" in report_md.replace("| 0", "|0")
+    card = files["model_card"].read_text()
+    assert "# Model card: credit_model v1" in card and "2026-01-01 … 2026-01-05" in card
+    assert result.run_id in card and "feature service `credit_v1`" in card.lower().replace("feature service", "feature service")
+    (event,) = [m for m in result.get_asset_materialization_events() if m.asset_key.path[-1] == "evaluation"]
+    meta = event.materialization.metadata
+    assert meta["roc_auc"].value == pytest.approx(assessment.metrics["roc_auc"]) and meta["roc_auc"].value > 0.65
+    assert meta["report"].value == str(files["report_html"]) and meta["gates_passed"].value is True
+    version = client(good).get_model_version("credit_model", "1")
+    assert version.tags["gates"] == "passed" and version.tags["gate.fairness"] == "passed"
+    run = client(good).get_run(version.run_id)
+    assert run.data.tags["gate.floors"] == "passed"
+    assert run.data.metrics["eval_roc_auc"] == pytest.approx(assessment.metrics["roc_auc"])
+    logged = {a.path for a in client(good).list_artifacts(version.run_id, "evaluation")}
+    assert {"evaluation/report.html", "evaluation/model_card.md", "evaluation/roc_curve.png"} <= logged
+
+
+def with_probe(platform) -> dg.Definitions:  # noqa: ANN001
+    """The platform's definitions plus an asset downstream of the evaluation (where the Bento will be)."""
+    @dg.asset(key=["credit", "probe"], deps=[dg.AssetKey(["credit", "evaluation"])])
+    def probe() -> None:
+        """Stands for anything packaged or deployed after the gates."""
+
+    base = build_definitions([CREDIT], platform.settings)
+    training = dg.define_asset_job("gated", selection=dg.AssetSelection.assets(
+        *[dg.AssetKey(["credit", n]) for n in ("training_set", "model", "evaluation", "probe")]),
+        executor_def=dg.in_process_executor)
+    return dg.Definitions.merge(base, dg.Definitions(assets=[probe], jobs=[training]))
+
+
+def test_a_feature_ignoring_model_fails_the_floors_and_nothing_downstream_runs(good):
+    good.defs = with_probe(good)
+    assert train(good, job="gated").success
+    make_champion(good, "1")
+    result = train(good, train_config(estimator="constant"), job="gated")
+    assert not result.success
+    outcome = checks(result)
+    assert not outcome["floors"].passed and "roc_auc 0.5000 < floor 0.6500" in outcome["floors"].description
+    assert not outcome["no_regression"].passed and "vs champion v1" in outcome["no_regression"].description
+    assert outcome["prediction_contract"].passed
+    materialized = {m.asset_key.path[-1] for m in result.get_asset_materialization_events()}
+    assert "evaluation" in materialized and "probe" not in materialized
+    registry = client(good)
+    assert str(registry.get_model_version_by_alias("credit_model", "champion").version) == "1"
+    assert str(registry.get_model_version_by_alias("credit_model", "challenger").version) == "2"
+    assert registry.get_model_version("credit_model", "2").tags["gate.floors"] == "failed"
+    assert registry.get_model_version("credit_model", "2").tags["gates"] == "failed"
+
+
+def test_a_regression_against_the_champion_alone_blocks(good):
+    assert train(good).success
+    make_champion(good, "1")
+    loose = {"ops": {"credit__model": {"config": {"estimator": "constant"}},
+                     "credit__evaluation": {"config": {"floors": {}, "ceilings": {}}}}}
+    result = train(good, loose)
+    outcome = checks(result)
+    assert not result.success
+    assert [n for n, c in outcome.items() if not c.passed] == ["no_regression"]
+    assert "roc_auc 0.5000 vs champion v1" in outcome["no_regression"].description
+    assert "relative drop" in outcome["no_regression"].description
+
+
+def test_a_retrained_equal_model_does_not_regress_against_its_champion(good):
+    assert train(good).success
+    make_champion(good, "1")
+    result = train(good)
+    assert result.success and checks(result)["no_regression"].passed
+    assert "no regression vs champion v1" in checks(result)["no_regression"].description
+
+
+def test_a_model_unfair_to_one_slice_fails_only_the_fairness_gate(tracked_platform):
+    ingest(tracked_platform, biased_day)
+    result = train(tracked_platform)
+    outcome = checks(result)
+    assert not result.success
+    assert [n for n, c in outcome.items() if not c.passed] == ["fairness"]
+    text = outcome["fairness"].description
+    assert "demographic_parity_difference" in text and "> bound 0.2500" in text and "18-25" in text
