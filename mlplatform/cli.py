@@ -95,6 +95,44 @@ def demo(
 
 
 @app.command()
+def reproduce(
+    version: Annotated[str, typer.Argument(help="Registered model version number, e.g. 3.")],
+    spec: Annotated[Optional[str], typer.Option(help="Spec name (default: the first spec).")] = None,
+) -> None:
+    """Re-train a registered model version from its recorded training set, params and seed; compare predictions."""
+    from mlplatform.definitions import resources
+    from mlplatform.lib.reproduce import ReproductionError, reproduce as run
+
+    settings = get_settings()
+    settings.export()
+    chosen, res = _spec(spec), resources(settings)
+    try:
+        outcome = run(res["mlflow"].client(), settings.mlflow_tracking_uri, chosen, version,
+                      lambda data_version: res["artifacts"].snapshot(chosen, data_version))
+    except ReproductionError as err:
+        raise typer.BadParameter(str(err), param_hint="VERSION") from err
+    typer.echo(outcome.report())
+    raise typer.Exit(0 if outcome.identical else 1)
+
+
+@app.command()
+def retry(run_id: Annotated[str, typer.Argument(help="Id of a failed Dagster run.")]) -> None:
+    """Re-execute a failed run from failure: only failed and skipped steps run, on the earlier steps' outputs."""
+    import dagster as dg
+
+    from mlplatform import runner
+
+    settings = get_settings()
+    settings.export()
+    try:
+        ok, text = runner.reexecute_from_failure(run_id, settings, dg.DagsterInstance.get())
+    except ValueError as err:
+        raise typer.BadParameter(str(err), param_hint="RUN_ID") from err
+    typer.echo(text)
+    raise typer.Exit(0 if ok else 1)
+
+
+@app.command()
 def dev(port: Annotated[int, typer.Option(help="Port of the UI.")] = 3000) -> None:
     """Start the Dagster UI and daemon (sensors, automation) on 127.0.0.1 with this project's instance."""
     settings = get_settings()

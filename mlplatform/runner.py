@@ -27,7 +27,7 @@ class Outcome:
         return "\n".join(["ingestion:", *lines, f"training_job: {self.training}"])
 
 
-def _failures(result: dg.ExecuteInProcessResult) -> str:
+def _failures(result: Any) -> str:  # an ExecuteInProcessResult or the result of execute_job
     checks = [c for c in result.get_asset_check_evaluations() if not c.passed]
     if checks:
         return "; ".join(f"check {c.asset_key.to_user_string()}:{c.check_name} failed: {c.description}" for c in checks)
@@ -36,11 +36,13 @@ def _failures(result: dg.ExecuteInProcessResult) -> str:
 
 
 def _trained(result: dg.ExecuteInProcessResult) -> str:
-    """'ok' with the registered model and its headline metric, when the run trained one."""
+    """'ok' with the registered model, its headline metric and the gates, when the run trained one."""
+    passed = [c.check_name for c in result.get_asset_check_evaluations() if c.asset_key.path[-1] == "evaluation"]
     for event in result.get_asset_materialization_events():
         meta = event.materialization.metadata
         if "registered_model" in meta:
-            return f"ok ({meta['registered_model'].value}, holdout ROC AUC {meta['holdout_roc_auc'].value:.3f})"
+            gates = f", gates passed: {', '.join(passed)}" if passed else ""
+            return f"ok ({meta['registered_model'].value}, holdout ROC AUC {meta['holdout_roc_auc'].value:.3f}{gates})"
     return "ok"
 
 
@@ -97,3 +99,24 @@ def ingest_and_train(spec: Spec, settings: Settings, only: list[str] | None, tra
         outcome.training = _trained(result) if result.success else _failures(result)
         outcome.ok &= result.success
     return outcome
+
+
+def job_for_reexecution(job_name: str, environ: dict[str, str]) -> dg.JobDefinition:
+    """A job rebuilt from the settings of the run it re-executes (the reconstructable entry point)."""
+    return build_definitions(SPECS, Settings.from_env(environ)).resolve_job_def(job_name)
+
+
+def reexecute_from_failure(run_id: str, settings: Settings, instance: dg.DagsterInstance) -> tuple[bool, str]:
+    """Re-execute a failed run's failed and skipped steps, reusing the outputs of the steps that succeeded."""
+    run = instance.get_run_by_id(run_id)
+    if run is None:
+        raise ValueError(f"no run {run_id!r} in the instance at {instance.root_directory}")
+    if run.status != dg.DagsterRunStatus.FAILURE:
+        raise ValueError(f"run {run_id} is {run.status.value}, not FAILURE: nothing to re-execute from failure")
+    job = dg.build_reconstructable_job("mlplatform.runner", "job_for_reexecution",
+                                       reconstructable_args=(run.job_name, settings.environ()))
+    options = dg.ReexecutionOptions.from_failure(run_id, instance)
+    with dg.execute_job(job, instance=instance, reexecution_options=options, raise_on_error=False) as result:
+        steps = sorted({e.step_key for e in result.all_events if e.is_step_start})
+        outcome = "ok" if result.success else _failures(result)
+        return result.success, f"run {result.run_id} re-executed {', '.join(steps)}: {outcome}"

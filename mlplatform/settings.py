@@ -75,6 +75,12 @@ class Settings:
             mlflow_uri=environ.get("MLFLOW_TRACKING_URI"),
         )
 
+    def environ(self) -> dict[str, str]:
+        """The environment variables that rebuild exactly these settings (e.g. in a re-executed run)."""
+        env = {"MLPLATFORM_ENV": self.env, "MLPLATFORM_HOME": str(self.home), "MLPLATFORM_LANDING": str(self.landing_root),
+               "MLPLATFORM_FEAST_ONLINE_STORE": self.feast_online_store, "MLPLATFORM_REDIS": self.redis_connection}
+        return env | ({"MLFLOW_TRACKING_URI": self.mlflow_uri} if self.mlflow_uri else {})
+
     def export(self) -> None:
         """Point the libraries' own env vars (Dagster, BentoML, MLflow) at this home unless already set."""
         os.environ.setdefault("DAGSTER_HOME", str(self.dagster_home))

@@ -10,7 +10,7 @@ import pytest
 
 BIN = Path(sys.executable).parent
 REPO = Path(__file__).resolve().parent.parent
-COMMANDS = ["demo-data", "ingest", "demo", "dev", "paths"]
+COMMANDS = ["demo-data", "ingest", "demo", "reproduce", "retry", "dev", "paths"]
 
 
 def run(args: list[str], home: Path, check: bool = True) -> subprocess.CompletedProcess:

@@ -146,3 +146,21 @@ def test_a_model_unfair_to_one_slice_fails_only_the_fairness_gate(tracked_platfo
     assert [n for n, c in outcome.items() if not c.passed] == ["fairness"]
     text = outcome["fairness"].description
     assert "demographic_parity_difference" in text and "> bound 0.2500" in text and "18-25" in text
+
+
+def test_a_failed_evaluation_is_re_executed_from_failure_without_retraining(good):
+    from mlplatform.runner import reexecute_from_failure
+
+    blocker = good.settings.home / "artifacts" / "reports" / "credit"
+    blocker.parent.mkdir(parents=True)
+    blocker.write_text("a file where the reports folder should be")  # the disk refuses the report
+    failed = train(good)
+    assert not failed.success and failed.output_for_node("credit__model").registered.version == "1"
+    blocker.unlink()
+    ok, text = reexecute_from_failure(failed.run_id, good.settings, good.instance)
+    assert ok, text
+    assert "re-executed credit__evaluation: ok" in text
+    assert [str(m.version) for m in client(good).search_model_versions("name='credit_model'")] == ["1"]
+    assert (blocker / "v1" / "report.html").exists()
+    with pytest.raises(ValueError, match="is SUCCESS, not FAILURE"):
+        reexecute_from_failure(text.split()[1], good.settings, good.instance)

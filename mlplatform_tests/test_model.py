@@ -113,3 +113,27 @@ def test_retraining_unchanged_inputs_reproduces_the_model_exactly(tracked_platfo
     assert len(versions) == 2 and versions[0] == versions[1]
     assert str(MlflowClient(platform.settings.mlflow_tracking_uri).get_model_version_by_alias(
         "credit_model", "challenger").version) == "2"
+
+
+def test_reproduce_re_creates_a_registered_version_with_identical_predictions(tracked_platform):
+    from mlplatform.lib.reproduce import ReproductionError, reproduce
+
+    platform = tracked_platform
+    ingest_days(platform, days=5)
+    assert platform.train().success
+    artifacts, mlflow_res = platform.defs.resources["artifacts"], platform.defs.resources["mlflow"]
+
+    def snapshot(version: str):  # noqa: ANN202
+        return artifacts.snapshot(CREDIT, version)
+
+    outcome = reproduce(mlflow_res.client(), platform.settings.mlflow_tracking_uri, CREDIT, "1", snapshot)
+    assert outcome.identical and outcome.max_abs_diff == 0.0 and outcome.holdout_rows == 800
+    assert "predictions identical: max |Δ| = 0 over 800 holdout rows" in outcome.report()
+    with pytest.raises(ReproductionError, match="credit_model has no version '7'"):
+        reproduce(mlflow_res.client(), platform.settings.mlflow_tracking_uri, CREDIT, "7", snapshot)
+    path = snapshot(outcome.data_version)
+    frame = pd.read_parquet(path)
+    frame.loc[0, CREDIT.label] = 1 - frame.loc[0, CREDIT.label]
+    frame.to_parquet(path, index=False)
+    with pytest.raises(ReproductionError, match=f"no longer hashes to {outcome.data_version}: it was changed"):
+        reproduce(mlflow_res.client(), platform.settings.mlflow_tracking_uri, CREDIT, "1", snapshot)
