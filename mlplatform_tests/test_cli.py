@@ -58,21 +58,31 @@ def test_cli_ingests_reports_a_bad_file_and_skips_unchanged_ones(tmp_path):
 
 
 @pytest.mark.e2e
-def test_dagster_job_execute_runs_ingest_and_training_jobs(tmp_path):
+def test_dagster_job_execute_trains_gates_and_fails_the_ci_step_when_a_gate_fails(tmp_path):
     mlp, dagster = str(BIN / "mlplatform"), str(BIN / "dagster")
-    run([mlp, "demo-data", "--days", "3", "--rows-per-day", "150"], tmp_path)
+    run([mlp, "demo-data", "--days", "4", "--rows-per-day", "700"], tmp_path)
     # The sensor adds partitions in a deployment; here the CLI registers them without running anything.
     run([str(BIN / "python"), "-c", "import dagster as dg; dg.DagsterInstance.get().add_dynamic_partitions("
          "'credit_files', ['2026-01-01'])"], tmp_path)
     tags = json.dumps({"dagster/partition": "2026-01-01"})
     run([dagster, "job", "execute", "-m", "mlplatform.definitions", "-j", "ingest_job", "--tags", tags], tmp_path)
-    run([mlp, "ingest", "--no-train"], tmp_path)  # the other two days; the first one is reported unchanged
+    run([mlp, "ingest", "--no-train"], tmp_path)  # the other days; the first one is reported unchanged
     out = run([dagster, "job", "execute", "-m", "mlplatform.definitions", "-j", "training_job"], tmp_path)
     assert "RUN_SUCCESS" in out.stderr + out.stdout
-    assert (tmp_path / "feast" / "offline" / "credit" / "2026-01-01.parquet").exists()
-    assert (tmp_path / "dagster" / "storage" / "credit" / "training_set").exists()
-    assert (tmp_path / "dagster" / "storage" / "credit" / "model").exists()
-    assert (tmp_path / "mlflow" / "mlflow.db").exists()
+    assert "Asset check 'fairness' on 'credit/evaluation' passed" in out.stderr + out.stdout
+    assert (tmp_path / "artifacts" / "reports" / "credit" / "v1" / "report.html").exists()
+    config = tmp_path / "constant.yaml"
+    config.write_text("ops:\n  credit__model:\n    config:\n      estimator: constant\n")
+    gated = run([dagster, "job", "execute", "-m", "mlplatform.definitions", "-j", "training_job", "-c", str(config)],
+                tmp_path, check=False)
+    assert gated.returncode != 0
+    assert "Asset check 'floors' on 'credit/evaluation' did not pass" in gated.stderr + gated.stdout
+    assert "roc_auc 0.5000 < floor 0.6500" in gated.stderr + gated.stdout
+    again = run([mlp, "reproduce", "1"], tmp_path)
+    assert "credit_model v1: re-trained from training set" in again.stdout
+    assert "predictions identical: max |Δ| = 0 over 1400 holdout rows" in again.stdout
+    missing = run([mlp, "reproduce", "9"], tmp_path, check=False)
+    assert missing.returncode == 2 and "credit_model has no version '9'" in missing.stderr
 
 
 def test_dagster_definitions_validate_passes(tmp_path):
