@@ -90,7 +90,9 @@ def demo(
                f" dagster dev -w workspace.yaml)\n"
                f"  .venv/bin/mlplatform demo-data --days {days} --rows-per-day {rows_per_day} --corrupt nan"
                f" && .venv/bin/mlplatform ingest   # land a bad file: it is quarantined and gated, the rest is unchanged\n"
-               f"  ls {settings.quarantine_dir}   # rejected rows and files")
+               f"  ls {settings.quarantine_dir}   # rejected rows and files\n"
+               f"  ls {settings.home / 'artifacts' / 'reports'}/*/*   # evaluation report.html and model_card.md per version\n"
+               f"  .venv/bin/mlplatform reproduce 1   # re-train version 1 from its recorded inputs, compare predictions")
     raise typer.Exit(0 if outcome.ok else 1)
 
 

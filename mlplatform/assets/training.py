@@ -79,7 +79,8 @@ def build(spec: Spec) -> list[dg.AssetsDefinition]:
         set_version = frame_version(training_set)  # the content trained on, as the training set versioned it
         partitions = sorted(training_set["_partition"].unique())
         tags = {"dagster.run_id": context.run.run_id, "dagster.asset_key": model_key.to_user_string(),
-                "dagster.code_version": "1", "training_set.data_version": set_version,
+                "dagster.code_version": context.assets_def.code_versions_by_key[model_key] or "",
+                "training_set.data_version": set_version,
                 "training_set.partitions": f"{partitions[0]}..{partitions[-1]} ({len(partitions)})",
                 "git.commit": tracking.git_commit(), "lock.sha256": tracking.lock_hash(),
                 "feature_service": spec.feature_service_name}

@@ -2,8 +2,10 @@
 
 import base64
 import html
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -36,42 +38,55 @@ class CardFacts:
     lock_hash: str
 
 
-def _plots(evaluation: Evaluation, folder: Path) -> dict[str, Path]:
+def _figure(path: Path, draw: Callable[[Any], None], size: tuple[float, float] = (5, 4)) -> Path:
+    """Draw one plot into a PNG (Agg backend: no display needed)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    fig, ax = plt.subplots(figsize=size)
+    draw(ax)
+    fig.savefig(path, dpi=90, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def _plots(evaluation: Evaluation, folder: Path) -> dict[str, Path]:
     models = [m for m in (evaluation.candidate, evaluation.champion) if m is not None]
-    paths = {name: folder / f"{name}.png" for name in PLOTS}
-    fig, ax = plt.subplots(figsize=(5, 4))
-    for m in models:
-        ax.plot(*m.roc, label=f"{m.name} (AUC {m.metrics['roc_auc']:.3f})")
-    ax.plot([0, 1], [0, 1], ":", color="grey")
-    ax.set(xlabel="false positive rate", ylabel="true positive rate", title="ROC curve (holdout)")
-    ax.legend(loc="lower right")
-    fig.savefig(paths["roc_curve"], dpi=90, bbox_inches="tight")
-    fig, ax = plt.subplots(figsize=(5, 4))
-    for m in models:
-        bins = pd.DataFrame(m.calibration)
-        ax.plot(bins["predicted"], bins["observed"], "o-", label=f"{m.name} (ECE {m.metrics['expected_calibration_error']:.3f})")
-    ax.plot([0, 1], [0, 1], ":", color="grey")
-    ax.set(xlabel="mean predicted probability", ylabel="observed positive rate", title="Calibration (10 bins)")
-    ax.legend(loc="upper left")
-    fig.savefig(paths["calibration_curve"], dpi=90, bbox_inches="tight")
-    imp = evaluation.importance.iloc[::-1]
-    fig, ax = plt.subplots(figsize=(5, 0.3 * len(imp) + 1))
-    ax.barh(imp["feature"], imp["importance"], xerr=imp["importance_std"], color="tab:blue")
-    ax.set(xlabel="drop in ROC AUC when shuffled", title="Permutation importance (holdout)")
-    fig.savefig(paths["feature_importance"], dpi=90, bbox_inches="tight")
-    slices = evaluation.candidate.slices
-    fig, ax = plt.subplots(figsize=(6, 4))
-    if len(slices):
-        slices[["selection_rate", "true_positive_rate", "false_positive_rate"]].plot.bar(ax=ax, rot=0)
-    ax.set(xlabel="", ylabel="rate", title="Challenger by slice")
-    fig.savefig(paths["slices"], dpi=90, bbox_inches="tight")
-    plt.close("all")
-    return paths
+
+    def roc(ax: Any) -> None:
+        for m in models:
+            ax.plot(*m.roc, label=f"{m.name} (AUC {m.metrics['roc_auc']:.3f})")
+        ax.plot([0, 1], [0, 1], ":", color="grey")
+        ax.set(xlabel="false positive rate", ylabel="true positive rate", title="ROC curve (holdout)")
+        ax.legend(loc="lower right")
+
+    def calibration(ax: Any) -> None:
+        for m in models:
+            bins = pd.DataFrame(m.calibration)
+            ax.plot(bins["predicted"], bins["observed"], "o-",
+                    label=f"{m.name} (ECE {m.metrics['expected_calibration_error']:.3f})")
+        ax.plot([0, 1], [0, 1], ":", color="grey")
+        ax.set(xlabel="mean predicted probability", ylabel="observed positive rate", title="Calibration (10 bins)")
+        ax.legend(loc="upper left")
+
+    def importance(ax: Any) -> None:
+        imp = evaluation.importance.iloc[::-1]
+        ax.barh(imp["feature"], imp["importance"], xerr=imp["importance_std"], color="tab:blue")
+        ax.set(xlabel="drop in ROC AUC when shuffled", title="Permutation importance (holdout)")
+
+    def slices(ax: Any) -> None:
+        frame = evaluation.candidate.slices
+        if len(frame):
+            frame[["selection_rate", "true_positive_rate", "false_positive_rate"]].plot.bar(ax=ax, rot=0)
+        ax.set(xlabel="", ylabel="rate", title="Challenger by slice")
+
+    rows = len(evaluation.importance)
+    return {"roc_curve": _figure(folder / "roc_curve.png", roc),
+            "calibration_curve": _figure(folder / "calibration_curve.png", calibration),
+            "feature_importance": _figure(folder / "feature_importance.png", importance, (5, 0.3 * rows + 1)),
+            "slices": _figure(folder / "slices.png", slices, (6, 4))}
 
 
 def comparison(evaluation: Evaluation) -> pd.DataFrame:
