@@ -74,7 +74,8 @@ def test_training_job_tracks_one_mlflow_run_and_registers_a_challenger(tracked_p
     assert run.info.status == "FINISHED"
     tags = run.data.tags
     assert tags["dagster.run_id"] == result.run_id and tags["dagster.asset_key"] == "credit/model"
-    assert tags["dagster.code_version"] == platform.defs.resolve_assets_def(dg.AssetKey(["credit", "model"])).code_versions_by_key[dg.AssetKey(["credit", "model"])]
+    model_key = dg.AssetKey(["credit", "model"])
+    assert tags["dagster.code_version"] == platform.defs.resolve_assets_def(model_key).code_versions_by_key[model_key]
     assert tags["training_set.partitions"] == "2026-01-01..2026-01-04 (4)"
     record = platform.instance.get_latest_data_version_record(dg.AssetKey(["credit", "training_set"]))
     assert tags["training_set.data_version"] == record.asset_materialization.tags["dagster/data_version"]
