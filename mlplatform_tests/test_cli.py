@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from mlplatform_tests.test_definitions import EXPECTED_ASSETS
+
 BIN = Path(sys.executable).parent
 REPO = Path(__file__).resolve().parent.parent
 COMMANDS = ["demo-data", "ingest", "demo", "reproduce", "retry", "dev", "paths"]
@@ -40,21 +42,22 @@ def test_demo_data_rejects_an_unknown_corruption_by_name(tmp_path):
 @pytest.mark.e2e
 def test_cli_ingests_reports_a_bad_file_and_skips_unchanged_ones(tmp_path):
     mlp = str(BIN / "mlplatform")
-    run([mlp, "demo-data", "--days", "3", "--rows-per-day", "200", "--corrupt", "unknown-category"], tmp_path)
+    run([mlp, "demo-data", "--days", "4", "--rows-per-day", "600", "--corrupt", "unknown-category"], tmp_path)
     first = run([mlp, "ingest"], tmp_path, check=False)
     assert first.returncode == 1
     lines = first.stdout.splitlines()
     assert "  2026-01-01                       ok" in lines
-    assert any(line.startswith("training_job: ok (credit_model v1 @challenger, holdout ROC AUC 0.") for line in lines)
-    assert ("  2026-01-04_corrupt-unknown-category check credit/validated:bad_row_share failed: 20 of 200 rows "
-            "quarantined: home_ownership: isin(('rent', 'own', 'mortgage', 'other')) (20 rows)") in lines
+    assert any(line.startswith("training_job: ok (credit_model v1 @challenger, holdout ROC AUC 0.") and
+               line.endswith("gates passed: floors, no_regression, fairness, prediction_contract)") for line in lines)
+    assert ("  2026-01-05_corrupt-unknown-category check credit/validated:bad_row_share failed: 60 of 600 rows "
+            "quarantined: home_ownership: isin(('rent', 'own', 'mortgage', 'other')) (60 rows)") in lines
     second_run = run([mlp, "ingest"], tmp_path, check=False)
     second = second_run.stdout.splitlines()
     assert second_run.returncode == 1  # the rejected file is still in the landing zone
     assert "  2026-01-01                       unchanged" in second
-    assert "  2026-01-04_corrupt-unknown-category unchanged (rejected earlier: fix or remove the file)" in second
+    assert "  2026-01-05_corrupt-unknown-category unchanged (rejected earlier: fix or remove the file)" in second
     assert "training_job: unchanged (no partition changed)" in second
-    assert (tmp_path / "quarantine" / "credit" / "2026-01-04_corrupt-unknown-category.rows.parquet").exists()
+    assert (tmp_path / "quarantine" / "credit" / "2026-01-05_corrupt-unknown-category.rows.parquet").exists()
 
 
 @pytest.mark.e2e
@@ -124,9 +127,7 @@ def test_the_dagster_ui_serves_the_asset_groups_of_the_workspace(tmp_path):
             time.sleep(1)
         assert nodes, f"UI did not answer: {server.stderr.read().decode()[-2000:] if server.poll() is not None else ''}"
         groups = {"/".join(n["assetKey"]["path"]): n["groupName"] for n in nodes}
-        assert groups == {"credit/raw": "data", "credit/validated": "data", "credit/labels": "data",
-                          "credit/feature_registry": "features", "credit/features": "features",
-                          "credit/training_set": "training", "credit/model": "training"}
+        assert groups == EXPECTED_ASSETS
     finally:
         server.terminate()
         server.wait(timeout=30)
