@@ -1,0 +1,105 @@
+"""The model service, in process through `to_asgi()`, built as a real Bento from `bentos/credit_service/`."""
+
+import pandas as pd
+import pytest
+
+from mlplatform.lib import bento, serving
+from mlplatform.lib.demo_data import credit_day
+from mlplatform.lib.features import featurize
+from mlplatform.lib.train import TrainParams, fit
+from mlplatform.specs import CREDIT
+
+ROW = {"age": 30, "income": 50000.0, "loan_amount": 10000.0, "loan_term_months": 36, "credit_utilization": 0.3,
+       "num_late_payments": 0, "employment_years": 5.0, "num_open_accounts": 3, "home_ownership": "rent",
+       "purpose": "car"}
+
+
+@pytest.fixture(scope="module")
+def service(tmp_path_factory):
+    """One built Bento served in process (BentoML's metrics registry allows one app per process)."""
+    import bentoml
+    from bentoml._internal.configuration.containers import BentoMLContainer
+    from starlette.testclient import TestClient
+
+    home = tmp_path_factory.mktemp("bentoml")
+    for sub in ("tmp", "models", "bentos"):
+        (home / sub).mkdir()
+    BentoMLContainer.bentoml_home.set(str(home))
+    raw = pd.concat([credit_day(d, 500) for d in range(4)], ignore_index=True)
+    frame = featurize(raw, CREDIT).assign(**{CREDIT.label: raw[CREDIT.label]})
+    pipeline, _, _ = fit(frame, CREDIT, TrainParams("logistic_regression", 1.0, 200, 42, 2))
+    tag = bento.save_model(CREDIT, pipeline, {"mlflow_version": "3"}, {"mlflow_version": "3", "decision_threshold": 0.3})
+    built = bento.build(CREDIT, tag, bento.stage_context(home / "context"), "local", {"mlflow_version": "3"})
+    with TestClient(bentoml.load(str(built.path)).to_asgi()) as client:
+        yield client, pipeline, built
+
+
+def test_the_bento_records_the_model_and_a_dockerfile_with_the_bentoml_entrypoint(service):
+    _, _, built = service
+    assert built.model_tag.startswith("credit_model:") and built.size_bytes > 0
+    dockerfile = built.dockerfile.read_text()
+    assert "python:3.11" in dockerfile or "PYTHON_VERSION=3.11" in dockerfile.replace('"', "")
+    assert 'ENTRYPOINT [ "/home/bentoml/bento/env/docker/entrypoint.sh" ]' in dockerfile
+    assert "credit_model" in (built.path / "bento.yaml").read_text()
+
+
+def test_predict_answers_like_the_trained_pipeline_with_version_and_request_id(service):
+    client, pipeline, _ = service
+    rows = [ROW, {**ROW, "num_late_payments": 4, "credit_utilization": 1.1}]
+    answer = client.post("/predict", json={"rows": rows})
+    assert answer.status_code == 200
+    body = answer.json()
+    expected = pipeline.predict_proba(featurize(pd.DataFrame(rows), CREDIT, keys=False)[CREDIT.feature_names])[:, 1]
+    assert body["probabilities"] == pytest.approx(expected.round(6).tolist())
+    assert body["labels"] == [int(p >= 0.3) for p in expected]
+    assert body["model_version"] == "3" and len(body["request_id"]) == 32
+
+
+@pytest.mark.parametrize(("change", "field", "message"), [
+    ({"age": 150}, "age", "less than or equal to 100"),
+    ({"purpose": "castle"}, "purpose", "Input should be 'debt_consolidation'"),
+    ({"income": "lots"}, "income", "valid number"),
+    ({"notes": "x"}, "notes", "Extra inputs are not permitted"),
+    ({"loan_amount": None}, "loan_amount", "valid number"),
+])
+def test_a_bad_field_gets_a_400_naming_it(service, change, field, message):
+    client, _, _ = service
+    answer = client.post("/predict", json={"rows": [ROW, {**ROW, **change}]})
+    assert answer.status_code == 400
+    (detail,) = answer.json()["detail"]
+    assert detail["loc"] == ["rows", 1, field] and message in detail["msg"]
+
+
+def test_missing_fields_too_many_rows_and_broken_json_are_400s(service):
+    client, _, _ = service
+    missing = client.post("/predict", json={"rows": [{k: v for k, v in ROW.items() if k != "income"}]})
+    assert missing.status_code == 400 and missing.json()["detail"][0]["loc"] == ["rows", 0, "income"]
+    many = client.post("/predict", json={"rows": [ROW] * (serving.MAX_ROWS + 1)})
+    assert many.status_code == 400 and "at most 1000 items" in many.json()["detail"][0]["msg"]
+    broken = client.post("/predict", content=b"{not json", headers={"content-type": "application/json"})
+    assert broken.status_code == 400 and broken.json()["detail"][0]["type"] == "json_invalid"
+
+
+def test_a_body_over_the_size_limit_is_a_413(service):
+    client, _, _ = service
+    answer = client.post("/predict", content=b"x" * (serving.MAX_BODY_BYTES + 1),
+                         headers={"content-type": "application/json"})
+    assert answer.status_code == 413 and "exceeds the limit" in answer.json()["error"]
+
+
+def test_info_names_the_served_version_and_health_is_open(service):
+    client, _, built = service
+    info = client.post("/info", json={}).json()
+    assert info["model_version"] == "3" and info["bento_model"] == built.model_tag
+    assert client.get("/livez").status_code == 200
+
+
+def test_api_keys_compare_in_constant_time_and_auth_cannot_be_disabled_outside_local(tmp_path):
+    keys_file = tmp_path / "keys"
+    keys_file.write_text("# one per line\nsecond-key\n")
+    keys = serving.load_api_keys({"MLPLATFORM_API_KEYS": "first-key", "MLPLATFORM_API_KEYS_FILE": str(keys_file)})
+    assert serving.key_matches("second-key", keys) and not serving.key_matches("second-ke", keys)
+    assert not serving.key_matches(None, keys)
+    assert serving.auth_required("staging", {}) and not serving.auth_required("local", {})
+    with pytest.raises(ValueError, match="MLPLATFORM_AUTH=off is refused in production"):
+        serving.auth_required("production", {"MLPLATFORM_AUTH": "off"})
