@@ -6,8 +6,8 @@ from pathlib import Path
 import dagster as dg
 
 from mlplatform import jobs, sensors
-from mlplatform.assets import data, evaluation, features, training
-from mlplatform.resources import Artifacts, FeastStore, LandingZone, MlflowTracking, Quarantine
+from mlplatform.assets import data, deployment, evaluation, features, training
+from mlplatform.resources import Artifacts, BentoStore, FeastStore, LandingZone, MlflowTracking, Quarantine
 from mlplatform.settings import Settings, get_settings
 from mlplatform.specs import SPECS, Spec
 
@@ -23,6 +23,7 @@ def resources(settings: Settings) -> dict[str, object]:
         "mlflow": MlflowTracking(tracking_uri=settings.mlflow_tracking_uri,
                                  artifact_root=str(settings.home / "mlflow" / "artifacts")),
         "artifacts": Artifacts(root=str(settings.home / "artifacts")),
+        "bentos": BentoStore(home=str(settings.bentoml_home), env=settings.env),
         "io_manager": dg.FilesystemIOManager(base_dir=str(settings.io_dir)),
     }
 
@@ -32,6 +33,7 @@ def build_definitions(specs: Sequence[Spec], settings: Settings) -> dg.Definitio
     assets, all_jobs, all_sensors = [], [], []
     for index, spec in enumerate(specs):
         assets += data.build(spec) + features.build(spec) + training.build(spec) + evaluation.build(spec)
+        assets += deployment.build(spec)
         ingest = jobs.ingest_job(spec, primary=index == 0)
         all_jobs += [ingest, jobs.training_job(spec, primary=index == 0)]
         all_sensors.append(sensors.landing_sensor(spec, ingest))

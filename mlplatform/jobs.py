@@ -12,7 +12,7 @@ from mlplatform.partitions import landed_files
 from mlplatform.specs import Spec
 
 INGEST_ASSETS = ("feature_registry", "raw", "validated", "labels", "features")
-TRAINING_ASSETS = ("training_set", "model", "evaluation")
+TRAINING_ASSETS = ("training_set", "model", "evaluation", "bento")
 
 
 def job_name(spec: Spec, primary: bool, base: str) -> str:

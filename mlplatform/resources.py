@@ -130,3 +130,13 @@ class Artifacts(dg.ConfigurableResource):
 
     def reports(self, spec: Spec, model_version: str) -> Path:
         return Path(self.root) / "reports" / spec.name / f"v{model_version}"
+
+
+class BentoStore(dg.ConfigurableResource):
+    """The BentoML model and Bento store under `home` (BENTOML_HOME), plus a folder for build contexts."""
+
+    home: str
+    env: str = "local"  # the environment Bentos are built for: decides whether their API needs keys
+
+    def context_dir(self, spec: Spec) -> Path:
+        return Path(self.home) / "build" / spec.name

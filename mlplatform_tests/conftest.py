@@ -36,8 +36,13 @@ class Platform:
         return self.defs.resolve_job_def(job).execute_in_process(
             instance=self.instance, partition_key=key, raise_on_error=False)
 
-    def train(self, job: str = "training_job") -> dg.ExecuteInProcessResult:
-        return self.defs.resolve_job_def(job).execute_in_process(instance=self.instance, raise_on_error=False)
+    def train(self, job: str = "training_job", bento: bool = False, run_config: dict | None = None,
+              ) -> dg.ExecuteInProcessResult:
+        """The training job; without `bento` it stops after the gates (packaging costs a BentoML process)."""
+        names = ("training_set", "model", "evaluation") + (("bento",) if bento else ())
+        return self.defs.resolve_job_def(job).execute_in_process(
+            instance=self.instance, raise_on_error=False, run_config=run_config or {},
+            asset_selection=[dg.AssetKey([self.spec.name, n]) for n in names])
 
     def build_training_set(self) -> dg.ExecuteInProcessResult:
         """Only the training set: the model needs MLflow and more days than these tests land."""

@@ -13,6 +13,7 @@ EXPECTED_ASSETS = {
     "credit/raw": "data", "credit/validated": "data", "credit/labels": "data",
     "credit/feature_registry": "features", "credit/features": "features",
     "credit/training_set": "training", "credit/model": "training", "credit/evaluation": "evaluation",
+    "credit/bento": "deployment",
 }
 EXPECTED_CHECKS = {"credit/raw:readable", "credit/validated:bad_row_share",
                    "credit/features:online_offline_parity", "credit/training_set:schema",
@@ -48,7 +49,7 @@ def test_every_job_resolves_to_the_documented_steps():
                                                "credit__labels", "credit__features"}
     assert ingest.partitions_def.name == "credit_files" and ingest.executor_def.name == "in_process"
     assert {n.name for n in defs.resolve_job_def("training_job").nodes} == {"credit__training_set", "credit__model",
-                                                                            "credit__evaluation"}
+                                                                            "credit__evaluation", "credit__bento"}
 
 
 def test_two_specs_build_side_by_side_without_collisions(tmp_path):
@@ -103,7 +104,8 @@ def test_a_new_partition_makes_automation_request_only_the_unpartitioned_chain(t
     assert after.get_num_requested(dg.AssetKey(["credit", "training_set"])) == 1
     assert after.get_num_requested(dg.AssetKey(["credit", "model"])) == 1  # requested with its upstream
     assert after.get_num_requested(dg.AssetKey(["credit", "evaluation"])) == 1
-    assert after.total_requested == 3  # the new partition itself was built by its ingest run
+    assert after.get_num_requested(dg.AssetKey(["credit", "bento"])) == 1
+    assert after.total_requested == 4  # the new partition itself was built by its ingest run
     assert platform.ingest("2026-01-04").success  # same file again: same data versions downstream
     again = dg.evaluate_automation_conditions(defs=platform.defs, instance=platform.instance, cursor=after.cursor)
     assert again.total_requested == 0

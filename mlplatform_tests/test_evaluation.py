@@ -31,9 +31,8 @@ def train_config(**model: object) -> dict:
     return {"ops": {"credit__model": {"config": model}}} if model else {}
 
 
-def train(platform, run_config: dict | None = None, job: str = "training_job") -> dg.ExecuteInProcessResult:  # noqa: ANN001
-    return platform.defs.resolve_job_def(job).execute_in_process(
-        instance=platform.instance, raise_on_error=False, run_config=run_config or {})
+def train(platform, run_config: dict | None = None, bento: bool = False) -> dg.ExecuteInProcessResult:  # noqa: ANN001
+    return platform.train(bento=bento, run_config=run_config)
 
 
 def checks(result: dg.ExecuteInProcessResult) -> dict[str, dg.AssetCheckEvaluation]:
@@ -51,6 +50,22 @@ def make_champion(platform, version: str) -> None:  # noqa: ANN001
     client(platform).set_registered_model_alias("credit_model", "champion", version)
 
 
+def model_labels(platform) -> dict[str, dict]:  # noqa: ANN001
+    """Labels of every model in the platform's BentoML store, read from the store's files."""
+    import yaml
+
+    folder = platform.settings.bentoml_home / "models" / "credit_model"
+    return {p.parent.name: yaml.safe_load(p.read_text())["labels"] for p in folder.glob("*/model.yaml")}
+
+
+def bento_yaml(platform) -> str:  # noqa: ANN001
+    return "".join(p.read_text() for p in (platform.settings.bentoml_home / "bentos").glob("*/*/bento.yaml"))
+
+
+def assessment_data_version(result) -> str:  # noqa: ANN001
+    return result.output_for_node("credit__model").training_set_version
+
+
 @pytest.fixture
 def good(tracked_platform):
     ingest(tracked_platform)
@@ -58,7 +73,7 @@ def good(tracked_platform):
 
 
 def test_a_good_model_passes_every_gate_with_a_report_a_card_and_tags(good):
-    result = train(good)
+    result = train(good, bento=True)
     assert result.success
     outcome = checks(result)
     assert set(outcome) == GATES and all(c.passed for c in outcome.values())
@@ -83,33 +98,29 @@ def test_a_good_model_passes_every_gate_with_a_report_a_card_and_tags(good):
     assert run.data.metrics["eval_roc_auc"] == pytest.approx(assessment.metrics["roc_auc"])
     logged = {a.path for a in client(good).list_artifacts(version.run_id, "evaluation")}
     assert {"evaluation/report.html", "evaluation/model_card.md", "evaluation/roc_curve.png"} <= logged
+    (packaged,) = [m for m in result.get_asset_materialization_events() if m.asset_key.path[-1] == "bento"]
+    bento_meta = packaged.materialization.metadata
+    assert bento_meta["bento_tag"].value.startswith("credit_service:")
+    assert bento_meta["registered_model"].value == "credit_model v1"
+    assert bento_meta["model_tag"].value in bento_yaml(good)
+    labels = model_labels(good)
+    assert list(labels.values()) == [{"mlflow_model": "credit_model", "mlflow_version": "1", "dagster_run": result.run_id,
+                                      "data_version": assessment_data_version(result), "code_version": "1"}]
 
 
-def with_probe(platform) -> dg.Definitions:  # noqa: ANN001
-    """The platform's definitions plus an asset downstream of the evaluation (where the Bento will be)."""
-    @dg.asset(key=["credit", "probe"], deps=[dg.AssetKey(["credit", "evaluation"])])
-    def probe() -> None:
-        """Stands for anything packaged or deployed after the gates."""
-
-    base = build_definitions([CREDIT], platform.settings)
-    training = dg.define_asset_job("gated", selection=dg.AssetSelection.assets(
-        *[dg.AssetKey(["credit", n]) for n in ("training_set", "model", "evaluation", "probe")]),
-        executor_def=dg.in_process_executor)
-    return dg.Definitions.merge(base, dg.Definitions(assets=[probe], jobs=[training]))
-
-
-def test_a_feature_ignoring_model_fails_the_floors_and_nothing_downstream_runs(good):
-    good.defs = with_probe(good)
-    assert train(good, job="gated").success
+def test_a_feature_ignoring_model_fails_the_floors_and_the_bento_is_not_built(good):
+    assert train(good).success
     make_champion(good, "1")
-    result = train(good, train_config(estimator="constant"), job="gated")
+    result = train(good, train_config(estimator="constant"), bento=True)
     assert not result.success
     outcome = checks(result)
     assert not outcome["floors"].passed and "roc_auc 0.5000 < floor 0.6500" in outcome["floors"].description
     assert not outcome["no_regression"].passed and "vs champion v1" in outcome["no_regression"].description
     assert outcome["prediction_contract"].passed
     materialized = {m.asset_key.path[-1] for m in result.get_asset_materialization_events()}
-    assert "evaluation" in materialized and "probe" not in materialized
+    assert "evaluation" in materialized and "bento" not in materialized
+    assert "credit__bento" in {n.name for n in good.defs.resolve_job_def("training_job").nodes}
+    assert model_labels(good) == {}  # version 2 was never packaged
     registry = client(good)
     assert str(registry.get_model_version_by_alias("credit_model", "champion").version) == "1"
     assert str(registry.get_model_version_by_alias("credit_model", "challenger").version) == "2"

@@ -1,8 +1,16 @@
-"""Packaging: a registered model into the BentoML model store, then a Bento from `bentos/<service>/`."""
+"""Packaging: a registered model into the BentoML model store, then a Bento from `bentos/<service>/`.
+
+`package()` runs the BentoML work in a child process with its own BENTOML_HOME: BentoML keeps its stores in
+process-wide singletons, so one process could otherwise write into another platform's store.
+"""
 
 import contextlib
+import json
+import os
 import shutil
-from dataclasses import dataclass
+import subprocess
+import sys
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -50,3 +58,36 @@ def build(spec: Spec, model_tag: str, context: Path, env: str, labels: dict[str,
     path = Path(bento.path)
     size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
     return BuiltBento(str(bento.tag), path, model_tag, size, path / "env" / "docker" / "Dockerfile")
+
+
+def package(spec: Spec, model_uri: str, tracking_uri: str, bentoml_home: Path, context: Path, env: str,
+            labels: dict[str, str], metadata: dict[str, Any]) -> BuiltBento:
+    """Load the registered model from MLflow, save it to the store and build its Bento, in a child process."""
+    request = {"spec": spec.name, "model_uri": model_uri, "tracking_uri": tracking_uri, "context": str(context),
+               "env": env, "labels": labels, "metadata": metadata}
+    environ = {**os.environ, "BENTOML_HOME": str(bentoml_home), "BENTOML_DO_NOT_TRACK": "True"}
+    done = subprocess.run([sys.executable, "-m", "mlplatform.lib.bento"], input=json.dumps(request), text=True,
+                          capture_output=True, env=environ, cwd=ROOT, timeout=900)
+    if done.returncode != 0:
+        raise RuntimeError(f"building the Bento failed (exit {done.returncode}):\n{done.stderr[-4000:]}")
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    return BuiltBento(result["tag"], Path(result["path"]), result["model_tag"], result["size_bytes"],
+                      Path(result["dockerfile"]))
+
+
+def _main() -> None:
+    import mlflow
+
+    from mlplatform.specs import SPECS
+
+    request = json.loads(sys.stdin.read())
+    spec = next(s for s in SPECS if s.name == request["spec"])
+    mlflow.set_tracking_uri(request["tracking_uri"])
+    pipeline = mlflow.sklearn.load_model(request["model_uri"])
+    model_tag = save_model(spec, pipeline, request["labels"], request["metadata"])
+    built = build(spec, model_tag, stage_context(Path(request["context"])), request["env"], request["labels"])
+    print(json.dumps({k: str(v) if isinstance(v, Path) else v for k, v in asdict(built).items()}))
+
+
+if __name__ == "__main__":
+    _main()
