@@ -27,6 +27,7 @@ test: install  ## the whole suite
 bench: install  ## benchmarks/ (ratios measured side by side in one run)
 	$(BIN)/python benchmarks/bench_foundation.py
 	$(BIN)/python benchmarks/bench_training.py
+	$(BIN)/python benchmarks/bench_training_scale.py
 
 dev: install  ## the Dagster UI and daemon on 127.0.0.1:3000
 	$(BIN)/mlplatform dev
