@@ -120,6 +120,7 @@ def chain(folder: Path, mlflow_uri: str, meter: Meter) -> dict[str, object]:
     client = MlflowClient(tracking_uri=mlflow_uri, registry_uri=mlflow_uri)
     with meter.phase("training_set"):
         frame = training_set(labels, spec, store)
+    del labels  # the training_set step's input: released when the step ends
     with meter.phase("schema"):
         frame = training_set_schema(spec).validate(frame, lazy=True)
     with meter.phase("hash"):

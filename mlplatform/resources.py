@@ -133,10 +133,7 @@ class Artifacts(dg.ConfigurableResource):
 
 
 class BentoStore(dg.ConfigurableResource):
-    """The BentoML model and Bento store under `home` (BENTOML_HOME), plus a folder for build contexts."""
+    """The BentoML model and Bento store under `home` (BENTOML_HOME)."""
 
     home: str
     env: str = "local"  # the environment Bentos are built for: decides whether their API needs keys
-
-    def context_dir(self, spec: Spec) -> Path:
-        return Path(self.home) / "build" / spec.name

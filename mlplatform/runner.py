@@ -32,7 +32,14 @@ def _failures(result: Any) -> str:  # an ExecuteInProcessResult or the result of
     if checks:
         return "; ".join(f"check {c.asset_key.to_user_string()}:{c.check_name} failed: {c.description}" for c in checks)
     steps = [e for e in result.all_events if e.is_step_failure]
-    return "; ".join(f"{e.step_key}: {e.step_failure_data.error.message.strip()}" for e in steps) or "failed"
+    return "; ".join(f"{e.step_key}: {_root_message(e.step_failure_data.error)}" for e in steps) or "failed"
+
+
+def _root_message(error: Any) -> str:
+    """The innermost cause's message (Dagster wraps user errors in an 'Error occurred while executing op')."""
+    while error.cause is not None:
+        error = error.cause
+    return error.message.strip().splitlines()[-1] if error.message.strip() else error.cls_name
 
 
 def _trained(result: dg.ExecuteInProcessResult) -> str:

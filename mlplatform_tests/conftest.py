@@ -63,7 +63,7 @@ def make_settings(home: Path, **extra: str) -> Settings:
 
 @pytest.fixture
 def platform(tmp_path: Path):
-    settings = make_settings(tmp_path / "home")
+    settings = make_settings(tmp_path / ".mlplatform")  # hidden, like the default home
     (tmp_path / "dagster").mkdir()
     with dg.instance_for_test(temp_dir=str(tmp_path / "dagster")) as instance:
         yield Platform(settings, build_definitions([CREDIT], settings), instance)

@@ -28,8 +28,8 @@ def build(spec: Spec) -> list[dg.AssetsDefinition]:
                   "data_version": model.training_set_version, "code_version": lineage["dagster.code_version"]}
         metadata = {**labels, "mlflow_run_id": reg.run_id, "git_commit": lineage.get("git.commit", ""),
                     "decision_threshold": spec.gates.decision_threshold, "roc_auc": evaluation.metrics["roc_auc"]}
-        built = packaging.package(spec, reg.model_uri, mlflow.tracking_uri, Path(bentos.home), bentos.context_dir(spec),
-                                  bentos.env, labels, metadata)
+        built = packaging.package(spec, reg.model_uri, mlflow.tracking_uri, Path(bentos.home), bentos.env, labels,
+                                  metadata)
         return dg.MaterializeResult(data_version=dg.DataVersion(built.tag), metadata={
             "bento_tag": built.tag, "model_tag": built.model_tag, "models": dg.MetadataValue.json([built.model_tag]),
             "size_bytes": built.size_bytes, "path": dg.MetadataValue.path(str(built.path)),

@@ -10,6 +10,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -60,11 +61,11 @@ def build(spec: Spec, model_tag: str, context: Path, env: str, labels: dict[str,
     return BuiltBento(str(bento.tag), path, model_tag, size, path / "env" / "docker" / "Dockerfile")
 
 
-def package(spec: Spec, model_uri: str, tracking_uri: str, bentoml_home: Path, context: Path, env: str,
+def package(spec: Spec, model_uri: str, tracking_uri: str, bentoml_home: Path, env: str,
             labels: dict[str, str], metadata: dict[str, Any]) -> BuiltBento:
     """Load the registered model from MLflow, save it to the store and build its Bento, in a child process."""
-    request = {"spec": spec.name, "model_uri": model_uri, "tracking_uri": tracking_uri, "context": str(context),
-               "env": env, "labels": labels, "metadata": metadata}
+    request = {"spec": spec.name, "model_uri": model_uri, "tracking_uri": tracking_uri, "env": env, "labels": labels,
+               "metadata": metadata}
     environ = {**os.environ, "BENTOML_HOME": str(bentoml_home), "BENTOML_DO_NOT_TRACK": "True"}
     done = subprocess.run([sys.executable, "-m", "mlplatform.lib.bento"], input=json.dumps(request), text=True,
                           capture_output=True, env=environ, cwd=ROOT, timeout=900)
@@ -85,7 +86,9 @@ def _main() -> None:
     mlflow.set_tracking_uri(request["tracking_uri"])
     pipeline = mlflow.sklearn.load_model(request["model_uri"])
     model_tag = save_model(spec, pipeline, request["labels"], request["metadata"])
-    built = build(spec, model_tag, stage_context(Path(request["context"])), request["env"], request["labels"])
+    # BentoML refuses build contexts under hidden folders (like the default home `.mlplatform`): stage in tmp
+    with tempfile.TemporaryDirectory(prefix="mlplatform-bento-") as tmp:
+        built = build(spec, model_tag, stage_context(Path(tmp) / "context"), request["env"], request["labels"])
     print(json.dumps({k: str(v) if isinstance(v, Path) else v for k, v in asdict(built).items()}))
 
 
