@@ -133,11 +133,11 @@ def chain(folder: Path, mlflow_uri: str, meter: Meter) -> dict[str, object]:
         train.behaviour_version(pipeline, holdout, spec)
     partitions = sorted(frame["_partition"].unique())
     tags = {"dagster.run_id": "benchmark-run", "training_set.data_version": version}
-    metrics = {"holdout_roc_auc": auc, "train_rows": len(train_rows), "holdout_rows": len(holdout)}
+    metrics = {"holdout_roc_auc": auc, "train_rows": train_rows, "holdout_rows": len(holdout)}
     with meter.phase("mlflow"):
         tracked = tracking.log_and_register(client, mlflow_uri, str(folder.parent / "mlflow" / "artifacts"), spec,
                                             pipeline, holdout[spec.feature_names], params.__dict__, metrics, tags)
-    candidate = train.TrainedModel(pipeline, params, tracked, version, partitions, len(train_rows), len(holdout), tags)
+    candidate = train.TrainedModel(pipeline, params, tracked, version, partitions, train_rows, len(holdout), tags)
     g = spec.gates
     thresholds = Thresholds(dict(g.floors), dict(g.ceilings), dict(g.max_regression), dict(g.max_relative_regression),
                             dict(g.fairness_bounds))
@@ -148,7 +148,7 @@ def chain(folder: Path, mlflow_uri: str, meter: Meter) -> dict[str, object]:
     with meter.phase("mlflow"):
         tracking.record_evaluation(client, tracked, result.metrics, {x.name: x.passed for x in result.gates},
                                    result.files["report_md"].parent)
-    return {"rows": len(frame), "train_rows": len(train_rows), "holdout_rows": len(holdout), "data_version": version,
+    return {"rows": len(frame), "train_rows": train_rows, "holdout_rows": len(holdout), "data_version": version,
             "roc_auc": result.metrics["roc_auc"], "gates_passed": result.passed}
 
 

@@ -85,10 +85,10 @@ def build(spec: Spec) -> list[dg.AssetsDefinition]:
                 "git.commit": tracking.git_commit(), "lock.sha256": tracking.lock_hash(),
                 "feature_service": spec.feature_service_name}
         metrics = {"holdout_roc_auc": auc,
-                   "train_rows": len(train_rows), "holdout_rows": len(holdout)}
+                   "train_rows": train_rows, "holdout_rows": len(holdout)}
         tracked = tracking.log_and_register(mlflow.client(), mlflow.tracking_uri, mlflow.artifact_root, spec, pipeline,
                                             holdout[spec.feature_names], params.__dict__, metrics, tags)
-        trained = train.TrainedModel(pipeline, params, tracked, set_version, partitions, len(train_rows), len(holdout),
+        trained = train.TrainedModel(pipeline, params, tracked, set_version, partitions, train_rows, len(holdout),
                                      tags)
         return dg.Output(trained, data_version=dg.DataVersion(train.behaviour_version(pipeline, holdout, spec)),
                          metadata={**metrics, "mlflow_run_id": tracked.run_id, "model_uri": tracked.model_uri,

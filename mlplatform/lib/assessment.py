@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from mlplatform.lib import evaluate, gates, report
-from mlplatform.lib.train import TrainedModel, time_split
+from mlplatform.lib.train import TrainedModel, holdout as holdout_rows
 from mlplatform.specs import Spec
 
 
@@ -57,7 +57,7 @@ def assess(spec: Spec, candidate: TrainedModel, training_set: pd.DataFrame, cham
 
     `registered_predict` scores rows with the candidate as loaded back from the registry (the contract gate).
     """
-    holdout = time_split(training_set, spec, candidate.params.holdout_days)[1]
+    holdout = holdout_rows(training_set, spec, candidate.params.holdout_days)
     result = evaluate.evaluate(candidate.pipeline, champion, holdout, spec, threshold, min_slice_rows,
                                candidate.params.seed)
     x = holdout[spec.feature_names]
