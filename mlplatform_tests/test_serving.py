@@ -103,3 +103,57 @@ def test_api_keys_compare_in_constant_time_and_auth_cannot_be_disabled_outside_l
     assert serving.auth_required("staging", {}) and not serving.auth_required("local", {})
     with pytest.raises(ValueError, match="MLPLATFORM_AUTH=off is refused in production"):
         serving.auth_required("production", {"MLPLATFORM_AUTH": "off"})
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.mark.e2e
+def test_a_real_bentoml_serve_of_the_built_bento_answers_behind_its_api_key(service):
+    import os
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    import httpx
+
+    _, pipeline, built = service
+    port, secret = free_port(), "s3cret-key-for-test"
+    home = built.path.parents[2]
+    env = {**os.environ, "BENTOML_HOME": str(home), "MLPLATFORM_AUTH": "on", "MLPLATFORM_API_KEYS": secret,
+           "BENTOML_DO_NOT_TRACK": "True"}
+    server = subprocess.Popen([str(Path(sys.executable).with_name("bentoml")), "serve", str(built.path),
+                               "--host", "127.0.0.1", "--port", str(port)],
+                              env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and server.poll() is None:
+            try:
+                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.5)
+        assert server.poll() is None, "bentoml serve exited"
+        with httpx.Client(base_url=url, timeout=10) as client:
+            assert client.post("/predict", json={"rows": [ROW]}).status_code == 401
+            assert client.post("/predict", json={"rows": [ROW]}, headers={"x-api-key": "wrong"}).status_code == 401
+            answer = client.post("/predict", json={"rows": [ROW]}, headers={"x-api-key": secret})
+            assert answer.status_code == 200 and secret not in answer.text
+            expected = pipeline.predict_proba(featurize(pd.DataFrame([ROW]), CREDIT, keys=False)[CREDIT.feature_names])
+            assert answer.json()["probabilities"] == pytest.approx([round(float(expected[0, 1]), 6)])
+            bad = client.post("/predict", json={"rows": [{**ROW, "age": 7}]}, headers={"x-api-key": secret})
+            assert bad.status_code == 400 and bad.json()["detail"][0]["loc"] == ["rows", 0, "age"]
+            assert client.get("/livez").status_code == 200
+            metrics = client.get("/metrics")
+            assert metrics.status_code == 200 and "bentoml_service_request_total" in metrics.text
+    finally:
+        server.terminate()
+        output = server.communicate(timeout=30)[0].decode(errors="replace")
+    assert secret not in output
