@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from mlplatform_tests.conftest import free_port
 from mlplatform_tests.test_definitions import EXPECTED_ASSETS
 
 BIN = Path(sys.executable).parent
@@ -91,14 +92,6 @@ def test_dagster_job_execute_trains_gates_and_fails_the_ci_step_when_a_gate_fail
 def test_dagster_definitions_validate_passes(tmp_path):
     out = run([str(BIN / "dagster"), "definitions", "validate", "-w", str(REPO / "workspace.yaml")], tmp_path)
     assert "Validation successful" in out.stdout + out.stderr
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.mark.e2e

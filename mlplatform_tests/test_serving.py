@@ -1,5 +1,7 @@
 """The model service, in process through `to_asgi()`, built as a real Bento from `bentos/credit_service/`."""
 
+import json
+
 import pandas as pd
 import pytest
 
@@ -8,6 +10,7 @@ from mlplatform.lib.demo_data import credit_day
 from mlplatform.lib.features import featurize
 from mlplatform.lib.train import TrainParams, fit
 from mlplatform.specs import CREDIT
+from mlplatform_tests.conftest import free_port
 
 ROW = {"age": 30, "income": 50000.0, "loan_amount": 10000.0, "loan_term_months": 36, "credit_utilization": 0.3,
        "num_late_payments": 0, "employment_years": 5.0, "num_open_accounts": 3, "home_ownership": "rent",
@@ -85,6 +88,12 @@ def test_a_body_over_the_size_limit_is_a_413(service):
     answer = client.post("/predict", content=b"x" * (serving.MAX_BODY_BYTES + 1),
                          headers={"content-type": "application/json"})
     assert answer.status_code == 413 and "exceeds the limit" in answer.json()["error"]
+    chunks = (b"x" * 100_000 for _ in range(serving.MAX_BODY_BYTES // 100_000 + 1))  # no content-length: chunked
+    chunked = client.post("/predict", content=chunks, headers={"content-type": "application/json"})
+    assert chunked.status_code == 413 and "exceeds the limit" in chunked.json()["error"]
+    small = client.post("/predict", content=(c for c in [b'{"rows": [', json.dumps(ROW).encode(), b"]}"]),
+                        headers={"content-type": "application/json"})
+    assert small.status_code == 200 and len(small.json()["probabilities"]) == 1
 
 
 def test_info_names_the_served_version_and_health_is_open(service):
@@ -103,14 +112,6 @@ def test_api_keys_compare_in_constant_time_and_auth_cannot_be_disabled_outside_l
     assert serving.auth_required("staging", {}) and not serving.auth_required("local", {})
     with pytest.raises(ValueError, match="MLPLATFORM_AUTH=off is refused in production"):
         serving.auth_required("production", {"MLPLATFORM_AUTH": "off"})
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.mark.e2e

@@ -99,27 +99,35 @@ class Guard:
         length = headers.get(b"content-length")
         if length is not None and length.isdigit() and int(length) > self.max_body:
             return await _reply(send, 413, f"request body of {int(length)} bytes exceeds the limit of {self.max_body}")
-        return await self.app(scope, _limited(receive, self.max_body), send)
+        if length is None:  # chunked: read up to the limit here, so an oversized body is a 413, not an app error
+            messages = await _read_body(receive, self.max_body)
+            if messages is None:
+                return await _reply(send, 413, f"request body exceeds the limit of {self.max_body} bytes")
+            receive = _replay(messages, receive)
+        return await self.app(scope, receive, send)
 
 
-def _limited(receive: Callable[[], Awaitable[Any]], limit: int) -> Callable[[], Awaitable[Any]]:
-    """A receive that stops a chunked body once it passes `limit` bytes."""
-    seen = 0
-
-    async def wrapped() -> Any:
-        nonlocal seen
+async def _read_body(receive: Callable[[], Awaitable[Any]], limit: int) -> list[Any] | None:
+    """Every body message of a request, or None once they add up to more than `limit` bytes."""
+    messages, seen = [], 0
+    while True:
         message = await receive()
+        messages.append(message)
         seen += len(message.get("body", b""))
         if seen > limit:
-            raise BodyTooLarge(limit)
-        return message
+            return None
+        if message["type"] != "http.request" or not message.get("more_body", False):
+            return messages
+
+
+def _replay(messages: list[Any], receive: Callable[[], Awaitable[Any]]) -> Callable[[], Awaitable[Any]]:
+    """A receive that hands the app the messages already read, then the live channel (disconnects)."""
+    pending = list(messages)
+
+    async def wrapped() -> Any:
+        return pending.pop(0) if pending else await receive()
 
     return wrapped
-
-
-class BodyTooLarge(ValueError):
-    def __init__(self, limit: int) -> None:
-        super().__init__(f"request body exceeds the limit of {limit} bytes")
 
 
 async def _reply(send: Callable[[Any], Awaitable[None]], status: int, message: str) -> None:
