@@ -96,6 +96,89 @@ def test_a_body_over_the_size_limit_is_a_413(service):
     assert small.status_code == 200 and len(small.json()["probabilities"]) == 1
 
 
+def test_the_hot_path_answers_exactly_like_bentomls_own_api_dispatch(service):
+    import sys
+
+    client, _, _ = service
+    target = sys.modules["service"].HOT  # the service module of the loaded Bento
+    rows = [ROW, {**ROW, "age": 61, "purpose": "medical"}]
+    bad = [ROW, {**ROW, "age": 150}]
+    answers = {}
+    for hot in (True, False):
+        target.enabled = hot
+        try:
+            good, rejected = client.post("/predict", json={"rows": rows}), client.post("/predict", json={"rows": bad})
+        finally:
+            target.enabled = True
+        answers[hot] = (good.status_code, {k: v for k, v in good.json().items() if k != "request_id"},
+                        rejected.status_code, rejected.json())
+    assert answers[True] == answers[False]
+    assert answers[True][0] == 200 and answers[True][2] == 400
+    assert target.batcher.requests >= 2  # the hot path did answer
+
+
+def test_concurrent_requests_are_scored_in_one_model_call_with_the_same_answers(service):
+    import asyncio
+
+    from mlplatform.lib.hotpath import MicroBatcher
+
+    _, pipeline, _ = service
+    batcher = MicroBatcher(serving.Scorer(pipeline, CREDIT))
+    requests = [[{**ROW, "age": 20 + i}] * (1 + i % 3) for i in range(12)]
+
+    async def together():
+        return await asyncio.gather(*(batcher.proba(rows) for rows in requests))
+
+    answers = asyncio.run(together())
+    assert batcher.batches == 1 and batcher.requests == 12
+    for rows, answer in zip(requests, answers, strict=True):
+        alone = pipeline.predict_proba(featurize(pd.DataFrame(rows), CREDIT, keys=False)[CREDIT.feature_names])
+        assert answer == pytest.approx(alone[:, 1].round(6).tolist())
+
+
+@pytest.mark.parametrize("estimator", ["logistic_regression", "gradient_boosting", "constant"])
+def test_the_compiled_scorer_matches_the_pipeline_on_every_row(estimator):
+    raw = pd.concat([credit_day(d, 400) for d in range(3)], ignore_index=True)
+    frame = featurize(raw, CREDIT).assign(**{CREDIT.label: raw[CREDIT.label]})
+    pipeline, _, _ = fit(frame, CREDIT, TrainParams(estimator, 1.0, 50, 42, 1))
+    scorer = serving.Scorer(pipeline, CREDIT)
+    rows = raw[CREDIT.contract_feature_names].to_dict("records")
+    rows[0] = {**rows[0], "income": 0.0}  # zero denominator of loan_to_income
+    expected = pipeline.predict_proba(featurize(pd.DataFrame(rows), CREDIT, keys=False)[CREDIT.feature_names])[:, 1]
+    assert scorer.compiled
+    assert abs(scorer.proba(rows) - expected).max() < 1e-12
+    assert abs(scorer.proba(rows[:1]) - expected[:1]).max() < 1e-12
+
+
+def test_a_pipeline_of_another_shape_is_scored_through_the_pipeline_itself():
+    from sklearn.compose import ColumnTransformer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import MinMaxScaler, OrdinalEncoder
+
+    raw = pd.concat([credit_day(d, 300) for d in range(2)], ignore_index=True)
+    x = featurize(raw, CREDIT, keys=False)[CREDIT.feature_names]
+    numeric = [n for n in CREDIT.feature_names if n not in CREDIT.categorical_feature_names]
+    pipeline = Pipeline([("pre", ColumnTransformer([("n", MinMaxScaler(), numeric),
+                                                    ("c", OrdinalEncoder(), CREDIT.categorical_feature_names)])),
+                         ("model", LogisticRegression(max_iter=500))]).fit(x, raw[CREDIT.label])
+    scorer = serving.Scorer(pipeline, CREDIT)
+    rows = raw[CREDIT.contract_feature_names].head(50).to_dict("records")
+    assert not scorer.compiled
+    assert abs(scorer.proba(rows) - pipeline.predict_proba(x.head(50))[:, 1]).max() < 1e-12
+
+
+def test_safeguards_cannot_be_switched_off_outside_local():
+    assert not serving.switch("validation", "local", {"MLPLATFORM_VALIDATION": "off"})
+    for name in ("validation", "metrics"):
+        with pytest.raises(ValueError, match=f"MLPLATFORM_{name.upper()}=off is refused in staging"):
+            serving.switch(name, "staging", {f"MLPLATFORM_{name.upper()}": "off"})
+    with pytest.raises(ValueError, match="expected on or off"):
+        serving.switch("tracing", "local", {"MLPLATFORM_TRACING": "maybe"})
+    config = serving.service_config("production", ("/predict",), {})
+    assert config["tracing"] == {"excluded_urls": ["/predict"]} and config["logging"]["access"]["enabled"] is False
+
+
 def test_info_names_the_served_version_and_health_is_open(service):
     client, _, built = service
     info = client.post("/info", json={}).json()
@@ -154,6 +237,9 @@ def test_a_real_bentoml_serve_of_the_built_bento_answers_behind_its_api_key(serv
             assert client.get("/livez").status_code == 200
             metrics = client.get("/metrics")
             assert metrics.status_code == 200 and "bentoml_service_request_total" in metrics.text
+            served = 'model="credit_model",model_version="3",predicted_class="0"'
+            assert f"mlplatform_predictions_total{{{served}}} 1.0" in metrics.text.replace(
+                'model_version="3",model="credit_model"', 'model="credit_model",model_version="3"')
     finally:
         server.terminate()
         output = server.communicate(timeout=30)[0].decode(errors="replace")

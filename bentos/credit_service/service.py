@@ -1,11 +1,16 @@
-"""The model service: feature rows in, default probabilities out, validated against the spec, behind API keys."""
+"""The model service: feature rows in, default probabilities out, validated against the spec, behind API keys.
+
+`POST /predict` is answered by the hot path (`mlplatform.lib.hotpath`: the same request model, scorer and answer
+as the `predict` API below, without BentoML's per-request dispatch, with micro-batching of concurrent requests);
+MLPLATFORM_HOT_PATH=off routes it through BentoML's API dispatch instead.
+"""
 
 from typing import Annotated, Any
 
 import bentoml
 from pydantic import BaseModel
 
-from mlplatform.lib import serving
+from mlplatform.lib import hotpath, serving
 from mlplatform.specs import SPECS
 
 
@@ -21,9 +26,13 @@ args = bentoml.use_arguments(ServiceArgs)
 SPEC = next(s for s in SPECS if s.name == args.spec)
 Row = serving.row_model(SPEC)
 RowsType, RowsField = serving.rows_field(SPEC)
+HOT = hotpath.Target()
+HOT.enabled = serving.switch("hot_path", args.env)
+VALIDATE = serving.switch("validation", args.env)
 
 
-@bentoml.service(name=f"{SPEC.name}_service", workers=1, traffic={"timeout": 10})
+@bentoml.service(name=f"{SPEC.name}_service", workers=1, traffic={"timeout": 10},
+                 **serving.service_config(args.env, ("/predict", "/info")))
 class ModelService:
     """Serves one registered model version, packed into the Bento."""
 
@@ -34,13 +43,17 @@ class ModelService:
         self.lineage: dict[str, Any] = dict(self.bento_model.info.metadata)
         self.threshold = float(self.lineage.get("decision_threshold", SPEC.gates.decision_threshold))
         self.version = str(self.lineage.get("mlflow_version", self.bento_model.tag.version))
+        self.scorer = serving.Scorer(self.model, SPEC)
+        self.metrics = serving.PredictionMetrics(SPEC.model_name, serving.switch("metrics", args.env))
+        HOT.bind(self.scorer, SPEC.model_name, self.version, self.threshold, self.metrics)
 
     @bentoml.api
-    def predict(self, rows: Annotated[RowsType, RowsField]) -> dict[str, Any]:  # type: ignore[valid-type]
+    async def predict(self, rows: Annotated[RowsType, RowsField]) -> serving.Prediction:  # type: ignore[valid-type]
         """A batch of feature rows → probability of default and label per row."""
-        proba, labels = serving.score(self.model, SPEC, rows, self.threshold)
-        return {"request_id": serving.request_id(), "model": SPEC.model_name, "model_version": self.version,
-                "probabilities": proba, "labels": labels}
+        proba, labels = self.scorer.score([r.model_dump() for r in rows], self.threshold)
+        self.metrics.record(self.version, proba, labels)
+        return serving.Prediction(request_id=serving.request_id(), model=SPEC.model_name, model_version=self.version,
+                                  probabilities=proba, labels=labels)
 
     @bentoml.api(route="/info")
     def info(self) -> dict[str, Any]:
@@ -48,5 +61,13 @@ class ModelService:
         return {"model": SPEC.model_name, "model_version": self.version, "bento_model": str(self.bento_model.tag),
                 "decision_threshold": self.threshold, "lineage": self.lineage}
 
+    if serving.switch("bentoml_batching", args.env, default=False):  # measured by benchmarks/bench_serving.py only
+        @bentoml.api(route="/predict_batched", batchable=True, max_batch_size=1000, max_latency_ms=10)
+        async def predict_batched(self, rows: list[Row]) -> list[float]:  # type: ignore[valid-type]
+            """BentoML's adaptive batching of rows across requests (probabilities only)."""
+            return self.scorer.proba([r.model_dump() for r in rows]).round(6).tolist()
+
 
 ModelService.add_asgi_middleware(serving.Guard, keys=serving.load_api_keys(), required=serving.auth_required(args.env))
+ModelService.add_asgi_middleware(hotpath.HotPath, target=HOT,
+                                 request_model=serving.request_model(SPEC) if VALIDATE else serving.unchecked_request())

@@ -1,22 +1,27 @@
 """Feature engineering: the one function that training and serving both call."""
 
+from collections.abc import Mapping
+
 import numpy as np
 import pandas as pd
 
 from mlplatform.specs import Derived, Spec
 
 
-def _derive(frame: pd.DataFrame, feature: Derived) -> pd.Series:
-    cols = [frame[name].astype("float64") for name in feature.inputs]
-    if feature.op == "ratio":
-        denominator = cols[1].where(cols[1] != 0)
-        return (cols[0] / denominator).fillna(0.0)
-    if feature.op == "log1p":
-        return np.log1p(cols[0].clip(lower=0))
-    if feature.op == "product":
-        return cols[0] * cols[1]
-    if feature.op == "difference":
-        return cols[0] - cols[1]
+def derive(columns: Mapping[str, np.ndarray], feature: Derived) -> np.ndarray:
+    """One derived feature from float64 input columns (a frame's, or a request's): the same code for both."""
+    cols = [columns[name] for name in feature.inputs]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        if feature.op == "ratio":
+            out = np.divide(cols[0], cols[1], out=np.zeros_like(cols[0]), where=cols[1] != 0)
+            out[np.isnan(out)] = 0.0  # an undefined ratio (missing input) is 0, as for a zero denominator
+            return out
+        if feature.op == "log1p":
+            return np.log1p(np.maximum(cols[0], 0))
+        if feature.op == "product":
+            return cols[0] * cols[1]
+        if feature.op == "difference":
+            return cols[0] - cols[1]
     raise ValueError(f"derived feature {feature.name!r}: unknown op {feature.op!r}")
 
 
@@ -34,6 +39,7 @@ def featurize(frame: pd.DataFrame, spec: Spec, keys: bool = True) -> pd.DataFram
         out[col.name] = frame[col.name].astype("float64")
     for col in spec.categorical:
         out[col.name] = frame[col.name].astype(str)
+    numeric = {name: frame[name].to_numpy(dtype="float64", na_value=np.nan) for f in spec.derived for name in f.inputs}
     for feature in spec.derived:
-        out[feature.name] = _derive(frame, feature).astype("float64")
+        out[feature.name] = derive(numeric, feature)
     return out

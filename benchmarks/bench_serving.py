@@ -1,0 +1,172 @@
+"""Serving benchmark: our Bento under `bentoml serve` against bare FastAPI and `mlflow models serve`, side by side.
+
+One logistic-regression pipeline (the credit spec's, fitted on demo data) is served by every server, one worker
+each, on 127.0.0.1. For each round every server gets, in turn, N single-row requests at concurrency 1 (p50/p99)
+and N at concurrency 32 (requests/s), from keep-alive connections (`loadgen.py`); medians over the rounds.
+Then the Bento is served again with one feature switched off at a time (auth, validation, metrics, prediction
+logging) to show what each costs, and in-process scoring is timed for reference.
+
+Run: `.venv/bin/python benchmarks/bench_serving.py [--requests 2000] [--rounds 3]`.
+"""
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from benchmarks import loadgen  # noqa: E402
+
+ROW = {"age": 30, "income": 50000.0, "loan_amount": 10000.0, "loan_term_months": 36, "credit_utilization": 0.3,
+       "num_late_payments": 0, "employment_years": 5.0, "num_open_accounts": 3, "home_ownership": "rent",
+       "purpose": "car"}
+KEY = "bench-key"
+BIN = Path(sys.executable).parent
+
+
+def prepare(work: Path) -> None:
+    """Fit the pipeline; save it for the peers (joblib), MLflow (model dir) and BentoML (store + Bento)."""
+    import joblib
+    import mlflow
+    import pandas as pd
+
+    from mlplatform.lib import bento
+    from mlplatform.lib.demo_data import credit_day
+    from mlplatform.lib.features import featurize
+    from mlplatform.lib.train import TrainParams, fit
+    from mlplatform.specs import CREDIT
+
+    raw = pd.concat([credit_day(d, 2000) for d in range(8)], ignore_index=True)
+    frame = featurize(raw, CREDIT).assign(**{CREDIT.label: raw[CREDIT.label]})
+    pipeline, _, holdout = fit(frame, CREDIT, TrainParams("logistic_regression", 1.0, 1000, 42, 2))
+    joblib.dump(pipeline, work / "pipeline.joblib")
+    mlflow.sklearn.save_model(pipeline, str(work / "mlflow_model"), pyfunc_predict_fn="predict_proba",
+                              input_example=holdout[CREDIT.feature_names].head(2))
+    labels = {"mlflow_version": "1"}
+    tag = bento.save_model(CREDIT, pipeline, labels, {"mlflow_version": "1", "decision_threshold": 0.3})
+    built = bento.build(CREDIT, tag, bento.stage_context(work / "context"), "local", labels)
+    (work / "bento.json").write_text(json.dumps({"path": str(built.path)}))
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def server(argv: list[str], port: int, env: dict[str, str], ready_path: str = "/readyz"):
+    import httpx
+
+    log = tempfile.TemporaryFile()
+    proc = subprocess.Popen(argv, env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            if proc.poll() is not None:
+                log.seek(0)
+                raise RuntimeError(f"{argv[0]} exited: {log.read()[-3000:].decode(errors='replace')}")
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}{ready_path}", timeout=2).status_code < 500:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{argv} not ready after 180 s")
+            time.sleep(0.3)
+        yield port
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--requests", type=int, default=2000, help="requests per measurement")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--only", default="", help="comma-separated server names (default: all)")
+    parser.add_argument("--prepare", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.prepare:
+        return prepare(args.prepare)
+    with tempfile.TemporaryDirectory(prefix="mlplatform-bench-") as tmp:
+        work = Path(tmp)
+        home = work / "bentoml"
+        base_env = {"BENTOML_HOME": str(home), "BENTOML_DO_NOT_TRACK": "True", "PYTHONPATH": str(ROOT),
+                    "MLPLATFORM_BENCH_PIPELINE": str(work / "pipeline.joblib")}
+        subprocess.run([sys.executable, __file__, "--prepare", str(work)], env={**os.environ, **base_env}, check=True,
+                       cwd=ROOT)
+        bento_path = json.loads((work / "bento.json").read_text())["path"]
+        body = json.dumps({"rows": [ROW]}).encode()
+        mlflow_body = json.dumps({"dataframe_records": [featurized_row()]}).encode()
+
+        def uvicorn(app: str) -> tuple[list[str], str]:
+            return [str(BIN / "uvicorn"), f"benchmarks.serving_peers:{app}", "--host", "127.0.0.1", "--workers", "1",
+                    "--no-access-log", "--log-level", "warning", "--port"], "/docs"
+
+        servers = {
+            "fastapi_sync": (*uvicorn("sync_app"), body, {}, {}),
+            "fastapi_async": (*uvicorn("async_app"), body, {}, {}),
+            "bento": ([str(BIN / "bentoml"), "serve", bento_path, "--host", "127.0.0.1", "--port"], "/readyz", body,
+                      {"x-api-key": KEY}, {"MLPLATFORM_AUTH": "on", "MLPLATFORM_API_KEYS": KEY}),
+            "mlflow_serve": ([str(BIN / "mlflow"), "models", "serve", "-m", str(work / "mlflow_model"),
+                              "--env-manager", "local", "-w", "1", "--host", "127.0.0.1", "--port"], "/ping",
+                             mlflow_body, {}, {}),
+        }
+        chosen = [s for s in args.only.split(",") if s] or list(servers)
+        results: dict[str, dict[str, list[float]]] = {name: {"p50": [], "p99": [], "rps": []} for name in chosen}
+        for round_ in range(args.rounds):
+            for name in chosen:
+                argv, ready, payload_body, headers, env = servers[name]
+                port = free_port()
+                with server([*argv, str(port)], port, {**base_env, **env}, ready):
+                    path = "/invocations" if name == "mlflow_serve" else "/predict"
+                    payload = loadgen.request_bytes(path, payload_body, headers)
+                    check = loadgen.run(port, payload, 1, 50)
+                    assert check.statuses == {200: 50}, (name, check.statuses)
+                    single = loadgen.run(port, payload, 1, args.requests)
+                    loaded = loadgen.run(port, payload, 32, args.requests * 2)
+                    assert set(loaded.statuses) == {200}, (name, loaded.statuses)
+                results[name]["p50"].append(single.p50)
+                results[name]["p99"].append(single.pct(0.99))
+                results[name]["rps"].append(loaded.rps)
+                print(f"round {round_ + 1} {name:14s} p50 {single.p50:6.2f} ms  p99 {single.pct(0.99):6.2f} ms  "
+                      f"c=32 {loaded.rps:7.0f} req/s", flush=True)
+        med = {n: {k: statistics.median(v) for k, v in r.items()} for n, r in results.items()}
+        print("\nmedians over rounds:")
+        for name, m in med.items():
+            print(f"  {name:14s} p50 {m['p50']:6.2f} ms  p99 {m['p99']:6.2f} ms  c=32 {m['rps']:7.0f} req/s")
+        if "bento" in med and "fastapi_sync" in med:
+            b, f = med["bento"], med["fastapi_sync"]
+            print(f"P1 bento p50 / fastapi_sync p50 = {b['p50'] / f['p50']:.2f} (target <= 1.1)")
+            print(f"P2 bento req/s / fastapi_sync req/s = {b['rps'] / f['rps']:.2f} (target >= 2)")
+        if "bento" in med and "mlflow_serve" in med:
+            b, m = med["bento"], med["mlflow_serve"]
+            print(f"vs mlflow: p50 {m['p50'] / b['p50']:.1f}x lower (target >= 3), "
+                  f"throughput {b['rps'] / m['rps']:.1f}x (target >= 5)")
+
+
+def featurized_row() -> dict:
+    import pandas as pd
+
+    from mlplatform.lib.features import featurize
+    from mlplatform.specs import CREDIT
+
+    return featurize(pd.DataFrame([ROW]), CREDIT, keys=False)[CREDIT.feature_names].iloc[0].to_dict()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,43 @@
+"""The serving benchmark's peers: the same model and scoring code behind bare FastAPI (sync and async).
+
+Run by `bench_serving.py` as `uvicorn benchmarks.serving_peers:sync_app` / `:async_app`; the fitted pipeline
+is read from the joblib file named by MLPLATFORM_BENCH_PIPELINE.
+"""
+
+import os
+from typing import Annotated, Any
+
+import joblib
+from fastapi import FastAPI
+from pydantic import BaseModel, Field
+
+from mlplatform.lib import serving
+from mlplatform.specs import CREDIT
+
+PIPELINE = joblib.load(os.environ["MLPLATFORM_BENCH_PIPELINE"])
+SCORER = serving.Scorer(PIPELINE, CREDIT)
+Row = serving.row_model(CREDIT)
+
+
+class Request(BaseModel):
+    rows: Annotated[list[Row], Field(min_length=1, max_length=serving.MAX_ROWS)]  # type: ignore[valid-type]
+
+
+def _answer(request: Request) -> dict[str, Any]:
+    proba, labels = SCORER.score([r.model_dump() for r in request.rows], 0.3)
+    return {"request_id": serving.request_id(), "model": CREDIT.model_name, "model_version": "1",
+            "probabilities": proba, "labels": labels}
+
+
+sync_app = FastAPI()
+async_app = FastAPI()
+
+
+@sync_app.post("/predict")
+def predict_sync(request: Request) -> dict[str, Any]:
+    return _answer(request)
+
+
+@async_app.post("/predict")
+async def predict_async(request: Request) -> dict[str, Any]:
+    return _answer(request)
