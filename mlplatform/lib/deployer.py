@@ -1,0 +1,356 @@
+"""The embedded deployer: `bentoml serve` processes on loopback ports behind one router per environment.
+
+A deployment starts the new Bento's backend, waits until it is ready, runs the smoke test against it (a real
+request set with the outputs the registered model gave for it), and only then writes the environment's record;
+the router moves traffic, the deployer waits until the router serves the new record, and the backends that are
+no longer in the record are stopped after a grace period. A backend that fails its health or smoke check is
+stopped and nothing else changes (what served keeps serving): that is the automatic rollback.
+"""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from mlplatform.lib.deployment import DEFAULT_PORTS, Backend, DeploymentError, Deployments, Record, now, who
+
+READY_TIMEOUT_S = 180
+GRACE_S = 2.0
+SMOKE_TOLERANCE = 1e-6
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A built Bento to deploy, with what it was built from."""
+
+    bento_tag: str
+    bento_path: str
+    model: str
+    model_version: str
+    lineage: dict[str, str]
+
+
+def smoke_path(root: Path, bento_tag: str) -> Path:
+    """Where the smoke set of a Bento lives: rows plus the registered model's probabilities for them."""
+    name, _, version = bento_tag.partition(":")
+    return root / "bentos" / name / version / "smoke.json"
+
+
+def write_smoke(root: Path, bento_tag: str, rows: list[dict[str, Any]], probabilities: list[float]) -> Path:
+    path = smoke_path(root, bento_tag)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"rows": rows, "probabilities": probabilities}))
+    return path
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie child counts as gone
+        done, _ = os.waitpid(pid, os.WNOHANG)
+        return done == 0
+    except ChildProcessError:
+        return True
+
+
+class Deployer:
+    """Starts, checks, switches and stops the serving processes of the staging and production environments."""
+
+    def __init__(self, deployments: Deployments, bentoml_home: Path, ports: dict[str, int] | None = None,
+                 environ: dict[str, str] | None = None) -> None:
+        self.deployments, self.bentoml_home = deployments, Path(bentoml_home)
+        self.ports = {**DEFAULT_PORTS, **(ports or {})}
+        self.environ = dict(os.environ if environ is None else environ)
+
+    # --- processes -----------------------------------------------------------------------------------------
+    def _spawn(self, argv: list[str], log: Path, env: dict[str, str]) -> subprocess.Popen:
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with log.open("ab") as out:
+            return subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                    env={**self.environ, **env}, start_new_session=True)
+
+    def start_backend(self, env: str, candidate: Candidate) -> Backend:
+        """A `bentoml serve` of the Bento on a free loopback port, with auth on and the environment's keys."""
+        port = free_port()
+        log = self.deployments.env_dir(env) / "logs" / f"{candidate.bento_tag.replace(':', '-')}-{port}.log"
+        keys = self.deployments.api_keys_file(env)
+        bentoml = str(Path(sys.executable).with_name("bentoml"))
+        proc = self._spawn([bentoml, "serve", candidate.bento_path, "--host", "127.0.0.1", "--port", str(port)], log,
+                           {"BENTOML_HOME": str(self.bentoml_home), "BENTOML_DO_NOT_TRACK": "True",
+                            "MLPLATFORM_AUTH": "on", "MLPLATFORM_API_KEYS_FILE": str(keys),
+                            "MLPLATFORM_API_KEYS": ""})
+        backend = Backend(bento_tag=candidate.bento_tag, bento_path=candidate.bento_path, model=candidate.model,
+                          model_version=candidate.model_version, port=port, pid=proc.pid, lineage=candidate.lineage)
+        try:
+            self._wait_ready(f"http://127.0.0.1:{port}/readyz", proc, log, f"backend {candidate.bento_tag}")
+        except DeploymentError:
+            self.stop(backend)
+            raise
+        return backend
+
+    def _wait_ready(self, url: str, proc: subprocess.Popen | None, log: Path, what: str,
+                    timeout: float = READY_TIMEOUT_S) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if proc is not None and proc.poll() is not None:
+                raise DeploymentError(f"{what} exited with code {proc.returncode} before it was ready; "
+                                      f"log {log}:\n{_tail(log)}")
+            try:
+                if httpx.get(url, timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.25)
+        raise DeploymentError(f"{what} was not ready after {timeout:.0f} s; log {log}:\n{_tail(log)}")
+
+    def stop(self, backend: Backend) -> None:
+        _terminate(backend.pid)
+
+    def api_key(self, env: str) -> str:
+        lines = self.deployments.api_keys_file(env).read_text().splitlines()
+        return next(line.strip() for line in lines if line.strip() and not line.startswith("#"))
+
+    # --- router --------------------------------------------------------------------------------------------
+    def router_url(self, env: str) -> str:
+        return f"http://127.0.0.1:{self.ports[env]}"
+
+    def router_state(self, env: str) -> dict[str, Any] | None:
+        try:
+            answer = httpx.get(f"{self.router_url(env)}/-/router", timeout=2)
+        except httpx.HTTPError:
+            return None
+        state = answer.json() if answer.status_code == 200 else None
+        return state if state and state.get("env") == env else None
+
+    def ensure_router(self, env: str) -> dict[str, Any]:
+        state = self.router_state(env)
+        if state is not None:
+            return state
+        log = self.deployments.env_dir(env) / "logs" / "router.log"
+        proc = self._spawn([sys.executable, "-m", "mlplatform.lib.router", "--root", str(self.deployments.root),
+                            "--env", env, "--port", str(self.ports[env])], log, {})
+        (self.deployments.env_dir(env) / "router.pid").write_text(str(proc.pid))
+        self._wait_ready(f"{self.router_url(env)}/-/router", proc, log, f"router of {env}", timeout=60)
+        return self.router_state(env) or {}
+
+    def wait_applied(self, env: str, sequence: int, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            state = self.router_state(env)
+            if state and state.get("sequence") == sequence:
+                return
+            time.sleep(0.05)
+        state = self.router_state(env) or {}
+        raise DeploymentError(f"the router of {env} did not take record {sequence} within {timeout:.0f} s "
+                              f"(serves {state.get('sequence')}; {state.get('problem') or 'no problem reported'})")
+
+    # --- checks --------------------------------------------------------------------------------------------
+    def smoke(self, env: str, url: str, bento_tag: str) -> list[str]:
+        """Problems of the smoke test against `url` (empty: passed): status, shape and expected outputs."""
+        path = smoke_path(self.deployments.root, bento_tag)
+        if not path.exists():
+            return [f"no smoke set for {bento_tag} at {path}"]
+        smoke = json.loads(path.read_text())
+        try:
+            answer = httpx.post(f"{url}/predict", json={"rows": smoke["rows"]}, timeout=30,
+                                headers={"x-api-key": self.api_key(env)})
+        except httpx.HTTPError as exc:
+            return [f"smoke request failed: {type(exc).__name__}: {exc}"]
+        if answer.status_code != 200:
+            return [f"smoke request answered {answer.status_code}: {answer.text[:300]}"]
+        got = answer.json().get("probabilities", [])
+        if len(got) != len(smoke["probabilities"]):
+            return [f"smoke answer has {len(got)} probabilities for {len(smoke['rows'])} rows"]
+        worst = max(abs(a - b) for a, b in zip(got, smoke["probabilities"], strict=True))
+        if worst > SMOKE_TOLERANCE:
+            return [f"smoke answers differ from the registered model's by up to {worst:.2e} (> {SMOKE_TOLERANCE})"]
+        return []
+
+    # --- operations ----------------------------------------------------------------------------------------
+    def deploy(self, env: str, candidate: Candidate, strategy: str = "blue_green", canary_share: float = 0.1,
+               reason: str = "", action: str = "deploy") -> Record:
+        """Deploy `candidate` to `env` with `strategy`; on a failed health or smoke check nothing changes."""
+        before = self.deployments.read(env)  # a corrupt record is refused here, before anything starts
+        if strategy in ("canary", "shadow") and before is None:
+            raise DeploymentError(f"{strategy} needs a model already serving in {env} to compare with; deploy "
+                                  "one with blue_green first")
+        try:
+            backend = self.start_backend(env, candidate)
+        except DeploymentError as exc:
+            self.deployments.audit("automatic_rollback", env, f"health check failed: {exc}"[:2000], before, before,
+                                   attempted=candidate.bento_tag, attempted_version=candidate.model_version)
+            raise
+        problems = self.smoke(env, f"http://127.0.0.1:{backend.port}", candidate.bento_tag)
+        if problems:
+            self.stop(backend)
+            self.deployments.audit("automatic_rollback", env, "smoke test failed: " + "; ".join(problems), before,
+                                   before, attempted=candidate.bento_tag, attempted_version=candidate.model_version)
+            raise DeploymentError(f"{candidate.bento_tag} failed the smoke test in {env}: {'; '.join(problems)}; "
+                                  f"{'nothing was serving' if before is None else 'the previous deployment keeps serving'}")
+        if strategy == "blue_green":
+            record = Record(env=env, sequence=self.deployments.next_sequence(env), strategy="blue_green",
+                            primary=backend, created_at=now(), created_by=who(), reason=reason)
+        else:
+            assert before is not None
+            record = Record(env=env, sequence=self.deployments.next_sequence(env), strategy=strategy,
+                            primary=before.primary, candidate=backend, canary_share=canary_share if strategy == "canary"
+                            else 0.0, created_at=now(), created_by=who(), reason=reason)
+        return self._switch(env, before, record, action, reason)
+
+    def _switch(self, env: str, before: Record | None, record: Record, action: str, reason: str) -> Record:
+        self.deployments.write(record)
+        try:
+            self.ensure_router(env)
+            self.wait_applied(env, record.sequence)
+            problems = self.smoke(env, self.router_url(env), record.primary.bento_tag)
+            if problems:
+                raise DeploymentError("smoke test through the router failed: " + "; ".join(problems))
+        except DeploymentError as exc:
+            if before is not None and all(alive(b.pid) for b in before.backends()):
+                restored = before.model_copy(update={"sequence": self.deployments.next_sequence(env),
+                                                     "created_at": now(), "reason": f"automatic rollback: {exc}"})
+                self.deployments.write(restored)
+                self.deployments.audit("automatic_rollback", env, str(exc), record, restored)
+            for b in record.backends():
+                if before is None or b not in before.backends():
+                    self.stop(b)
+            raise
+        keep = {b.pid for b in record.backends()}
+        stale = [b for b in (before.backends() if before else []) if b.pid not in keep]
+        if stale:
+            time.sleep(GRACE_S)  # requests already sent to the old backend finish there
+            for b in stale:
+                self.stop(b)
+        self.deployments.audit(action, env, reason, before, record)
+        return record
+
+    def restore(self, env: str, target: Record, action: str, reason: str) -> Record:
+        """Serve `target`'s backends again (restarting any that stopped) as a new record."""
+        before = self.deployments.read(env)
+        current = {b.pid: b for b in (before.backends() if before else [])}
+        backends = []
+        for b in target.backends():
+            if b.pid in current and alive(b.pid):
+                backends.append(b)
+            else:
+                backends.append(self.start_backend(env, Candidate(b.bento_tag, b.bento_path, b.model,
+                                                                  b.model_version, b.lineage)))
+        record = target.model_copy(update={"sequence": self.deployments.next_sequence(env), "primary": backends[0],
+                                           "candidate": backends[1] if len(backends) > 1 else None,
+                                           "created_at": now(), "created_by": who(), "reason": reason})
+        problems = self.smoke(env, f"http://127.0.0.1:{record.primary.port}", record.primary.bento_tag)
+        if problems:
+            for b in backends:
+                if b.pid not in current:
+                    self.stop(b)
+            raise DeploymentError(f"restoring {env} to {target.primary.bento_tag} failed its smoke test: "
+                                  + "; ".join(problems))
+        return self._switch(env, before, record, action, reason)
+
+    def previous(self, env: str) -> Record:
+        """The record that served before the current one (by model: the last one with another primary)."""
+        current = self.deployments.read(env)
+        if current is None:
+            raise DeploymentError(f"nothing is deployed in {env}: nothing to roll back")
+        for record in reversed(self.deployments.history(env)):
+            if record.sequence < current.sequence and (record.primary.bento_tag, record.strategy) != (
+                    current.primary.bento_tag, current.strategy):
+                return record
+        raise DeploymentError(f"{env} has no earlier deployment than record {current.sequence} to roll back to")
+
+    def rollback(self, env: str, reason: str) -> Record:
+        target = self.previous(env)
+        return self.restore(env, target, "rollback", reason or f"rollback to record {target.sequence}")
+
+    def set_strategy(self, env: str, strategy: str, canary_share: float, reason: str) -> Record:
+        """Change how traffic is split between the serving backends (no new backend)."""
+        before = self.deployments.read(env)
+        if before is None:
+            raise DeploymentError(f"nothing is deployed in {env}")
+        if strategy != "blue_green" and before.candidate is None:
+            raise DeploymentError(f"{env} serves one model: {strategy} needs a candidate (deploy one with it)")
+        candidate = before.candidate if strategy != "blue_green" else None
+        record = before.model_copy(update={"sequence": self.deployments.next_sequence(env), "strategy": strategy,
+                                           "candidate": candidate, "canary_share": canary_share
+                                           if strategy == "canary" else 0.0, "created_at": now(),
+                                           "created_by": who(), "reason": reason})
+        return self._switch(env, before, record, "strategy", reason)
+
+    def ensure_running(self, env: str) -> Record:
+        """After a restart of the machine: bring up the router and the record's backends (a new record)."""
+        record = self.deployments.read(env)
+        if record is None:
+            last = self.deployments.last_good(env)
+            raise DeploymentError(f"nothing is deployed in {env}" if last is None else
+                                  f"the record of {env} is missing; the last good one is record {last.sequence}")
+        if all(alive(b.pid) for b in record.backends()) and self.router_state(env) is not None:
+            return record
+        return self.restore(env, record, "restart", "serving processes were not running")
+
+    def stop_env(self, env: str) -> None:
+        record = self.deployments.read(env)
+        for b in record.backends() if record else []:
+            self.stop(b)
+        pid_file = self.deployments.env_dir(env) / "router.pid"
+        if pid_file.exists():
+            _terminate(int(pid_file.read_text()))
+            pid_file.unlink()
+
+    def status(self, env: str) -> dict[str, Any]:
+        try:
+            record = self.deployments.read(env)
+            problem = None
+        except DeploymentError as exc:
+            record, problem = self.deployments.last_good(env), str(exc)
+        router = self.router_state(env)
+        out: dict[str, Any] = {"env": env, "url": self.router_url(env), "router": "up" if router else "down",
+                               "problem": problem, "api_keys_file": str(self.deployments.env_dir(env) / "api-keys")}
+        if record is None:
+            return {**out, "deployed": None}
+        out.update(sequence=record.sequence, strategy=record.strategy, canary_share=record.canary_share,
+                   since=record.created_at, by=record.created_by, reason=record.reason,
+                   serving_sequence=router.get("sequence") if router else None)
+        out["backends"] = [{"role": role, "model": b.model, "model_version": b.model_version, "bento": b.bento_tag,
+                            "port": b.port, "up": alive(b.pid)}
+                           for role, b in (("primary", record.primary), ("candidate", record.candidate)) if b]
+        return out
+
+
+def _terminate(pid: int, timeout: float = 20) -> None:
+    try:
+        os.killpg(pid, signal.SIGTERM)
+    except (ProcessLookupError, PermissionError):
+        return
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and alive(pid):
+        time.sleep(0.1)
+    if alive(pid):
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def _tail(path: Path, lines: int = 25) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"

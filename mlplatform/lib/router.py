@@ -1,0 +1,222 @@
+"""The embedded deployer's front door: one process per environment on a fixed loopback port.
+
+It forwards every request to the backends of the environment's deployment record (`bentoml serve` processes on
+loopback ports) and re-reads the record whenever it changes, so traffic moves between backends without a
+restart and without dropping a request (in-flight requests finish on the backend they started on).
+Strategies: blue_green (everything to the primary), canary (a share of entities to the candidate, sticky by
+entity id), shadow (the primary answers; the candidate scores a copy in the background, logged, never returned).
+Answers carry `x-mlplatform-answered-by` (primary | candidate) and `x-mlplatform-model-version`.
+`GET /-/router` reports the record sequence it serves. A record that does not validate is logged and ignored.
+
+Run: `python -m mlplatform.lib.router --root DEPLOYMENTS --env staging --port 3100` (the deployer starts it).
+"""
+
+import argparse
+import asyncio
+import hashlib
+import json
+import logging
+import os
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from mlplatform.lib.deployment import Backend, DeploymentError, Deployments, Record
+
+log = logging.getLogger("mlplatform.router")
+HOP_BY_HOP = {b"connection", b"keep-alive", b"transfer-encoding", b"te", b"upgrade", b"host", b"content-length",
+              b"proxy-connection", b"trailer"}
+SHADOW_QUEUE = 256
+
+
+def canary_bucket(key: str) -> float:
+    """A stable number in [0, 1) for an entity id: the same entity always lands on the same side."""
+    return int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big") / 2**64
+
+
+def entity_key(headers: dict[bytes, bytes], body: bytes) -> str | None:
+    """The entity a request is about: the `x-entity-id` header, else the first of `entity_ids` in the body."""
+    if b"x-entity-id" in headers:
+        return headers[b"x-entity-id"].decode(errors="replace")
+    if b'"entity_ids"' in body:
+        try:
+            ids = json.loads(body).get("entity_ids") or []
+        except (ValueError, AttributeError):
+            return None
+        return str(ids[0]) if ids else None
+    return None
+
+
+class Router:
+    """ASGI app: forwards to the record's backends, following the record file."""
+
+    def __init__(self, deployments: Deployments, env: str, poll_s: float = 0.1) -> None:
+        self.deployments, self.env, self.poll_s = deployments, env, poll_s
+        self.path = deployments.record_path(env)
+        self.record: Record | None = None
+        self.clients: dict[int, httpx.AsyncClient] = {}
+        self.seen: tuple[int, int] | None = None
+        self.problem: str | None = None
+        self.shadow_log = deployments.env_dir(env) / "shadow.jsonl"
+        self.shadow_slots = asyncio.Semaphore(SHADOW_QUEUE)
+        self.shadow_dropped = 0
+
+    # --- record ----------------------------------------------------------------------------------------------
+    def reload(self) -> None:
+        try:
+            stat = self.path.stat()
+        except FileNotFoundError:
+            return
+        marker = (stat.st_mtime_ns, stat.st_size)
+        if marker == self.seen:
+            return
+        self.seen = marker
+        try:
+            record = self.deployments.read(self.env)
+        except DeploymentError as exc:
+            self.problem = str(exc)
+            log.error("%s", exc)
+            return
+        if record is None or (self.record is not None and record.sequence == self.record.sequence):
+            return
+        for backend in record.backends():
+            self.clients.setdefault(backend.port, httpx.AsyncClient(
+                base_url=f"http://127.0.0.1:{backend.port}", timeout=30,
+                limits=httpx.Limits(max_connections=256, max_keepalive_connections=64)))
+        self.record, self.problem = record, None
+        log.info("serving record %s of %s: %s", record.sequence, self.env, record.strategy)
+
+    async def watch(self) -> None:
+        while True:
+            self.reload()
+            await asyncio.sleep(self.poll_s)
+
+    # --- ASGI ------------------------------------------------------------------------------------------------
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            return await self._lifespan(receive, send)
+        if scope["type"] != "http":
+            return
+        if scope["path"] == "/-/router":
+            record = self.record
+            return await _reply(send, 200, {"env": self.env, "pid": os.getpid(),
+                                            "sequence": record.sequence if record else None,
+                                            "strategy": record.strategy if record else None,
+                                            "problem": self.problem, "shadow_dropped": self.shadow_dropped})
+        record = self.record
+        if record is None:
+            return await _reply(send, 503, {"error": f"nothing is deployed in {self.env}"})
+        body = await _body(receive)
+        headers = {k.lower(): v for k, v in scope.get("headers", [])}
+        backend, role = record.primary, "primary"
+        if record.strategy == "canary" and record.candidate is not None and record.canary_share > 0:
+            key = entity_key(headers, body) or uuid.uuid4().hex
+            if canary_bucket(key) < record.canary_share:
+                backend, role = record.candidate, "candidate"
+        try:
+            response = await self._forward(backend, scope, headers, body)
+        except httpx.HTTPError as exc:
+            return await _reply(send, 502, {"error": f"backend {backend.bento_tag} on port {backend.port} did not "
+                                                     f"answer: {type(exc).__name__}"})
+        extra = [(b"x-mlplatform-answered-by", role.encode()),
+                 (b"x-mlplatform-model-version", backend.model_version.encode())]
+        out_headers = [(k.encode(), v.encode()) for k, v in response.headers.items()
+                       if k.encode().lower() not in HOP_BY_HOP] + extra
+        content = response.content
+        out_headers.append((b"content-length", str(len(content)).encode()))
+        await send({"type": "http.response.start", "status": response.status_code, "headers": out_headers})
+        await send({"type": "http.response.body", "body": content})
+        if record.strategy == "shadow" and record.candidate is not None and scope["method"] == "POST":
+            self._mirror(record.candidate, scope, headers, body, response)
+
+    async def _forward(self, backend: Backend, scope: dict[str, Any], headers: dict[bytes, bytes],
+                       body: bytes) -> httpx.Response:
+        client = self.clients[backend.port]
+        path = scope["path"] + (("?" + scope["query_string"].decode()) if scope.get("query_string") else "")
+        forwarded = [(k.decode(), v.decode(errors="replace")) for k, v in headers.items() if k not in HOP_BY_HOP]
+        return await client.request(scope["method"], path, content=body, headers=forwarded)
+
+    def _mirror(self, candidate: Backend, scope: dict[str, Any], headers: dict[bytes, bytes], body: bytes,
+                primary: httpx.Response) -> None:
+        if self.shadow_slots.locked():  # never let the shadow fall behind without bound
+            self.shadow_dropped += 1
+            return
+
+        async def run() -> None:
+            async with self.shadow_slots:
+                start = time.perf_counter()
+                entry: dict[str, Any] = {"at": time.time(), "path": scope["path"]}
+                try:
+                    primary_body = primary.json()
+                    entry.update(request_id=primary_body.get("request_id"),
+                                 primary_version=primary_body.get("model_version"),
+                                 primary=primary_body.get("probabilities"))
+                except ValueError:
+                    pass
+                try:
+                    shadow = await self._forward(candidate, scope, headers, body)
+                    entry.update(status=shadow.status_code, shadow_version=candidate.model_version,
+                                 shadow=shadow.json().get("probabilities") if shadow.status_code == 200 else None)
+                except (httpx.HTTPError, ValueError) as exc:
+                    entry.update(status=None, error=type(exc).__name__, shadow_version=candidate.model_version)
+                entry["shadow_ms"] = round((time.perf_counter() - start) * 1e3, 3)
+                with self.shadow_log.open("a") as out:
+                    out.write(json.dumps(entry) + "\n")
+
+        asyncio.get_running_loop().create_task(run())
+
+    async def _lifespan(self, receive: Any, send: Any) -> None:
+        watcher: asyncio.Task | None = None
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                self.reload()
+                watcher = asyncio.get_running_loop().create_task(self.watch())
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                if watcher:
+                    watcher.cancel()
+                for client in self.clients.values():
+                    await client.aclose()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+
+async def _body(receive: Any) -> bytes:
+    chunks = []
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            break
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            break
+    return b"".join(chunks)
+
+
+async def _reply(send: Any, status: int, payload: dict[str, Any]) -> None:
+    body = json.dumps(payload).encode()
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
+
+
+def main() -> None:
+    import uvicorn
+
+    parser = argparse.ArgumentParser(description="mlplatform router for one environment")
+    parser.add_argument("--root", type=Path, required=True)
+    parser.add_argument("--env", required=True)
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--host", default="127.0.0.1")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    uvicorn.run(Router(Deployments(args.root), args.env), host=args.host, port=args.port, log_level="warning",
+                access_log=False, lifespan="on")
+
+
+if __name__ == "__main__":
+    main()
