@@ -90,10 +90,3 @@ def tracked_platform(platform, migrated_mlflow_db):
     return platform
 
 
-def free_port() -> int:
-    """A loopback port nobody listens on (for servers started by tests)."""
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]

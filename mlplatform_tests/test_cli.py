@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from mlplatform_tests.conftest import free_port
+from mlplatform.lib.deployer import free_port
 from mlplatform_tests.test_definitions import EXPECTED_ASSETS
 
 BIN = Path(sys.executable).parent

@@ -21,7 +21,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-ENVIRONMENTS = ("staging", "production")
+from mlplatform.settings import ENVIRONMENTS as SETTINGS_ENVIRONMENTS
+
+ENVIRONMENTS = tuple(e for e in SETTINGS_ENVIRONMENTS if e != "local")  # the ones a deployer serves
 STRATEGIES = ("blue_green", "canary", "shadow")
 DEFAULT_PORTS = {"staging": 3100, "production": 3200}
 

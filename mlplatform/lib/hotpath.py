@@ -11,12 +11,13 @@ nothing.
 
 import asyncio
 import json
-from collections.abc import Awaitable, Callable
 from typing import Any
 
+import numpy as np
 from pydantic import BaseModel, ValidationError
 
-from mlplatform.lib.serving import ASGIApp, MAX_BODY_BYTES, Prediction, PredictionMetrics, Scope, Scorer, request_id
+from mlplatform.lib.asgi import ASGIApp, Receive, Scope, Send, read_body, send_json
+from mlplatform.lib.serving import Prediction, PredictionMetrics, Scorer, finish, request_id
 
 MAX_BATCH_ROWS = 4096
 
@@ -26,12 +27,12 @@ class MicroBatcher:
 
     def __init__(self, scorer: Scorer, max_rows: int = MAX_BATCH_ROWS) -> None:
         self.scorer, self.max_rows = scorer, max_rows
-        self.pending: list[tuple[list[dict[str, Any]], asyncio.Future]] = []
+        self.pending: list[tuple[list[dict[str, Any]], asyncio.Future[np.ndarray]]] = []
         self.pending_rows = 0
         self.batches = 0
         self.requests = 0
 
-    async def proba(self, rows: list[dict[str, Any]]) -> list[float]:
+    async def proba(self, rows: list[dict[str, Any]]) -> np.ndarray:
         loop = asyncio.get_running_loop()
         future = loop.create_future()
         if not self.pending:
@@ -49,7 +50,7 @@ class MicroBatcher:
         self.batches += 1
         self.requests += len(batch)
         try:
-            proba = self.scorer.proba([row for rows, _ in batch for row in rows]).round(6).tolist()
+            proba = self.scorer.proba([row for rows, _ in batch for row in rows])
         except Exception as exc:  # noqa: BLE001 - every waiting request gets the error
             for _, future in batch:
                 if not future.done():
@@ -77,8 +78,7 @@ class Target:
 
     async def answer(self, rows: list[dict[str, Any]]) -> Prediction:
         assert self.batcher is not None and self.metrics is not None
-        proba = await self.batcher.proba(rows)
-        labels = [int(p >= self.threshold) for p in proba]
+        proba, labels = finish(await self.batcher.proba(rows), self.threshold)
         self.metrics.record(self.version, proba, labels)
         return Prediction(request_id=request_id(), model=self.model, model_version=self.version,
                           probabilities=proba, labels=labels)
@@ -87,26 +87,20 @@ class Target:
 class HotPath:
     """ASGI middleware: answers `POST <path>` through `target`; everything else goes to the BentoML app."""
 
-    def __init__(self, app: ASGIApp, target: Target, request_model: type[BaseModel], path: str = "/predict",
-                 max_body: int = MAX_BODY_BYTES) -> None:
-        self.app, self.target, self.request_model, self.path, self.max_body = app, target, request_model, path, max_body
+    def __init__(self, app: ASGIApp, target: Target, request_model: type[BaseModel], path: str = "/predict") -> None:
+        self.app, self.target, self.request_model, self.path = app, target, request_model, path
 
-    async def __call__(self, scope: Scope, receive: Callable[[], Awaitable[Any]],
-                       send: Callable[[Any], Awaitable[None]]) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if (scope["type"] != "http" or scope["path"] != self.path or scope["method"] != "POST"
                 or not self.target.enabled or self.target.batcher is None):
             return await self.app(scope, receive, send)
-        body = await _body(receive, self.max_body)
-        if body is None:
-            return await _send(send, 413, json.dumps({"error": f"request body exceeds the limit of {self.max_body} "
-                                                               "bytes"}).encode())
-        try:
-            request = self.request_model.model_validate_json(body)
+        try:  # the guard in front has already refused bodies over the size limit
+            request = self.request_model.model_validate_json(await read_body(receive))
         except ValidationError as exc:
-            return await _send(send, 400, _invalid(exc))
+            return await send_json(send, 400, _invalid(exc))
         rows = request.rows  # type: ignore[attr-defined]
         prediction = await self.target.answer([r if isinstance(r, dict) else r.model_dump() for r in rows])
-        await _send(send, 200, prediction.model_dump_json().encode())
+        await send_json(send, 200, prediction.model_dump_json().encode())
 
 
 def _invalid(exc: ValidationError) -> bytes:
@@ -115,24 +109,3 @@ def _invalid(exc: ValidationError) -> bytes:
     detail = exc.errors(include_input=False, include_context=False)
     return json.dumps({"error": f"{count} validation error{'s' if count > 1 else ''} for Input", "detail": detail},
                       default=str).encode()
-
-
-async def _body(receive: Callable[[], Awaitable[Any]], limit: int) -> bytes | None:
-    chunks, size = [], 0
-    while True:
-        message = await receive()
-        if message["type"] != "http.request":
-            return b"".join(chunks)
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            return None
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            return b"".join(chunks)
-
-
-async def _send(send: Callable[[Any], Awaitable[None]], status: int, body: bytes) -> None:
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
-    await send({"type": "http.response.body", "body": body})

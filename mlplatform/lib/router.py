@@ -24,6 +24,7 @@ from typing import Any
 
 import httpx
 
+from mlplatform.lib.asgi import read_body, send_json
 from mlplatform.lib.deployment import Backend, DeploymentError, Deployments, Record
 
 log = logging.getLogger("mlplatform.router")
@@ -102,14 +103,14 @@ class Router:
             return
         if scope["path"] == "/-/router":
             record = self.record
-            return await _reply(send, 200, {"env": self.env, "pid": os.getpid(),
+            return await send_json(send, 200, {"env": self.env, "pid": os.getpid(),
                                             "sequence": record.sequence if record else None,
                                             "strategy": record.strategy if record else None,
                                             "problem": self.problem, "shadow_dropped": self.shadow_dropped})
         record = self.record
         if record is None:
-            return await _reply(send, 503, {"error": f"nothing is deployed in {self.env}"})
-        body = await _body(receive)
+            return await send_json(send, 503, {"error": f"nothing is deployed in {self.env}"})
+        body = await read_body(receive)
         headers = {k.lower(): v for k, v in scope.get("headers", [])}
         backend, role = record.primary, "primary"
         if record.strategy == "canary" and record.candidate is not None and record.canary_share > 0:
@@ -119,7 +120,7 @@ class Router:
         try:
             response = await self._forward(backend, scope, headers, body)
         except httpx.HTTPError as exc:
-            return await _reply(send, 502, {"error": f"backend {backend.bento_tag} on port {backend.port} did not "
+            return await send_json(send, 502, {"error": f"backend {backend.bento_tag} on port {backend.port} did not "
                                                      f"answer: {type(exc).__name__}"})
         extra = [(b"x-mlplatform-answered-by", role.encode()),
                  (b"x-mlplatform-model-version", backend.model_version.encode())]
@@ -183,25 +184,6 @@ class Router:
                     await client.aclose()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
-
-
-async def _body(receive: Any) -> bytes:
-    chunks = []
-    while True:
-        message = await receive()
-        if message["type"] != "http.request":
-            break
-        chunks.append(message.get("body", b""))
-        if not message.get("more_body", False):
-            break
-    return b"".join(chunks)
-
-
-async def _reply(send: Any, status: int, payload: dict[str, Any]) -> None:
-    body = json.dumps(payload).encode()
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
-    await send({"type": "http.response.body", "body": body})
 
 
 def main() -> None:
