@@ -39,14 +39,33 @@ def save_model(spec: Spec, pipeline: Any, labels: dict[str, str], metadata: dict
     return str(bentoml.sklearn.save_model(spec.model_name, pipeline, labels=labels, metadata=metadata).tag)
 
 
-def stage_context(target: Path, service_dir: Path = SERVICE_DIR, root: Path = ROOT) -> Path:
-    """A build context holding the service, the platform's Python code and the lock file, nothing else."""
+def stage_context(target: Path, service_dir: Path = SERVICE_DIR, root: Path = ROOT,
+                  extra_files: dict[str, str] | None = None) -> Path:
+    """A build context holding the service, the platform's Python code and the lock file, plus `extra_files`
+    (name → text: the smoke set and the model card travel inside the Bento)."""
     if target.exists():
         shutil.rmtree(target)
     shutil.copytree(service_dir, target)
     shutil.copytree(root / "mlplatform", target / "mlplatform", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     shutil.copyfile(root / "requirements.lock", target / "requirements.lock")
+    for name, text in (extra_files or {}).items():
+        (target / name).write_text(text)
     return target
+
+
+def smoke_set(pipeline: Any, spec: Spec, rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Request rows with the probabilities the registered pipeline gives them (what the served Bento must answer)."""
+    import pandas as pd
+
+    from mlplatform.lib.features import featurize
+
+    x = featurize(pd.DataFrame(rows), spec, keys=False)[spec.feature_names]
+    return {"rows": rows, "probabilities": [float(p) for p in pipeline.predict_proba(x)[:, 1]]}
+
+
+def bento_file(bento_path: Path | str, name: str) -> Path:
+    """A file that travels inside a built Bento (`smoke.json`, `model_card.md`)."""
+    return Path(bento_path) / "src" / name
 
 
 def build(spec: Spec, model_tag: str, context: Path, env: str, labels: dict[str, str]) -> BuiltBento:
@@ -62,10 +81,15 @@ def build(spec: Spec, model_tag: str, context: Path, env: str, labels: dict[str,
 
 
 def package(spec: Spec, model_uri: str, tracking_uri: str, bentoml_home: Path, env: str,
-            labels: dict[str, str], metadata: dict[str, Any]) -> BuiltBento:
-    """Load the registered model from MLflow, save it to the store and build its Bento, in a child process."""
+            labels: dict[str, str], metadata: dict[str, Any], smoke_rows: list[dict[str, Any]] | None = None,
+            model_card: str = "") -> BuiltBento:
+    """Load the registered model from MLflow, save it to the store and build its Bento, in a child process.
+
+    The Bento carries `smoke.json` (`smoke_rows` with the registered model's probabilities: the deployer's smoke
+    test) and `model_card.md`.
+    """
     request = {"spec": spec.name, "model_uri": model_uri, "tracking_uri": tracking_uri, "env": env, "labels": labels,
-               "metadata": metadata}
+               "metadata": metadata, "smoke_rows": smoke_rows or [], "model_card": model_card}
     environ = {**os.environ, "BENTOML_HOME": str(bentoml_home), "BENTOML_DO_NOT_TRACK": "True"}
     done = subprocess.run([sys.executable, "-m", "mlplatform.lib.bento"], input=json.dumps(request), text=True,
                           capture_output=True, env=environ, cwd=ROOT, timeout=900)
@@ -83,12 +107,17 @@ def _main() -> None:
 
     request = json.loads(sys.stdin.read())
     spec = next(s for s in SPECS if s.name == request["spec"])
-    mlflow.set_tracking_uri(request["tracking_uri"])
+    if request["tracking_uri"]:
+        mlflow.set_tracking_uri(request["tracking_uri"])
     pipeline = mlflow.sklearn.load_model(request["model_uri"])
     model_tag = save_model(spec, pipeline, request["labels"], request["metadata"])
+    extra = {"model_card.md": request["model_card"] or f"# {spec.model_name}\n\n(no model card was given)\n"}
+    if request["smoke_rows"]:
+        extra["smoke.json"] = json.dumps(smoke_set(pipeline, spec, request["smoke_rows"]))
     # BentoML refuses build contexts under hidden folders (like the default home `.mlplatform`): stage in tmp
     with tempfile.TemporaryDirectory(prefix="mlplatform-bento-") as tmp:
-        built = build(spec, model_tag, stage_context(Path(tmp) / "context"), request["env"], request["labels"])
+        context = stage_context(Path(tmp) / "context", extra_files=extra)
+        built = build(spec, model_tag, context, request["env"], request["labels"])
     print(json.dumps({k: str(v) if isinstance(v, Path) else v for k, v in asdict(built).items()}))
 
 

@@ -20,7 +20,9 @@ from typing import Any
 
 import httpx
 
-from mlplatform.lib.deployment import DEFAULT_PORTS, Backend, DeploymentError, Deployments, Record, now, who
+from mlplatform.lib.bento import bento_file
+from mlplatform.lib.deployment import (DEFAULT_PORTS, Backend, DeploymentError, Deployments, Record, canary_bucket,
+                                       now, who)
 
 READY_TIMEOUT_S = 180
 GRACE_S = 2.0
@@ -36,19 +38,6 @@ class Candidate:
     model: str
     model_version: str
     lineage: dict[str, str]
-
-
-def smoke_path(root: Path, bento_tag: str) -> Path:
-    """Where the smoke set of a Bento lives: rows plus the registered model's probabilities for them."""
-    name, _, version = bento_tag.partition(":")
-    return root / "bentos" / name / version / "smoke.json"
-
-
-def write_smoke(root: Path, bento_tag: str, rows: list[dict[str, Any]], probabilities: list[float]) -> Path:
-    path = smoke_path(root, bento_tag)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"rows": rows, "probabilities": probabilities}))
-    return path
 
 
 def free_port() -> int:
@@ -163,19 +152,26 @@ class Deployer:
                               f"(serves {state.get('sequence')}; {state.get('problem') or 'no problem reported'})")
 
     # --- checks --------------------------------------------------------------------------------------------
-    def smoke(self, env: str, url: str, bento_tag: str) -> list[str]:
-        """Problems of the smoke test against `url` (empty: passed): status, shape and expected outputs."""
-        path = smoke_path(self.deployments.root, bento_tag)
+    def smoke(self, env: str, url: str, bento_path: str, role: str | None = None,
+              entity: str | None = None) -> list[str]:
+        """Problems of the smoke test against `url` (empty: passed): status, shape and expected outputs.
+
+        Through the router, `entity` steers the request to `role`, and the answer must say that role answered.
+        """
+        path = bento_file(bento_path, "smoke.json")
         if not path.exists():
-            return [f"no smoke set for {bento_tag} at {path}"]
+            return [f"the Bento at {bento_path} has no smoke set ({path.name})"]
         smoke = json.loads(path.read_text())
+        headers = {"x-api-key": self.api_key(env)} | ({"x-entity-id": entity} if entity else {})
         try:
-            answer = httpx.post(f"{url}/predict", json={"rows": smoke["rows"]}, timeout=30,
-                                headers={"x-api-key": self.api_key(env)})
+            answer = httpx.post(f"{url}/predict", json={"rows": smoke["rows"]}, timeout=30, headers=headers)
         except httpx.HTTPError as exc:
             return [f"smoke request failed: {type(exc).__name__}: {exc}"]
         if answer.status_code != 200:
             return [f"smoke request answered {answer.status_code}: {answer.text[:300]}"]
+        answered = answer.headers.get("x-mlplatform-answered-by")
+        if role is not None and answered != role:
+            return [f"the router sent the {role}'s smoke request to {answered}"]
         got = answer.json().get("probabilities", [])
         if len(got) != len(smoke["probabilities"]):
             return [f"smoke answer has {len(got)} probabilities for {len(smoke['rows'])} rows"]
@@ -183,6 +179,15 @@ class Deployer:
         if worst > SMOKE_TOLERANCE:
             return [f"smoke answers differ from the registered model's by up to {worst:.2e} (> {SMOKE_TOLERANCE})"]
         return []
+
+    def smoke_through_router(self, env: str, record: Record) -> list[str]:
+        """The smoke test of every backend that answers under `record`, sent through the router."""
+        problems = self.smoke(env, self.router_url(env), record.primary.bento_path, "primary",
+                              steer(record, "primary"))
+        if record.strategy == "canary" and record.candidate is not None and record.canary_share > 0:
+            problems += self.smoke(env, self.router_url(env), record.candidate.bento_path, "candidate",
+                                   steer(record, "candidate"))
+        return problems
 
     # --- operations ----------------------------------------------------------------------------------------
     def deploy(self, env: str, candidate: Candidate, strategy: str = "blue_green", canary_share: float = 0.1,
@@ -198,7 +203,7 @@ class Deployer:
             self.deployments.audit("automatic_rollback", env, f"health check failed: {exc}"[:2000], before, before,
                                    attempted=candidate.bento_tag, attempted_version=candidate.model_version)
             raise
-        problems = self.smoke(env, f"http://127.0.0.1:{backend.port}", candidate.bento_tag)
+        problems = self.smoke(env, f"http://127.0.0.1:{backend.port}", candidate.bento_path)
         if problems:
             self.stop(backend)
             self.deployments.audit("automatic_rollback", env, "smoke test failed: " + "; ".join(problems), before,
@@ -220,7 +225,7 @@ class Deployer:
         try:
             self.ensure_router(env)
             self.wait_applied(env, record.sequence)
-            problems = self.smoke(env, self.router_url(env), record.primary.bento_tag)
+            problems = self.smoke_through_router(env, record)
             if problems:
                 raise DeploymentError("smoke test through the router failed: " + "; ".join(problems))
         except DeploymentError as exc:
@@ -256,7 +261,7 @@ class Deployer:
         record = target.model_copy(update={"sequence": self.deployments.next_sequence(env), "primary": backends[0],
                                            "candidate": backends[1] if len(backends) > 1 else None,
                                            "created_at": now(), "created_by": who(), "reason": reason})
-        problems = self.smoke(env, f"http://127.0.0.1:{record.primary.port}", record.primary.bento_tag)
+        problems = self.smoke(env, f"http://127.0.0.1:{record.primary.port}", record.primary.bento_path)
         if problems:
             for b in backends:
                 if b.pid not in current:
@@ -332,6 +337,16 @@ class Deployer:
                             "port": b.port, "up": alive(b.pid)}
                            for role, b in (("primary", record.primary), ("candidate", record.candidate)) if b]
         return out
+
+
+def steer(record: Record, role: str) -> str:
+    """An entity id the router sends to `role` under `record` (canary buckets are a pure function of the id)."""
+    for i in range(100_000):
+        key = f"smoke-{i}"
+        to_candidate = record.strategy == "canary" and canary_bucket(key) < record.canary_share
+        if to_candidate == (role == "candidate"):
+            return key
+    raise DeploymentError(f"no entity id routes to the {role} at canary share {record.canary_share}")
 
 
 def _terminate(pid: int, timeout: float = 20) -> None:

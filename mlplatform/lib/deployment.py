@@ -11,6 +11,7 @@ the processes serving the last good record keep serving.
 """
 
 import getpass
+import hashlib
 import json
 import os
 import secrets
@@ -71,6 +72,11 @@ class Record(BaseModel):
 
     def backends(self) -> list[Backend]:
         return [self.primary] + ([self.candidate] if self.candidate else [])
+
+
+def canary_bucket(key: str) -> float:
+    """A stable number in [0, 1) for an entity id: the same entity always lands on the same side of a canary."""
+    return int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big") / 2**64
 
 
 def now() -> str:

@@ -13,7 +13,6 @@ Run: `python -m mlplatform.lib.router --root DEPLOYMENTS --env staging --port 31
 
 import argparse
 import asyncio
-import hashlib
 import json
 import logging
 import os
@@ -25,17 +24,12 @@ from typing import Any
 import httpx
 
 from mlplatform.lib.asgi import read_body, send_json
-from mlplatform.lib.deployment import Backend, DeploymentError, Deployments, Record
+from mlplatform.lib.deployment import Backend, DeploymentError, Deployments, Record, canary_bucket
 
 log = logging.getLogger("mlplatform.router")
 HOP_BY_HOP = {b"connection", b"keep-alive", b"transfer-encoding", b"te", b"upgrade", b"host", b"content-length",
               b"proxy-connection", b"trailer"}
 SHADOW_QUEUE = 256
-
-
-def canary_bucket(key: str) -> float:
-    """A stable number in [0, 1) for an entity id: the same entity always lands on the same side."""
-    return int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big") / 2**64
 
 
 def entity_key(headers: dict[bytes, bytes], body: bytes) -> str | None:

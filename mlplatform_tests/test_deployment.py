@@ -1,0 +1,182 @@
+"""The embedded deployer for real: built Bentos served by `bentoml serve` behind the router on 127.0.0.1."""
+
+import json
+import shutil
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pandas as pd
+import pytest
+
+from mlplatform.lib import bento
+from mlplatform.lib.demo_data import credit_day
+from mlplatform.lib.deployer import Candidate, Deployer, free_port
+from mlplatform.lib.deployment import DeploymentError, Deployments
+from mlplatform.lib.features import featurize
+from mlplatform.lib.train import TrainParams, fit
+from mlplatform.specs import CREDIT
+
+pytestmark = pytest.mark.e2e
+ROWS = credit_day(9, 40)[CREDIT.contract_feature_names].to_dict("records")
+
+
+def _candidate(home: Path, version: str, c: float) -> Candidate:
+    """A logistic regression (regularisation `c`) registered as `version`, packaged as a Bento with a smoke set."""
+    import mlflow
+
+    raw = pd.concat([credit_day(d, 400) for d in range(3)], ignore_index=True)
+    frame = featurize(raw, CREDIT).assign(**{CREDIT.label: raw[CREDIT.label]})
+    pipeline, _, _ = fit(frame, CREDIT, TrainParams("logistic_regression", c, 200, 42, 1))
+    model_dir = home / f"model-v{version}"
+    mlflow.sklearn.save_model(pipeline, str(model_dir))
+    labels = {"mlflow_model": CREDIT.model_name, "mlflow_version": version}
+    built = bento.package(CREDIT, str(model_dir), "", home / "bentoml", "staging", labels,
+                          {**labels, "decision_threshold": 0.3}, smoke_rows=ROWS[:16],
+                          model_card=f"# Model card: {CREDIT.model_name} v{version}\n")
+    return Candidate(built.tag, str(built.path), CREDIT.model_name, version, {"mlflow_run": f"run-{version}"})
+
+
+@pytest.fixture(scope="module")
+def rig(tmp_path_factory):
+    """Two packaged versions (different regularisation, so different answers) and a deployer on free ports."""
+    home = tmp_path_factory.mktemp("deploy")
+    v1, v2 = _candidate(home, "1", 1.0), _candidate(home, "2", 0.001)
+    deployer = Deployer(Deployments(home / "deployments"), home / "bentoml",
+                        ports={"staging": free_port(), "production": free_port()})
+    yield deployer, v1, v2
+    for env in ("staging", "production"):
+        deployer.stop_env(env)
+
+
+def eventually(read, ready, timeout: float = 10):  # noqa: ANN001, ANN201
+    """Poll `read()` until `ready(value)` or the timeout; returns the last value."""
+    deadline = time.monotonic() + timeout
+    value = read()
+    while not ready(value) and time.monotonic() < deadline:
+        time.sleep(0.05)
+        value = read()
+    return value
+
+
+def predict(deployer: Deployer, env: str, entity: str | None = None, key: str | None = None) -> httpx.Response:
+    headers = {"x-api-key": key or deployer.api_key(env)} | ({"x-entity-id": entity} if entity else {})
+    return httpx.post(f"{deployer.router_url(env)}/predict", json={"rows": ROWS[:1]}, headers=headers, timeout=30)
+
+
+def test_the_bento_carries_its_smoke_set_and_model_card(rig):
+    _, v1, _ = rig
+    smoke = json.loads(bento.bento_file(v1.bento_path, "smoke.json").read_text())
+    assert smoke["rows"] == ROWS[:16] and len(smoke["probabilities"]) == 16
+    assert bento.bento_file(v1.bento_path, "model_card.md").read_text().startswith("# Model card: credit_model v1")
+
+
+def test_blue_green_moves_traffic_without_a_failed_request_and_rollback_restores(rig):
+    deployer, v1, v2 = rig
+    first = deployer.deploy("staging", v1, reason="first")
+    assert first.primary.model_version == "1"
+    assert predict(deployer, "staging").headers["x-mlplatform-model-version"] == "1"
+    assert predict(deployer, "staging", key="wrong").status_code == 401  # the backend's auth, through the router
+
+    seen: list[tuple[int, str]] = []
+    stop = threading.Event()
+
+    def load() -> None:  # bounded: stops on the event or after 20000 requests
+        with httpx.Client(base_url=deployer.router_url("staging"), timeout=30,
+                          headers={"x-api-key": deployer.api_key("staging")}) as client:
+            for _ in range(20_000):
+                if stop.is_set():
+                    return
+                try:
+                    answer = client.post("/predict", json={"rows": ROWS[:1]})
+                    seen.append((answer.status_code, answer.headers.get("x-mlplatform-model-version", "?")))
+                except httpx.HTTPError as exc:
+                    seen.append((0, type(exc).__name__))
+
+    threads = [threading.Thread(target=load) for _ in range(4)]
+    for t in threads:
+        t.start()
+    try:
+        second = deployer.deploy("staging", v2, reason="better model")
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(timeout=60)
+    assert second.primary.model_version == "2" and second.sequence == first.sequence + 1
+    failed = [s for s in seen if s[0] != 200]
+    assert not failed and len(seen) > 100, f"{len(failed)} of {len(seen)} requests failed: {failed[:5]}"
+    versions = [v for _, v in seen]
+    assert versions[0] == "1" and versions[-1] == "2" and set(versions) == {"1", "2"}
+
+    back = deployer.rollback("staging", reason="test rollback")
+    assert back.primary.model_version == "1"
+    assert predict(deployer, "staging").headers["x-mlplatform-model-version"] == "1"
+    actions = [(e["action"], (e["from"] or {}).get("model_version"), e["to"]["model_version"])
+               for e in deployer.deployments.audit_entries("staging")]
+    assert actions == [("deploy", None, "1"), ("deploy", "1", "2"), ("rollback", "2", "1")]
+    status = deployer.status("staging")
+    assert status["router"] == "up" and [b["model_version"] for b in status["backends"]] == ["1"]
+
+
+def test_canary_is_sticky_by_entity_and_says_who_answered_shadow_is_logged_not_returned(rig):
+    deployer, v1, v2 = rig
+    deployer.deploy("production", v1, reason="champion")
+    canary = deployer.deploy("production", v2, strategy="canary", canary_share=0.5, reason="try v2")
+    assert canary.strategy == "canary" and canary.candidate.model_version == "2"
+    sides = {}
+    for entity in (f"customer-{i}" for i in range(30)):
+        answers = {(a.headers["x-mlplatform-answered-by"], a.headers["x-mlplatform-model-version"])
+                   for a in (predict(deployer, "production", entity) for _ in range(3))}
+        assert len(answers) == 1, f"{entity} was answered by {answers}"
+        sides[entity] = answers.pop()
+    assert set(sides.values()) == {("primary", "1"), ("candidate", "2")}
+    one = predict(deployer, "production", "customer-0").json()
+    assert one["model_version"] == sides["customer-0"][1]
+
+    deployer.set_strategy("production", "shadow", 0.0, reason="observe v2 on all traffic")
+    answers = [predict(deployer, "production", f"customer-{i}") for i in range(10)]
+    assert {(a.headers["x-mlplatform-answered-by"], a.json()["model_version"]) for a in answers} == {("primary", "1")}
+    shadow_log = deployer.deployments.env_dir("production") / "shadow.jsonl"
+    lines = eventually(lambda: shadow_log.read_text().splitlines() if shadow_log.exists() else [],
+                       lambda got: len(got) >= 10)
+    entries = [json.loads(line) for line in lines]
+    assert len(entries) >= 10 and {(e["primary_version"], e["shadow_version"], e["status"]) for e in entries} == {
+        ("1", "2", 200)}
+    assert entries[-1]["shadow"] != entries[-1]["primary"]  # the candidate really scored it, differently
+    assert [e["action"] for e in deployer.deployments.audit_entries("production")] == ["deploy", "deploy", "strategy"]
+
+
+def test_a_failed_smoke_test_or_a_corrupt_record_leaves_the_last_good_deployment_serving(rig, tmp_path):
+    deployer, v1, v2 = rig
+    current = deployer.deployments.read("staging")
+    if current is None or current.primary.model_version != "1":
+        deployer.deploy("staging", v1, reason="baseline")
+    broken_dir = tmp_path / "broken"
+    shutil.copytree(v2.bento_path, broken_dir)
+    smoke = bento.bento_file(broken_dir, "smoke.json")
+    tampered = json.loads(smoke.read_text())
+    tampered["probabilities"] = [p + 0.01 for p in tampered["probabilities"]]
+    smoke.write_text(json.dumps(tampered))
+    broken = Candidate(v2.bento_tag, str(broken_dir), v2.model, "2", v2.lineage)
+    before = deployer.deployments.read("staging")
+    with pytest.raises(DeploymentError, match="failed the smoke test in staging: smoke answers differ .* by up to "
+                                              "1.00e-02.*the previous deployment keeps serving"):
+        deployer.deploy("staging", broken, reason="bad build")
+    assert deployer.deployments.read("staging") == before
+    assert predict(deployer, "staging").headers["x-mlplatform-model-version"] == "1"
+    last = deployer.deployments.audit_entries("staging")[-1]
+    assert last["action"] == "automatic_rollback" and last["attempted_version"] == "2"
+
+    record = deployer.deployments.record_path("staging")
+    good = record.read_text()
+    record.write_text(good.replace('"strategy": "blue_green"', '"strategy": "sideways"'))
+    try:
+        with pytest.raises(DeploymentError, match=r"record\.json is invalid \(strategy: Input should be 'blue_green'"):
+            deployer.deploy("staging", v2, reason="on a corrupt record")
+        state = eventually(lambda: deployer.router_state("staging"), lambda s: s and s["problem"])
+        assert state["sequence"] == before.sequence and "strategy: Input should be" in state["problem"]
+        assert predict(deployer, "staging").status_code == 200
+        assert deployer.status("staging")["problem"].startswith(f"deployment record {record} is invalid")
+    finally:
+        record.write_text(good)
