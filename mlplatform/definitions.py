@@ -7,7 +7,8 @@ import dagster as dg
 
 from mlplatform import jobs, sensors
 from mlplatform.assets import data, deployment, evaluation, features, training
-from mlplatform.resources import Artifacts, BentoStore, FeastStore, LandingZone, MlflowTracking, Quarantine
+from mlplatform.resources import (Artifacts, BentoStore, DeploymentTarget, FeastStore, LandingZone, MlflowTracking,
+                                  Quarantine)
 from mlplatform.settings import Settings, get_settings
 from mlplatform.specs import SPECS, Spec
 
@@ -24,6 +25,8 @@ def resources(settings: Settings) -> dict[str, object]:
                                  artifact_root=str(settings.home / "mlflow" / "artifacts")),
         "artifacts": Artifacts(root=str(settings.home / "artifacts")),
         "bentos": BentoStore(home=str(settings.bentoml_home), env=settings.env),
+        "deployment": DeploymentTarget(root=str(settings.deployments_dir), bentoml_home=str(settings.bentoml_home),
+                                       staging_port=settings.staging_port, production_port=settings.production_port),
         "io_manager": dg.FilesystemIOManager(base_dir=str(settings.io_dir)),
     }
 
@@ -33,9 +36,9 @@ def build_definitions(specs: Sequence[Spec], settings: Settings) -> dg.Definitio
     assets, all_jobs, all_sensors = [], [], []
     for index, spec in enumerate(specs):
         assets += data.build(spec) + features.build(spec) + training.build(spec) + evaluation.build(spec)
-        assets += deployment.build(spec)
+        assets += deployment.build(spec, settings.promotion)
         ingest = jobs.ingest_job(spec, primary=index == 0)
-        all_jobs += [ingest, jobs.training_job(spec, primary=index == 0)]
+        all_jobs += [ingest, jobs.training_job(spec, index == 0, settings.promotion), jobs.promote_job(spec, index == 0)]
         all_sensors.append(sensors.landing_sensor(spec, ingest))
     all_sensors.append(sensors.automation_sensor())
     return dg.Definitions(assets=assets, jobs=all_jobs, sensors=all_sensors, resources=resources(settings))

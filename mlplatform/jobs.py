@@ -12,7 +12,7 @@ from mlplatform.partitions import landed_files
 from mlplatform.specs import Spec
 
 INGEST_ASSETS = ("feature_registry", "raw", "validated", "labels", "features")
-TRAINING_ASSETS = ("training_set", "model", "evaluation", "bento")
+TRAINING_ASSETS = ("training_set", "model", "evaluation", "bento", "staging")
 
 
 def job_name(spec: Spec, primary: bool, base: str) -> str:
@@ -27,8 +27,18 @@ def ingest_job(spec: Spec, primary: bool) -> UnresolvedAssetJobDefinition:
                                description=f"One landed file of {spec.name}: raw → validated → labels, features")
 
 
-def training_job(spec: Spec, primary: bool) -> UnresolvedAssetJobDefinition:
-    selection = dg.AssetSelection.assets(*(key(spec, n) for n in TRAINING_ASSETS))
+def training_job(spec: Spec, primary: bool, promotion: str = "manual") -> UnresolvedAssetJobDefinition:
+    """Training set → model → evaluation (gates) → Bento → staging, and production under automatic promotion."""
+    names = TRAINING_ASSETS + (("production",) if promotion == "automatic" else ())
+    selection = dg.AssetSelection.assets(*(key(spec, n) for n in names))
     return dg.define_asset_job(job_name(spec, primary, "training"), selection=selection,
                                executor_def=dg.in_process_executor,
-                               description=f"The unpartitioned chain of {spec.name}, from the training set on")
+                               description=f"The unpartitioned chain of {spec.name}, from the training set to "
+                                           f"staging{' and production' if promotion == 'automatic' else ''}")
+
+
+def promote_job(spec: Spec, primary: bool) -> UnresolvedAssetJobDefinition:
+    """What staging serves, to production (`mlplatform promote` runs it)."""
+    return dg.define_asset_job(job_name(spec, primary, "promote"), selection=[key(spec, "production")],
+                               executor_def=dg.in_process_executor,
+                               description=f"Promote the version staging serves to production ({spec.name})")

@@ -137,3 +137,19 @@ class BentoStore(dg.ConfigurableResource):
 
     home: str
     env: str = "local"  # the environment Bentos are built for: decides whether their API needs keys
+
+
+class DeploymentTarget(dg.ConfigurableResource):
+    """The embedded deployer: records and audit log under `root`, `bentoml serve` processes behind a router."""
+
+    root: str
+    bentoml_home: str
+    staging_port: int = 3100
+    production_port: int = 3200
+
+    def deployer(self) -> Any:
+        from mlplatform.lib.deployer import Deployer
+        from mlplatform.lib.deployment import Deployments
+
+        return Deployer(Deployments(Path(self.root)), Path(self.bentoml_home),
+                        ports={"staging": self.staging_port, "production": self.production_port})

@@ -49,7 +49,11 @@ def _trained(result: dg.ExecuteInProcessResult) -> str:
         meta = event.materialization.metadata
         if "registered_model" in meta:
             gates = f", gates passed: {', '.join(passed)}" if passed else ""
-            return f"ok ({meta['registered_model'].value}, holdout ROC AUC {meta['holdout_roc_auc'].value:.3f}{gates})"
+            served = [f"; {e.asset_key.path[-1]} serves it at {e.materialization.metadata['url'].value}"
+                      for e in result.get_asset_materialization_events()
+                      if e.asset_key.path[-1] in ("staging", "production")]
+            return (f"ok ({meta['registered_model'].value}, holdout ROC AUC {meta['holdout_roc_auc'].value:.3f}"
+                    f"{gates}){''.join(served)}")
     return "ok"
 
 
@@ -127,3 +131,24 @@ def reexecute_from_failure(run_id: str, settings: Settings, instance: dg.Dagster
         steps = sorted({e.step_key for e in result.all_events if e.is_step_start})
         outcome = "ok" if result.success else _failures(result)
         return result.success, f"run {result.run_id} re-executed {', '.join(steps)}: {outcome}"
+
+
+def promote(spec: Spec, settings: Settings, strategy: str, canary_share: float, reason: str) -> tuple[bool, str]:
+    """Run the promote job (production takes what staging serves) on the project's instance, visible in the UI."""
+    defs = build_definitions(SPECS, settings)
+    config = {"ops": {f"{spec.name}__production": {"config": {"strategy": strategy, "canary_share": canary_share,
+                                                                "reason": reason}}}}
+    result = defs.resolve_job_def(jobs.job_name(spec, spec == SPECS[0], "promote")).execute_in_process(
+        instance=dg.DagsterInstance.get(), run_config=config, raise_on_error=False)
+    if not result.success:
+        return False, f"promotion failed: {_failures(result)}"
+    meta = result.get_asset_materialization_events()[-1].materialization.metadata
+    return True, (f"production serves {meta['serving'].value} ({meta['strategy'].value}, record "
+                  f"{meta['record'].value}) at {meta['url'].value}; champion: {meta["champion"].value}")
+
+
+def observe(spec: Spec, env: str, entry: dict[str, Any]) -> None:
+    """Show an operation done outside a run (rollback, strategy change, stop) on the environment's asset page."""
+    metadata = {"action": entry["action"], "who": entry["who"], "reason": entry["reason"],
+                "from": dg.MetadataValue.json(entry.get("from") or {}), "to": dg.MetadataValue.json(entry.get("to") or {})}
+    dg.DagsterInstance.get().report_runless_asset_event(dg.AssetObservation(asset_key=key(spec, env), metadata=metadata))

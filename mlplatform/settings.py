@@ -11,6 +11,7 @@ from pathlib import Path
 
 ENVIRONMENTS = ("local", "staging", "production")
 ONLINE_STORES = ("sqlite", "redis")
+PROMOTION_POLICIES = ("manual", "automatic")
 
 
 class SettingsError(ValueError):
@@ -27,6 +28,9 @@ class Settings:
     feast_online_store: str = "sqlite"
     redis_connection: str = "127.0.0.1:6379"
     mlflow_uri: str | None = None
+    promotion: str = "manual"  # manual: production changes by `mlplatform promote`; automatic: after staging
+    staging_port: int = 3100
+    production_port: int = 3200
 
     @property
     def dagster_home(self) -> Path:
@@ -52,6 +56,14 @@ class Settings:
     def bentoml_home(self) -> Path:
         return self.home / "bentoml"
 
+    @property
+    def deployments_dir(self) -> Path:
+        return self.home / "deployments"
+
+    @property
+    def ports(self) -> dict[str, int]:
+        return {"staging": self.staging_port, "production": self.production_port}
+
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":
         """Build settings from `environ` (default: the process environment)."""
@@ -66,6 +78,15 @@ class Settings:
         online = environ.get("MLPLATFORM_FEAST_ONLINE_STORE", "sqlite")
         if online not in ONLINE_STORES:
             raise SettingsError(f"MLPLATFORM_FEAST_ONLINE_STORE={online!r}: expected one of {', '.join(ONLINE_STORES)}")
+        promotion = environ.get("MLPLATFORM_PROMOTION", "manual")
+        if promotion not in PROMOTION_POLICIES:
+            raise SettingsError(f"MLPLATFORM_PROMOTION={promotion!r}: expected one of {', '.join(PROMOTION_POLICIES)}")
+        ports = {}
+        for name, default in (("staging", 3100), ("production", 3200)):
+            raw = environ.get(f"MLPLATFORM_{name.upper()}_PORT", str(default))
+            if not raw.isdigit() or not 0 < int(raw) < 65536:
+                raise SettingsError(f"MLPLATFORM_{name.upper()}_PORT={raw!r}: expected a port number (1-65535)")
+            ports[name] = int(raw)
         return cls(
             env=env,
             home=home,
@@ -73,12 +94,17 @@ class Settings:
             feast_online_store=online,
             redis_connection=environ.get("MLPLATFORM_REDIS", "127.0.0.1:6379"),
             mlflow_uri=environ.get("MLFLOW_TRACKING_URI"),
+            promotion=promotion,
+            staging_port=ports["staging"],
+            production_port=ports["production"],
         )
 
     def environ(self) -> dict[str, str]:
         """The environment variables that rebuild exactly these settings (e.g. in a re-executed run)."""
         env = {"MLPLATFORM_ENV": self.env, "MLPLATFORM_HOME": str(self.home), "MLPLATFORM_LANDING": str(self.landing_root),
-               "MLPLATFORM_FEAST_ONLINE_STORE": self.feast_online_store, "MLPLATFORM_REDIS": self.redis_connection}
+               "MLPLATFORM_FEAST_ONLINE_STORE": self.feast_online_store, "MLPLATFORM_REDIS": self.redis_connection,
+               "MLPLATFORM_PROMOTION": self.promotion, "MLPLATFORM_STAGING_PORT": str(self.staging_port),
+               "MLPLATFORM_PRODUCTION_PORT": str(self.production_port)}
         return env | ({"MLFLOW_TRACKING_URI": self.mlflow_uri} if self.mlflow_uri else {})
 
     def export(self) -> None:

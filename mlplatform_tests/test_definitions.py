@@ -13,7 +13,7 @@ EXPECTED_ASSETS = {
     "credit/raw": "data", "credit/validated": "data", "credit/labels": "data",
     "credit/feature_registry": "features", "credit/features": "features",
     "credit/training_set": "training", "credit/model": "training", "credit/evaluation": "evaluation",
-    "credit/bento": "deployment",
+    "credit/bento": "deployment", "credit/staging": "deployment", "credit/production": "deployment",
 }
 EXPECTED_CHECKS = {"credit/raw:readable", "credit/validated:bad_row_share",
                    "credit/features:online_offline_parity", "credit/training_set:schema",
@@ -37,19 +37,22 @@ def test_the_project_location_loads_with_documented_assets_groups_checks_jobs_an
     gates = [c for c in graph.asset_check_keys if c.asset_key.path[-1] == "evaluation"]
     assert all(defs.resolve_assets_def(c.asset_key).get_spec_for_check_key(c).blocking for c in gates)
     jobs = {j.name for j in defs.resolve_all_job_defs() if not j.name.startswith("__")}
-    assert jobs == {"ingest_job", "training_job"}
+    assert jobs == {"ingest_job", "training_job", "promote_job"}
     assert {s.name for s in defs.sensors} == {"credit_landing_sensor", "automation_sensor"}
 
 
-def test_every_job_resolves_to_the_documented_steps():
+def test_every_job_resolves_to_the_documented_steps(tmp_path):
     from mlplatform.definitions import defs
 
     ingest = defs.resolve_job_def("ingest_job")
     assert {n.name for n in ingest.nodes} == {"credit__feature_registry", "credit__raw", "credit__validated",
                                                "credit__labels", "credit__features"}
     assert ingest.partitions_def.name == "credit_files" and ingest.executor_def.name == "in_process"
-    assert {n.name for n in defs.resolve_job_def("training_job").nodes} == {"credit__training_set", "credit__model",
-                                                                            "credit__evaluation", "credit__bento"}
+    chain = {"credit__training_set", "credit__model", "credit__evaluation", "credit__bento", "credit__staging"}
+    assert {n.name for n in defs.resolve_job_def("training_job").nodes} == chain
+    assert {n.name for n in defs.resolve_job_def("promote_job").nodes} == {"credit__production"}
+    automatic = build_definitions([CREDIT], make_settings(tmp_path, MLPLATFORM_PROMOTION="automatic"))
+    assert {n.name for n in automatic.resolve_job_def("training_job").nodes} == chain | {"credit__production"}
 
 
 def test_two_specs_build_side_by_side_without_collisions(tmp_path):
@@ -57,7 +60,8 @@ def test_two_specs_build_side_by_side_without_collisions(tmp_path):
     keys = {k.to_user_string() for k in defs.resolve_asset_graph().get_all_asset_keys()}
     assert {k for k in keys if k.startswith("churn/")} == {k.replace("credit", "churn") for k in EXPECTED_ASSETS}
     jobs = {j.name for j in defs.resolve_all_job_defs() if not j.name.startswith("__")}
-    assert jobs == {"ingest_job", "training_job", "churn_ingest_job", "churn_training_job"}
+    assert jobs == {"ingest_job", "training_job", "promote_job", "churn_ingest_job", "churn_training_job",
+                    "churn_promote_job"}
     assert defs.resolve_job_def("churn_ingest_job").partitions_def.name == "churn_files"
     assert {s.name for s in defs.sensors} == {"credit_landing_sensor", "churn_landing_sensor", "automation_sensor"}
 
@@ -105,7 +109,9 @@ def test_a_new_partition_makes_automation_request_only_the_unpartitioned_chain(t
     assert after.get_num_requested(dg.AssetKey(["credit", "model"])) == 1  # requested with its upstream
     assert after.get_num_requested(dg.AssetKey(["credit", "evaluation"])) == 1
     assert after.get_num_requested(dg.AssetKey(["credit", "bento"])) == 1
-    assert after.total_requested == 4  # the new partition itself was built by its ingest run
+    assert after.get_num_requested(dg.AssetKey(["credit", "staging"])) == 1
+    assert after.get_num_requested(dg.AssetKey(["credit", "production"])) == 0  # promotion is manual by default
+    assert after.total_requested == 5  # the new partition itself was built by its ingest run
     assert platform.ingest("2026-01-04").success  # same file again: same data versions downstream
     again = dg.evaluate_automation_conditions(defs=platform.defs, instance=platform.instance, cursor=after.cursor)
     assert again.total_requested == 0

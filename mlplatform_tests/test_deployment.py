@@ -110,13 +110,15 @@ def test_blue_green_moves_traffic_without_a_failed_request_and_rollback_restores
     assert versions[0] == "1" and versions[-1] == "2" and set(versions) == {"1", "2"}
 
     back = deployer.rollback("staging", reason="test rollback")
-    assert back.primary.model_version == "1"
+    assert back.primary.model_version == "1" and back.primary.pid == first.primary.pid  # the warm standby
     assert predict(deployer, "staging").headers["x-mlplatform-model-version"] == "1"
     actions = [(e["action"], (e["from"] or {}).get("model_version"), e["to"]["model_version"])
                for e in deployer.deployments.audit_entries("staging")]
     assert actions == [("deploy", None, "1"), ("deploy", "1", "2"), ("rollback", "2", "1")]
     status = deployer.status("staging")
-    assert status["router"] == "up" and [b["model_version"] for b in status["backends"]] == ["1"]
+    assert status["router"] == "up"
+    assert [(b["role"], b["model_version"], b["up"]) for b in status["backends"]] == [("primary", "1", True),
+                                                                                     ("standby", "2", True)]
 
 
 def test_canary_is_sticky_by_entity_and_says_who_answered_shadow_is_logged_not_returned(rig):

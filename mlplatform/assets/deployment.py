@@ -1,25 +1,41 @@
-"""Deployment layer: a gated candidate packaged as a Bento (model store entry, Bento, container definition)."""
+"""Deployment layer: a gated candidate packaged as a Bento, deployed to staging, then promoted to production."""
 
 from pathlib import Path
+from typing import Any, Literal
 
 import dagster as dg
 
 from mlplatform.assets import DataFrame, key, rebuild_on_change
-from mlplatform.resources import BentoStore, MlflowTracking
+from mlplatform.resources import BentoStore, DeploymentTarget, MlflowTracking
 from mlplatform.specs import Spec
 
 GROUP = "deployment"
+SMOKE_ROWS = 32
 
 
-def build(spec: Spec) -> list[dg.AssetsDefinition]:
-    @dg.asset(key=key(spec, "bento"), ins={"model": dg.AssetIn(key(spec, "model")),
-                                           "evaluation": dg.AssetIn(key(spec, "evaluation"))},
-              group_name=GROUP, code_version="1", kinds={"bentoml", "docker"},
+class DeployConfig(dg.Config):
+    """How the new version takes traffic: blue_green (all of it, after its checks), canary (`canary_share` of the
+    entities, sticky) or shadow (scores a copy of every request, never answers)."""
+
+    strategy: Literal["blue_green", "canary", "shadow"] = "blue_green"
+    canary_share: float = 0.1
+    reason: str = ""
+
+
+def build(spec: Spec, promotion: str = "manual") -> list[dg.AssetsDefinition]:
+    bento_key, staging_key, production_key = key(spec, "bento"), key(spec, "staging"), key(spec, "production")
+
+    @dg.asset(key=bento_key, ins={"model": dg.AssetIn(key(spec, "model")),
+                                  "evaluation": dg.AssetIn(key(spec, "evaluation")),
+                                  "training_set": dg.AssetIn(key(spec, "training_set"))},
+              group_name=GROUP, code_version="2", kinds={"bentoml", "docker"},
               automation_condition=rebuild_on_change(partitioned=False))
-    def bento(context: dg.AssetExecutionContext, model: DataFrame, evaluation: DataFrame,
-              bentos: BentoStore, mlflow: MlflowTracking) -> dg.MaterializeResult:
-        """The candidate in the BentoML model store and a Bento built from bentos/credit_service with the lock file."""
+    def bento(context: dg.AssetExecutionContext, model: DataFrame, evaluation: DataFrame, training_set: DataFrame,
+              bentos: BentoStore, mlflow: MlflowTracking) -> dg.Output:
+        """The candidate in the BentoML model store and a Bento (with smoke set and model card) built from
+        bentos/credit_service with the lock file."""
         from mlplatform.lib import bento as packaging
+        from mlplatform.lib.deployer import Candidate
 
         if not evaluation.passed:  # the blocking checks already stop this; never package a failed candidate
             raise dg.Failure(f"{evaluation.model} v{evaluation.version} failed its gates; nothing is packaged")
@@ -28,12 +44,74 @@ def build(spec: Spec) -> list[dg.AssetsDefinition]:
                   "data_version": model.training_set_version, "code_version": lineage["dagster.code_version"]}
         metadata = {**labels, "mlflow_run_id": reg.run_id, "git_commit": lineage.get("git.commit", ""),
                     "decision_threshold": spec.gates.decision_threshold, "roc_auc": evaluation.metrics["roc_auc"]}
+        rows = packaging.holdout_rows(training_set, spec, model.params.holdout_days, SMOKE_ROWS)
         built = packaging.package(spec, reg.model_uri, mlflow.tracking_uri, Path(bentos.home), bentos.env, labels,
-                                  metadata)
-        return dg.MaterializeResult(data_version=dg.DataVersion(built.tag), metadata={
+                                  metadata, smoke_rows=rows, model_card=evaluation.files["model_card"].read_text())
+        candidate = Candidate(built.tag, str(built.path), reg.name, reg.version,
+                              {**labels, "mlflow_run_id": reg.run_id, "git_commit": lineage.get("git.commit", "")})
+        return dg.Output(candidate, data_version=dg.DataVersion(built.tag), metadata={
             "bento_tag": built.tag, "model_tag": built.model_tag, "models": dg.MetadataValue.json([built.model_tag]),
             "size_bytes": built.size_bytes, "path": dg.MetadataValue.path(str(built.path)),
-            "dockerfile": dg.MetadataValue.path(str(built.dockerfile)),
+            "dockerfile": dg.MetadataValue.path(str(built.dockerfile)), "smoke_rows": len(rows),
             "registered_model": f"{reg.name} v{reg.version}"})
 
-    return [bento]
+    @dg.asset(key=staging_key, ins={"bento": dg.AssetIn(bento_key)}, group_name=GROUP, code_version="1",
+              kinds={"bentoml"}, automation_condition=rebuild_on_change(partitioned=False))
+    def staging(context: dg.AssetExecutionContext, config: DeployConfig, bento: DataFrame,
+                deployment: DeploymentTarget) -> dg.Output:
+        """Every gated candidate, served in staging once its health and smoke checks pass (else staging keeps
+        what it served)."""
+        from mlplatform.lib.deployment import DeploymentError
+
+        deployer = deployment.deployer()
+        reason = config.reason or f"gated candidate {bento.model} v{bento.model_version} (run {context.run.run_id[:8]})"
+        try:
+            record = deployer.deploy("staging", bento, config.strategy, config.canary_share, reason)
+        except DeploymentError as err:
+            raise dg.Failure(str(err), metadata=audit_tail(deployer, "staging")) from err
+        return dg.Output(bento, data_version=dg.DataVersion(bento.bento_tag),
+                         metadata=served(deployer, "staging", record) | audit_tail(deployer, "staging"))
+
+    @dg.asset(key=production_key, ins={"staged": dg.AssetIn(staging_key)}, group_name=GROUP, code_version="1",
+              kinds={"bentoml", "mlflow"},
+              automation_condition=rebuild_on_change(partitioned=False) if promotion == "automatic" else None)
+    def production(context: dg.AssetExecutionContext, config: DeployConfig, staged: DataFrame,
+                   deployment: DeploymentTarget, mlflow: MlflowTracking) -> dg.Output:
+        """The version staging serves (it passed staging's smoke test), promoted: served in production and given
+        the MLflow `champion` alias (blue/green; canary and shadow first run next to the champion)."""
+        from mlplatform.lib.deployment import DeploymentError
+        from mlplatform.lib.promotion import promote
+
+        deployer = deployment.deployer()
+        reason = config.reason or f"promote {staged.model} v{staged.model_version} (run {context.run.run_id[:8]})"
+        try:
+            record, champion = promote(deployer, mlflow.client(), spec, staged, config.strategy, config.canary_share,
+                                       reason)
+        except DeploymentError as err:
+            raise dg.Failure(str(err), metadata=audit_tail(deployer, "production")) from err
+        return dg.Output(staged, data_version=dg.DataVersion(f"{staged.bento_tag}:{record.strategy}"),
+                         metadata=served(deployer, "production", record) | audit_tail(deployer, "production")
+                         | {"champion": champion or "none"})
+
+    return [bento, staging, production]
+
+
+def served(deployer: Any, env: str, record: Any) -> dict[str, Any]:
+    """What the environment serves now, for the asset's metadata."""
+    backends = {"primary": record.primary} | ({"candidate": record.candidate} if record.candidate else {})
+    return {"url": dg.MetadataValue.url(deployer.router_url(env)), "record": record.sequence,
+            "strategy": record.strategy, "canary_share": record.canary_share,
+            "serving": dg.MetadataValue.json({role: {"model_version": b.model_version, "bento": b.bento_tag}
+                                              for role, b in backends.items()}),
+            "api_keys_file": dg.MetadataValue.path(str(deployer.deployments.env_dir(env) / "api-keys"))}
+
+
+def audit_tail(deployer: Any, env: str, limit: int = 10) -> dict[str, Any]:
+    """The environment's latest audit entries as a UI table."""
+    entries = deployer.deployments.audit_entries(env)[-limit:]
+    records = [dg.TableRecord({"at": e["at"], "who": e["who"], "action": e["action"],
+                               "from": str((e.get("from") or {}).get("model_version", "—")),
+                               "to": str((e.get("to") or {}).get("model_version", "—")), "reason": e["reason"][:200]})
+               for e in reversed(entries)]
+    columns = [dg.TableColumn(c, "string") for c in ("at", "who", "action", "from", "to", "reason")]
+    return {"audit": dg.MetadataValue.table(records=records, schema=dg.TableSchema(columns=columns))}

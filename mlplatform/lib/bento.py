@@ -63,6 +63,15 @@ def smoke_set(pipeline: Any, spec: Spec, rows: list[dict[str, Any]]) -> dict[str
     return {"rows": rows, "probabilities": [float(p) for p in pipeline.predict_proba(x)[:, 1]]}
 
 
+def holdout_rows(frame: Any, spec: Spec, holdout_days: int, limit: int) -> list[dict[str, Any]]:
+    """Up to `limit` holdout rows of a training set as request rows (the contract's features only)."""
+    from mlplatform.lib.train import holdout_mask
+
+    held = frame[holdout_mask(frame, spec, holdout_days)].head(limit)
+    return [{k: (v.item() if hasattr(v, "item") else v) for k, v in row.items()}
+            for row in held[spec.contract_feature_names].to_dict("records")]
+
+
 def bento_file(bento_path: Path | str, name: str) -> Path:
     """A file that travels inside a built Bento (`smoke.json`, `model_card.md`)."""
     return Path(bento_path) / "src" / name

@@ -111,7 +111,8 @@ class Deployer:
         raise DeploymentError(f"{what} was not ready after {timeout:.0f} s; log {log}:\n{_tail(log)}")
 
     def stop(self, backend: Backend) -> None:
-        _terminate(backend.pid)
+        if serving(backend):
+            _terminate(backend.pid)
 
     def api_key(self, env: str) -> str:
         lines = self.deployments.api_keys_file(env).read_text().splitlines()
@@ -127,7 +128,12 @@ class Deployer:
         except httpx.HTTPError:
             return None
         state = answer.json() if answer.status_code == 200 else None
-        return state if state and state.get("env") == env else None
+        if not state or state.get("env") != env:
+            return None
+        if state.get("root") != str(self.deployments.root.resolve()):
+            raise DeploymentError(f"port {self.ports[env]} already serves the {env} router of {state.get('root')}; "
+                                  f"give this home another port (MLPLATFORM_{env.upper()}_PORT)")
+        return state
 
     def ensure_router(self, env: str) -> dict[str, Any]:
         state = self.router_state(env)
@@ -191,7 +197,7 @@ class Deployer:
 
     # --- operations ----------------------------------------------------------------------------------------
     def deploy(self, env: str, candidate: Candidate, strategy: str = "blue_green", canary_share: float = 0.1,
-               reason: str = "", action: str = "deploy") -> Record:
+               reason: str = "", action: str = "deploy", extra: dict[str, Any] | None = None) -> Record:
         """Deploy `candidate` to `env` with `strategy`; on a failed health or smoke check nothing changes."""
         before = self.deployments.read(env)  # a corrupt record is refused here, before anything starts
         if strategy in ("canary", "shadow") and before is None:
@@ -218,9 +224,10 @@ class Deployer:
             record = Record(env=env, sequence=self.deployments.next_sequence(env), strategy=strategy,
                             primary=before.primary, candidate=backend, canary_share=canary_share if strategy == "canary"
                             else 0.0, created_at=now(), created_by=who(), reason=reason)
-        return self._switch(env, before, record, action, reason)
+        return self._switch(env, before, record, action, reason, extra)
 
-    def _switch(self, env: str, before: Record | None, record: Record, action: str, reason: str) -> Record:
+    def _switch(self, env: str, before: Record | None, record: Record, action: str, reason: str,
+                extra: dict[str, Any] | None = None) -> Record:
         self.deployments.write(record)
         try:
             self.ensure_router(env)
@@ -229,7 +236,7 @@ class Deployer:
             if problems:
                 raise DeploymentError("smoke test through the router failed: " + "; ".join(problems))
         except DeploymentError as exc:
-            if before is not None and all(alive(b.pid) for b in before.backends()):
+            if before is not None and all(serving(b) for b in before.backends()):
                 restored = before.model_copy(update={"sequence": self.deployments.next_sequence(env),
                                                      "created_at": now(), "reason": f"automatic rollback: {exc}"})
                 self.deployments.write(restored)
@@ -238,37 +245,40 @@ class Deployer:
                 if before is None or b not in before.backends():
                     self.stop(b)
             raise
-        keep = {b.pid for b in record.backends()}
-        stale = [b for b in (before.backends() if before else []) if b.pid not in keep]
+        # The previous primary stays up as a warm standby (a rollback then moves traffic back at once); the
+        # standby before it, and anything else of the previous record, is stopped.
+        keep = {b.pid for b in record.backends()} | ({before.primary.pid} if before else set())
+        older = self.deployments.history(env)
+        older = [r for r in older if before is not None and r.sequence < before.sequence][-1:]
+        stale = [b for r in ([before] if before else []) + older for b in r.backends()
+                 if b.pid not in keep and serving(b)]
         if stale:
             time.sleep(GRACE_S)  # requests already sent to the old backend finish there
             for b in stale:
                 self.stop(b)
-        self.deployments.audit(action, env, reason, before, record)
+        self.deployments.audit(action, env, reason, before, record, **(extra or {}))
         return record
 
-    def restore(self, env: str, target: Record, action: str, reason: str) -> Record:
+    def restore(self, env: str, target: Record, action: str, reason: str,
+                extra: dict[str, Any] | None = None) -> Record:
         """Serve `target`'s backends again (restarting any that stopped) as a new record."""
         before = self.deployments.read(env)
-        current = {b.pid: b for b in (before.backends() if before else [])}
-        backends = []
-        for b in target.backends():
-            if b.pid in current and alive(b.pid):
-                backends.append(b)
-            else:
-                backends.append(self.start_backend(env, Candidate(b.bento_tag, b.bento_path, b.model,
-                                                                  b.model_version, b.lineage)))
+        backends, started = [], []
+        for b in target.backends():  # a warm standby is reused; a stopped backend is started again
+            if not serving(b):
+                b = self.start_backend(env, Candidate(b.bento_tag, b.bento_path, b.model, b.model_version, b.lineage))
+                started.append(b)
+            backends.append(b)
         record = target.model_copy(update={"sequence": self.deployments.next_sequence(env), "primary": backends[0],
                                            "candidate": backends[1] if len(backends) > 1 else None,
                                            "created_at": now(), "created_by": who(), "reason": reason})
         problems = self.smoke(env, f"http://127.0.0.1:{record.primary.port}", record.primary.bento_path)
         if problems:
-            for b in backends:
-                if b.pid not in current:
-                    self.stop(b)
+            for b in started:
+                self.stop(b)
             raise DeploymentError(f"restoring {env} to {target.primary.bento_tag} failed its smoke test: "
                                   + "; ".join(problems))
-        return self._switch(env, before, record, action, reason)
+        return self._switch(env, before, record, action, reason, extra)
 
     def previous(self, env: str) -> Record:
         """The record that served before the current one (by model: the last one with another primary)."""
@@ -282,6 +292,7 @@ class Deployer:
         raise DeploymentError(f"{env} has no earlier deployment than record {current.sequence} to roll back to")
 
     def rollback(self, env: str, reason: str) -> Record:
+        """Serve the previous deployment again (in production, use `promotion.rollback`: it moves the alias too)."""
         target = self.previous(env)
         return self.restore(env, target, "rollback", reason or f"rollback to record {target.sequence}")
 
@@ -306,13 +317,26 @@ class Deployer:
             last = self.deployments.last_good(env)
             raise DeploymentError(f"nothing is deployed in {env}" if last is None else
                                   f"the record of {env} is missing; the last good one is record {last.sequence}")
-        if all(alive(b.pid) for b in record.backends()) and self.router_state(env) is not None:
+        if all(serving(b) for b in record.backends()) and self.router_state(env) is not None:
             return record
         return self.restore(env, record, "restart", "serving processes were not running")
 
+    def standby(self, env: str, record: Record) -> Backend | None:
+        """The previous record's primary while it still runs (a rollback moves traffic back to it at once)."""
+        older = [r for r in self.deployments.history(env) if r.sequence < record.sequence]
+        keep = {b.pid for b in record.backends()}
+        for r in reversed(older[-1:]):
+            if r.primary.pid not in keep and serving(r.primary):
+                return r.primary
+        return None
+
     def stop_env(self, env: str) -> None:
-        record = self.deployments.read(env)
-        for b in record.backends() if record else []:
+        try:
+            record = self.deployments.read(env)
+        except DeploymentError:
+            record = self.deployments.last_good(env)
+        standby = self.standby(env, record) if record else None
+        for b in (record.backends() if record else []) + ([standby] if standby else []):
             self.stop(b)
         pid_file = self.deployments.env_dir(env) / "router.pid"
         if pid_file.exists():
@@ -334,9 +358,19 @@ class Deployer:
                    since=record.created_at, by=record.created_by, reason=record.reason,
                    serving_sequence=router.get("sequence") if router else None)
         out["backends"] = [{"role": role, "model": b.model, "model_version": b.model_version, "bento": b.bento_tag,
-                            "port": b.port, "up": alive(b.pid)}
-                           for role, b in (("primary", record.primary), ("candidate", record.candidate)) if b]
+                            "port": b.port, "up": serving(b)}
+                           for role, b in (("primary", record.primary), ("candidate", record.candidate),
+                                           ("standby", self.standby(env, record))) if b]
         return out
+
+
+def serving(backend: Backend) -> bool:
+    """The backend's process is alive and still the `bentoml serve` of its Bento (a pid can be reused)."""
+    try:
+        cmdline = Path(f"/proc/{backend.pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    return alive(backend.pid) and backend.bento_path.encode() in cmdline
 
 
 def steer(record: Record, role: str) -> str:

@@ -95,7 +95,7 @@ class Deployments:
     """The deployment records, their history and the audit log under one folder."""
 
     def __init__(self, root: Path) -> None:
-        self.root = Path(root)
+        self.root = Path(root).resolve()
 
     def env_dir(self, env: str) -> Path:
         if env not in ENVIRONMENTS:

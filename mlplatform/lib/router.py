@@ -97,7 +97,7 @@ class Router:
             return
         if scope["path"] == "/-/router":
             record = self.record
-            return await send_json(send, 200, {"env": self.env, "pid": os.getpid(),
+            return await send_json(send, 200, {"env": self.env, "root": str(self.deployments.root), "pid": os.getpid(),
                                             "sequence": record.sequence if record else None,
                                             "strategy": record.strategy if record else None,
                                             "problem": self.problem, "shadow_dropped": self.shadow_dropped})

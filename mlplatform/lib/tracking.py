@@ -106,6 +106,28 @@ def load_champion(client: Any, tracking_uri: str, spec: Spec) -> Champion | None
     return Champion(str(version.version), mlflow.sklearn.load_model(f"models:/{spec.model_name}/{version.version}"))
 
 
+def champion_version(client: Any, spec: Spec) -> str | None:
+    """The version number holding the `champion` alias, or None."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return str(client.get_model_version_by_alias(spec.model_name, CHAMPION).version)
+    except MlflowException as err:
+        if err.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+            return None
+        raise
+
+
+def move_champion(client: Any, spec: Spec, version: str, by: str, reason: str) -> str | None:
+    """Give `version` the `champion` alias; the version that held it is recorded on the new one and returned."""
+    previous = champion_version(client, spec)
+    client.set_registered_model_alias(spec.model_name, CHAMPION, version)
+    for tag, value in {"mlplatform.previous_champion": previous or "none", "mlplatform.champion_by": by,
+                       "mlplatform.champion_reason": reason[:500]}.items():
+        client.set_model_version_tag(spec.model_name, version, tag, value)
+    return previous
+
+
 def registered_predictor(tracking_uri: str, model_uri: str) -> Any:
     """The logged model as a consumer loads it (pyfunc, signature enforced): frame → class probabilities."""
     import mlflow
