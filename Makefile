@@ -28,6 +28,7 @@ bench: install  ## benchmarks/ (ratios measured side by side in one run)
 	$(BIN)/python benchmarks/bench_foundation.py
 	$(BIN)/python benchmarks/bench_training.py
 	$(BIN)/python benchmarks/bench_training_scale.py
+	$(BIN)/python benchmarks/bench_serving.py
 
 dev: install  ## the Dagster UI and daemon on 127.0.0.1:3000
 	$(BIN)/mlplatform dev

@@ -92,7 +92,12 @@ def demo(
                f" && .venv/bin/mlplatform ingest   # land a bad file: it is quarantined and gated, the rest is unchanged\n"
                f"  ls {settings.quarantine_dir}   # rejected rows and files\n"
                f"  ls {settings.home / 'artifacts' / 'reports'}/*/*   # evaluation report.html and model_card.md per version\n"
-               f"  .venv/bin/mlplatform reproduce 1   # re-train version 1 from its recorded inputs, compare predictions")
+               f"  .venv/bin/mlplatform reproduce 1   # re-train version 1 from its recorded inputs, compare predictions\n"
+               f"  .venv/bin/mlplatform status        # what serves where (staging: http://127.0.0.1:{settings.staging_port},"
+               f" API key in {settings.deployments_dir / 'staging' / 'api-keys'}; curl example in README.md)\n"
+               f"  .venv/bin/mlplatform promote       # staging's version to production (http://127.0.0.1:"
+               f"{settings.production_port}), as champion\n"
+               f"  .venv/bin/mlplatform stop staging  # stop serving (`mlplatform serve --env staging` starts it again)")
     raise typer.Exit(0 if outcome.ok else 1)
 
 

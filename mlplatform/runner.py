@@ -143,8 +143,13 @@ def promote(spec: Spec, settings: Settings, strategy: str, canary_share: float, 
     if not result.success:
         return False, f"promotion failed: {_failures(result)}"
     meta = result.get_asset_materialization_events()[-1].materialization.metadata
-    return True, (f"production serves {meta['serving'].value} ({meta['strategy'].value}, record "
-                  f"{meta['record'].value}) at {meta['url'].value}; champion: {meta["champion"].value}")
+    serving = meta["serving"].value
+    roles = ", ".join(f"{role} {b['model_version']}" for role, b in serving.items() if role != "primary")
+    champion = meta["champion"].value
+    return True, (f"production serves {spec.model_name} v{serving['primary']['model_version']} "
+                  f"({serving['primary']['bento']}{'; ' + roles if roles else ''}) with {meta['strategy'].value} at "
+                  f"{meta['url'].value} (record {meta['record'].value}); "
+                  f"champion: {'v' + champion if champion != 'none' else 'none'}")
 
 
 def observe(spec: Spec, env: str, entry: dict[str, Any]) -> None:

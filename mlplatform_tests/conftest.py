@@ -37,9 +37,11 @@ class Platform:
             instance=self.instance, partition_key=key, raise_on_error=False)
 
     def train(self, job: str = "training_job", bento: bool = False, run_config: dict | None = None,
-              ) -> dg.ExecuteInProcessResult:
-        """The training job; without `bento` it stops after the gates (packaging costs a BentoML process)."""
-        names = ("training_set", "model", "evaluation") + (("bento",) if bento else ())
+              deploy: bool = False) -> dg.ExecuteInProcessResult:
+        """The training job; without `bento` it stops after the gates (packaging costs a BentoML process), with
+        `deploy` it goes on to staging."""
+        names = ("training_set", "model", "evaluation") + (("bento",) if bento or deploy else ()) + (
+            ("staging",) if deploy else ())
         return self.defs.resolve_job_def(job).execute_in_process(
             instance=self.instance, raise_on_error=False, run_config=run_config or {},
             asset_selection=[dg.AssetKey([self.spec.name, n]) for n in names])
@@ -63,10 +65,18 @@ def make_settings(home: Path, **extra: str) -> Settings:
 
 @pytest.fixture
 def platform(tmp_path: Path):
-    settings = make_settings(tmp_path / ".mlplatform")  # hidden, like the default home
+    from mlplatform.lib.deployer import free_port
+
+    ports = {"MLPLATFORM_STAGING_PORT": str(free_port()), "MLPLATFORM_PRODUCTION_PORT": str(free_port())}
+    settings = make_settings(tmp_path / ".mlplatform", **ports)  # hidden, like the default home
     (tmp_path / "dagster").mkdir()
     with dg.instance_for_test(temp_dir=str(tmp_path / "dagster")) as instance:
-        yield Platform(settings, build_definitions([CREDIT], settings), instance)
+        platform = Platform(settings, build_definitions([CREDIT], settings), instance)
+        yield platform
+        if settings.deployments_dir.exists():  # whatever a test deployed stops with it
+            deployer = platform.defs.resources["deployment"].deployer()
+            for env in ("staging", "production"):
+                deployer.stop_env(env)
 
 
 @pytest.fixture(scope="session")

@@ -26,11 +26,13 @@ def _candidate(home: Path, version: str, c: float) -> Candidate:
     """A logistic regression (regularisation `c`) registered as `version`, packaged as a Bento with a smoke set."""
     import mlflow
 
+    from mlplatform.lib.tracking import pip_requirements
+
     raw = pd.concat([credit_day(d, 400) for d in range(3)], ignore_index=True)
     frame = featurize(raw, CREDIT).assign(**{CREDIT.label: raw[CREDIT.label]})
     pipeline, _, _ = fit(frame, CREDIT, TrainParams("logistic_regression", c, 200, 42, 1))
     model_dir = home / f"model-v{version}"
-    mlflow.sklearn.save_model(pipeline, str(model_dir))
+    mlflow.sklearn.save_model(pipeline, str(model_dir), pip_requirements=pip_requirements())  # not inferred: ~15 s
     labels = {"mlflow_model": CREDIT.model_name, "mlflow_version": version}
     built = bento.package(CREDIT, str(model_dir), "", home / "bentoml", "staging", labels,
                           {**labels, "decision_threshold": 0.3}, smoke_rows=ROWS[:16],
@@ -115,6 +117,10 @@ def test_blue_green_moves_traffic_without_a_failed_request_and_rollback_restores
     actions = [(e["action"], (e["from"] or {}).get("model_version"), e["to"]["model_version"])
                for e in deployer.deployments.audit_entries("staging")]
     assert actions == [("deploy", None, "1"), ("deploy", "1", "2"), ("rollback", "2", "1")]
+    from mlplatform.lib.compose import validate
+
+    compose = validate(deployer.compose_dir("staging") / "docker-compose.yaml")  # follows the record
+    assert compose["services"]["primary"]["image"] == v1.bento_tag
     status = deployer.status("staging")
     assert status["router"] == "up"
     assert [(b["role"], b["model_version"], b["up"]) for b in status["backends"]] == [("primary", "1", True),

@@ -103,7 +103,8 @@ def served(deployer: Any, env: str, record: Any) -> dict[str, Any]:
             "strategy": record.strategy, "canary_share": record.canary_share,
             "serving": dg.MetadataValue.json({role: {"model_version": b.model_version, "bento": b.bento_tag}
                                               for role, b in backends.items()}),
-            "api_keys_file": dg.MetadataValue.path(str(deployer.deployments.env_dir(env) / "api-keys"))}
+            "api_keys_file": dg.MetadataValue.path(str(deployer.deployments.env_dir(env) / "api-keys")),
+            "compose_file": dg.MetadataValue.path(str(deployer.compose_dir(env) / "docker-compose.yaml"))}
 
 
 def audit_tail(deployer: Any, env: str, limit: int = 10) -> dict[str, Any]:

@@ -257,7 +257,17 @@ class Deployer:
             for b in stale:
                 self.stop(b)
         self.deployments.audit(action, env, reason, before, record, **(extra or {}))
+        self.write_compose(env, record)
         return record
+
+    def compose_dir(self, env: str) -> Path:
+        return self.deployments.env_dir(env) / "compose"
+
+    def write_compose(self, env: str, record: Record) -> Path:
+        """The container deployment of what `env` serves now (docker-compose.yaml, validated; see lib.compose)."""
+        from mlplatform.lib.compose import write_project
+
+        return write_project(record, self.deployments.api_keys_file(env), self.compose_dir(env), self.ports[env])
 
     def restore(self, env: str, target: Record, action: str, reason: str,
                 extra: dict[str, Any] | None = None) -> Record:
@@ -351,7 +361,8 @@ class Deployer:
             record, problem = self.deployments.last_good(env), str(exc)
         router = self.router_state(env)
         out: dict[str, Any] = {"env": env, "url": self.router_url(env), "router": "up" if router else "down",
-                               "problem": problem, "api_keys_file": str(self.deployments.env_dir(env) / "api-keys")}
+                               "problem": problem, "api_keys_file": str(self.deployments.env_dir(env) / "api-keys"),
+                               "compose": str(self.compose_dir(env) / "docker-compose.yaml")}
         if record is None:
             return {**out, "deployed": None}
         out.update(sequence=record.sequence, strategy=record.strategy, canary_share=record.canary_share,
@@ -366,6 +377,8 @@ class Deployer:
 
 def serving(backend: Backend) -> bool:
     """The backend's process is alive and still the `bentoml serve` of its Bento (a pid can be reused)."""
+    if backend.pid <= 0:
+        return False
     try:
         cmdline = Path(f"/proc/{backend.pid}/cmdline").read_bytes().split(b"\0")
     except OSError:

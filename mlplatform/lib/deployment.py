@@ -34,7 +34,7 @@ class DeploymentError(RuntimeError):
 
 
 class Backend(BaseModel):
-    """One `bentoml serve` process of one Bento."""
+    """One `bentoml serve` of one Bento: a local process (pid) or, in a container deployment, a compose service."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -42,8 +42,9 @@ class Backend(BaseModel):
     bento_path: str
     model: str
     model_version: str
+    host: str = "127.0.0.1"
     port: int = Field(gt=0, lt=65536)
-    pid: int = Field(gt=0)
+    pid: int = Field(0, ge=0)  # 0: not a process of the embedded deployer (a container)
     lineage: dict[str, str] = {}
 
 

@@ -52,7 +52,7 @@ class Router:
         self.deployments, self.env, self.poll_s = deployments, env, poll_s
         self.path = deployments.record_path(env)
         self.record: Record | None = None
-        self.clients: dict[int, httpx.AsyncClient] = {}
+        self.clients: dict[tuple[str, int], httpx.AsyncClient] = {}
         self.seen: tuple[int, int] | None = None
         self.problem: str | None = None
         self.shadow_log = deployments.env_dir(env) / "shadow.jsonl"
@@ -78,8 +78,8 @@ class Router:
         if record is None or (self.record is not None and record.sequence == self.record.sequence):
             return
         for backend in record.backends():
-            self.clients.setdefault(backend.port, httpx.AsyncClient(
-                base_url=f"http://127.0.0.1:{backend.port}", timeout=30,
+            self.clients.setdefault((backend.host, backend.port), httpx.AsyncClient(
+                base_url=f"http://{backend.host}:{backend.port}", timeout=30,
                 limits=httpx.Limits(max_connections=256, max_keepalive_connections=64)))
         self.record, self.problem = record, None
         log.info("serving record %s of %s: %s", record.sequence, self.env, record.strategy)
@@ -129,7 +129,7 @@ class Router:
 
     async def _forward(self, backend: Backend, scope: dict[str, Any], headers: dict[bytes, bytes],
                        body: bytes) -> httpx.Response:
-        client = self.clients[backend.port]
+        client = self.clients[(backend.host, backend.port)]
         path = scope["path"] + (("?" + scope["query_string"].decode()) if scope.get("query_string") else "")
         forwarded = [(k.decode(), v.decode(errors="replace")) for k, v in headers.items() if k not in HOP_BY_HOP]
         return await client.request(scope["method"], path, content=body, headers=forwarded)
