@@ -187,7 +187,7 @@ def _fail(err: Exception) -> None:
 
 @app.command()
 def serve(
-    env: Annotated[str, typer.Option(help="local (a foreground `bentoml serve` of the newest Bento), staging or production.")] = "local",
+    env: Annotated[str, typer.Option(help="local (the newest Bento, in the foreground), staging or production.")] = "local",
     port: Annotated[int, typer.Option(help="Port for --env local.")] = 3000,
 ) -> None:
     """Serve: staging/production are (re)started from their deployment record behind their router; local runs the
@@ -212,7 +212,8 @@ def serve(
 
 
 def _print_status(s: dict) -> None:
-    typer.echo(f"{s['env']:11} {s['url']}  router {s['router']}" + (f"  PROBLEM: {s['problem']}" if s["problem"] else ""))
+    problem = f"  PROBLEM: {s['problem']}" if s["problem"] else ""
+    typer.echo(f"{s['env']:11} {s['url']}  router {s['router']}{problem}")
     if s.get("deployed", True) is None:
         typer.echo("            nothing deployed")
         return
@@ -241,7 +242,7 @@ def status(as_json: Annotated[bool, typer.Option("--json", help="Machine-readabl
 
 @app.command()
 def promote(
-    strategy: Annotated[str, typer.Option(help="blue_green (takes all traffic, becomes champion), canary or shadow.")] = "blue_green",
+    strategy: Annotated[str, typer.Option(help="blue_green (all traffic, becomes champion), canary or shadow.")] = "blue_green",
     canary_share: Annotated[float, typer.Option(min=0.0, max=1.0, help="Share of entities for a canary.")] = 0.1,
     reason: Annotated[str, typer.Option(help="Why (kept in the audit log).")] = "",
     spec: Annotated[Optional[str], typer.Option(help="Spec name (default: the first spec).")] = None,

@@ -26,7 +26,9 @@ def resources(settings: Settings) -> dict[str, object]:
         "artifacts": Artifacts(root=str(settings.home / "artifacts")),
         "bentos": BentoStore(home=str(settings.bentoml_home), env=settings.env),
         "deployment": DeploymentTarget(root=str(settings.deployments_dir), bentoml_home=str(settings.bentoml_home),
-                                       staging_port=settings.staging_port, production_port=settings.production_port),
+                                       staging_port=settings.staging_port, production_port=settings.production_port,
+                                       feast_dir=str(settings.feast_dir), feast_online_store=settings.feast_online_store,
+                                       redis_connection=settings.redis_connection),
         "io_manager": dg.FilesystemIOManager(base_dir=str(settings.io_dir)),
     }
 
@@ -38,7 +40,8 @@ def build_definitions(specs: Sequence[Spec], settings: Settings) -> dg.Definitio
         assets += data.build(spec) + features.build(spec) + training.build(spec) + evaluation.build(spec)
         assets += deployment.build(spec, settings.promotion)
         ingest = jobs.ingest_job(spec, primary=index == 0)
-        all_jobs += [ingest, jobs.training_job(spec, index == 0, settings.promotion), jobs.promote_job(spec, index == 0)]
+        all_jobs += [ingest, jobs.training_job(spec, index == 0, settings.promotion),
+                     jobs.promote_job(spec, index == 0)]
         all_sensors.append(sensors.landing_sensor(spec, ingest))
     all_sensors.append(sensors.automation_sensor())
     return dg.Definitions(assets=assets, jobs=all_jobs, sensors=all_sensors, resources=resources(settings))

@@ -146,10 +146,15 @@ class DeploymentTarget(dg.ConfigurableResource):
     bentoml_home: str
     staging_port: int = 3100
     production_port: int = 3200
+    feast_dir: str = ""  # the online store `predict_entity` reads (empty: that API answers 503)
+    feast_online_store: str = "sqlite"
+    redis_connection: str = "127.0.0.1:6379"
 
     def deployer(self) -> Any:
         from mlplatform.lib.deployer import Deployer
         from mlplatform.lib.deployment import Deployments
 
+        online = {"MLPLATFORM_FEAST_DIR": self.feast_dir, "MLPLATFORM_FEAST_ONLINE_STORE": self.feast_online_store,
+                  "MLPLATFORM_REDIS": self.redis_connection} if self.feast_dir else {}
         return Deployer(Deployments(Path(self.root)), Path(self.bentoml_home),
-                        ports={"staging": self.staging_port, "production": self.production_port})
+                        ports={"staging": self.staging_port, "production": self.production_port}, backend_env=online)

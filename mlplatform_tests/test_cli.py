@@ -115,7 +115,8 @@ def test_a_release_from_landed_files_to_production_and_back_through_the_command_
     assert served_version(home, "production") == "1" and mlflow_alias(home) == "1"
 
     config.write_text("ops:\n  credit__model:\n    config:\n      regularization_c: 0.5\n")
-    out = run([dagster, "job", "execute", "-m", "mlplatform.definitions", "-j", "training_job", "-c", str(config)], home)
+    out = run([dagster, "job", "execute", "-m", "mlplatform.definitions", "-j", "training_job", "-c", str(config)],
+              home)
     assert "RUN_SUCCESS" in out.stderr + out.stdout
     assert "Asset check 'no_regression' on 'credit/evaluation' passed" in out.stderr + out.stdout
     assert (home / "artifacts" / "reports" / "credit" / "v3" / "report.html").exists()

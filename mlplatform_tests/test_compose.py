@@ -23,7 +23,8 @@ def test_a_canary_record_becomes_a_compose_project_the_router_in_it_can_follow(t
     document = yaml.safe_load(path.read_text())
     services = document["services"]
     assert set(services) == {"primary", "candidate", "router"}
-    assert services["primary"]["image"] == "credit_service:aaa111" and services["candidate"]["image"] == "credit_service:bbb222"
+    assert services["primary"]["image"] == "credit_service:aaa111"
+    assert services["candidate"]["image"] == "credit_service:bbb222"
     assert services["router"]["ports"] == ["127.0.0.1:3200:3000"]
     assert services["router"]["depends_on"] == {"primary": {"condition": "service_healthy"},
                                                 "candidate": {"condition": "service_healthy"}}
@@ -31,7 +32,8 @@ def test_a_canary_record_becomes_a_compose_project_the_router_in_it_can_follow(t
     assert document["secrets"]["api_keys"]["file"] == str(keys.resolve())
     key = [line for line in keys.read_text().splitlines() if not line.startswith("#")][0]
     assert key not in path.read_text()  # the key is referenced as a secret, never copied
-    routed = Record.model_validate_json((tmp_path / "compose" / "deployments" / "production" / "record.json").read_text())
+    routed = Record.model_validate_json(
+        (tmp_path / "compose" / "deployments" / "production" / "record.json").read_text())
     assert (routed.primary.host, routed.primary.port, routed.candidate.host) == ("primary", 3000, "candidate")
     assert routed.canary_share == 0.2 and routed.strategy == "canary"
     assert "bentoml containerize credit_service:bbb222 -t credit_service:bbb222" in (
@@ -43,7 +45,8 @@ def test_a_canary_record_becomes_a_compose_project_the_router_in_it_can_follow(t
     (("interval: 5s", "interval: soon"), "services.primary.healthcheck.interval: duration `soon`"),
     (("image: credit_service:bbb222", "imag: credit_service:bbb222"), "extension key `imag`"),
     (("127.0.0.1:3200:3000", "3200:3000"), "services.router.ports: 3200:3000 is published beyond loopback"),
-    (("candidate:\n        condition", "canddate:\n        condition"), "services.router.depends_on: no service 'canddate'"),
+    (("candidate:\n        condition", "canddate:\n        condition"),
+     "services.router.depends_on: no service 'canddate'"),
 ])
 def test_an_edited_compose_file_that_would_not_run_is_refused_naming_the_field(tmp_path, edit, message):
     keys = Deployments(tmp_path / "deployments").api_keys_file("production")

@@ -80,6 +80,9 @@ def test_blue_green_moves_traffic_without_a_failed_request_and_rollback_restores
     assert first.primary.model_version == "1"
     assert predict(deployer, "staging").headers["x-mlplatform-model-version"] == "1"
     assert predict(deployer, "staging", key="wrong").status_code == 401  # the backend's auth, through the router
+    info = httpx.post(f"{deployer.router_url('staging')}/info", json={}, timeout=30,
+                      headers={"x-api-key": deployer.api_key("staging")}).json()
+    assert info["model_card"].startswith("# Model card: credit_model v1") and info["model_version"] == "1"
 
     seen: list[tuple[int, str]] = []
     stop = threading.Event()

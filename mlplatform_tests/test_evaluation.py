@@ -5,9 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlplatform.definitions import build_definitions
 from mlplatform.lib.demo_data import credit_day
-from mlplatform.specs import CREDIT
 
 DAYS, ROWS = 5, 1000
 GATES = {"floors", "no_regression", "fairness", "prediction_contract"}

@@ -18,7 +18,29 @@ ROW = {"age": 30, "income": 50000.0, "loan_amount": 10000.0, "loan_term_months":
 
 
 @pytest.fixture(scope="module")
-def service(tmp_path_factory):
+def online_rows(tmp_path_factory):
+    """A real Feast online store holding the features of 40 customers; the service reads it (predict_entity)."""
+    import os
+    from pathlib import Path
+
+    from mlplatform.lib import online
+    from mlplatform.resources import FeastStore
+
+    folder = tmp_path_factory.mktemp("feast")
+    raw = credit_day(5, 40)
+    raw[CREDIT.timestamp] = pd.to_datetime(raw[CREDIT.timestamp], utc=True)
+    frame = featurize(raw, CREDIT).drop_duplicates(CREDIT.entity, keep="last")
+    feast = FeastStore(feast_dir=str(folder), repo_path=str(Path(__file__).resolve().parents[1] / "feature_repo"))
+    online.write_offline(frame, feast.offline_dir(CREDIT), "2026-01-06")
+    feast.apply(CREDIT)
+    online.write_online(feast.store(), CREDIT, frame)
+    os.environ["MLPLATFORM_FEAST_DIR"] = str(folder)
+    yield frame
+    os.environ.pop("MLPLATFORM_FEAST_DIR", None)
+
+
+@pytest.fixture(scope="module")
+def service(tmp_path_factory, online_rows):
     """One built Bento served in process (BentoML's metrics registry allows one app per process)."""
     import bentoml
     from bentoml._internal.configuration.containers import BentoMLContainer
@@ -178,6 +200,21 @@ def test_safeguards_cannot_be_switched_off_outside_local():
         serving.switch("tracing", "local", {"MLPLATFORM_TRACING": "maybe"})
     config = serving.service_config("production", ("/predict",), {})
     assert config["tracing"] == {"excluded_urls": ["/predict"]} and config["logging"]["access"]["enabled"] is False
+
+
+def test_predict_entity_scores_the_online_features_of_known_ids_and_names_unknown_ones(service, online_rows):
+    client, pipeline, _ = service
+    ids = online_rows[CREDIT.entity].head(5).tolist()
+    answer = client.post("/predict_entity", json={"entity_ids": ids})
+    assert answer.status_code == 200, answer.text
+    expected = pipeline.predict_proba(online_rows.head(5)[CREDIT.feature_names])[:, 1]
+    assert answer.json()["probabilities"] == pytest.approx(expected.round(6).tolist())
+    unknown = client.post("/predict_entity", json={"entity_ids": [ids[0], 987654321, 987654322]})
+    assert unknown.status_code == 404
+    assert unknown.json() == [{"error": "unknown customer_id (no features in the online store): 987654321, 987654322"}]
+    bad = client.post("/predict_entity", json={"entity_ids": [ids[0], "x"]})
+    assert bad.status_code == 400 and bad.json()["detail"][0]["loc"] == ["entity_ids", 1]
+    assert client.post("/predict_entity", json={"entity_ids": []}).status_code == 400
 
 
 def test_info_names_the_served_version_and_health_is_open(service):

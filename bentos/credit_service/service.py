@@ -1,16 +1,20 @@
-"""The model service: feature rows in, default probabilities out, validated against the spec, behind API keys.
+"""The model service: feature rows (or entity ids, looked up in the Feast online store) in, default probabilities
+out, validated against the spec, behind API keys.
 
 `POST /predict` is answered by the hot path (`mlplatform.lib.hotpath`: the same request model, scorer and answer
 as the `predict` API below, without BentoML's per-request dispatch, with micro-batching of concurrent requests);
 MLPLATFORM_HOT_PATH=off routes it through BentoML's API dispatch instead.
 """
 
+import asyncio
+import os
+from pathlib import Path
 from typing import Annotated, Any
 
 import bentoml
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
-from mlplatform.lib import hotpath, serving
+from mlplatform.lib import entities, hotpath, serving
 from mlplatform.specs import SPECS
 
 
@@ -29,10 +33,11 @@ RowsType, RowsField = serving.rows_field(SPEC)
 HOT = hotpath.Target()
 HOT.enabled = serving.switch("hot_path", args.env)
 VALIDATE = serving.switch("validation", args.env)
+EntityIds = Annotated[list[Annotated[int, Field(ge=0)]], Field(min_length=1, max_length=serving.MAX_ROWS)]
 
 
 @bentoml.service(name=f"{SPEC.name}_service", workers=1, traffic={"timeout": 10},
-                 **serving.service_config(args.env, ("/predict", "/info")))
+                 **serving.service_config(args.env, ("/predict", "/predict_entity", "/info")))
 class ModelService:
     """Serves one registered model version, packed into the Bento."""
 
@@ -46,6 +51,7 @@ class ModelService:
         self.scorer = serving.Scorer(self.model, SPEC)
         self.metrics = serving.PredictionMetrics(SPEC.model_name, serving.switch("metrics", args.env))
         HOT.bind(self.scorer, SPEC.model_name, self.version, self.threshold, self.metrics)
+        self.online = entities.OnlineFeatures(SPEC, os.environ).open_in_background()
 
     @bentoml.api
     async def predict(self, rows: Annotated[RowsType, RowsField]) -> serving.Prediction:  # type: ignore[valid-type]
@@ -55,11 +61,27 @@ class ModelService:
         return serving.Prediction(request_id=serving.request_id(), model=SPEC.model_name, model_version=self.version,
                                   probabilities=proba, labels=labels)
 
+    @bentoml.api(route="/predict_entity")
+    async def predict_entity(self, entity_ids: EntityIds) -> serving.Prediction:
+        """Entity ids → their features from the Feast online store (as training used them) → predictions."""
+        try:
+            rows = await asyncio.to_thread(self.online.rows, entity_ids)
+        except entities.UnknownEntities as err:
+            raise bentoml.exceptions.NotFound(str(err)) from err
+        except RuntimeError as err:
+            raise bentoml.exceptions.ServiceUnavailable(str(err)) from err
+        proba, labels = self.scorer.score(rows, self.threshold)
+        self.metrics.record(self.version, proba, labels)
+        return serving.Prediction(request_id=serving.request_id(), model=SPEC.model_name, model_version=self.version,
+                                  probabilities=proba, labels=labels)
+
     @bentoml.api(route="/info")
     def info(self) -> dict[str, Any]:
-        """The served model version and its lineage (MLflow run, Dagster run, data version, git commit)."""
+        """The served model version, its lineage (MLflow run, Dagster run, data version, git commit) and model card."""
+        card = Path(__file__).with_name("model_card.md")
         return {"model": SPEC.model_name, "model_version": self.version, "bento_model": str(self.bento_model.tag),
-                "decision_threshold": self.threshold, "lineage": self.lineage}
+                "decision_threshold": self.threshold, "lineage": self.lineage,
+                "model_card": card.read_text() if card.exists() else None}
 
     if serving.switch("bentoml_batching", args.env, default=False):  # measured by benchmarks/bench_serving.py only
         @bentoml.api(route="/predict_batched", batchable=True, max_batch_size=1000, max_latency_ms=10)

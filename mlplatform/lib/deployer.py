@@ -64,10 +64,11 @@ class Deployer:
     """Starts, checks, switches and stops the serving processes of the staging and production environments."""
 
     def __init__(self, deployments: Deployments, bentoml_home: Path, ports: dict[str, int] | None = None,
-                 environ: dict[str, str] | None = None) -> None:
+                 environ: dict[str, str] | None = None, backend_env: dict[str, str] | None = None) -> None:
         self.deployments, self.bentoml_home = deployments, Path(bentoml_home)
         self.ports = {**DEFAULT_PORTS, **(ports or {})}
         self.environ = dict(os.environ if environ is None else environ)
+        self.backend_env = backend_env or {}  # e.g. where the online store is, for predict_entity
 
     # --- processes -----------------------------------------------------------------------------------------
     def _spawn(self, argv: list[str], log: Path, env: dict[str, str]) -> subprocess.Popen:
@@ -83,7 +84,7 @@ class Deployer:
         keys = self.deployments.api_keys_file(env)
         bentoml = str(Path(sys.executable).with_name("bentoml"))
         proc = self._spawn([bentoml, "serve", candidate.bento_path, "--host", "127.0.0.1", "--port", str(port)], log,
-                           {"BENTOML_HOME": str(self.bentoml_home), "BENTOML_DO_NOT_TRACK": "True",
+                           {**self.backend_env, "BENTOML_HOME": str(self.bentoml_home), "BENTOML_DO_NOT_TRACK": "True",
                             "MLPLATFORM_AUTH": "on", "MLPLATFORM_API_KEYS_FILE": str(keys),
                             "MLPLATFORM_API_KEYS": ""})
         backend = Backend(bento_tag=candidate.bento_tag, bento_path=candidate.bento_path, model=candidate.model,
@@ -214,8 +215,9 @@ class Deployer:
             self.stop(backend)
             self.deployments.audit("automatic_rollback", env, "smoke test failed: " + "; ".join(problems), before,
                                    before, attempted=candidate.bento_tag, attempted_version=candidate.model_version)
-            raise DeploymentError(f"{candidate.bento_tag} failed the smoke test in {env}: {'; '.join(problems)}; "
-                                  f"{'nothing was serving' if before is None else 'the previous deployment keeps serving'}")
+            kept = "nothing was serving" if before is None else "the previous deployment keeps serving"
+            raise DeploymentError(f"{candidate.bento_tag} failed the smoke test in {env}: "
+                                  f"{'; '.join(problems)}; {kept}")
         if strategy == "blue_green":
             record = Record(env=env, sequence=self.deployments.next_sequence(env), strategy="blue_green",
                             primary=backend, created_at=now(), created_by=who(), reason=reason)
