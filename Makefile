@@ -21,8 +21,8 @@ install: $(STAMP)
 demo: install  ## generate demo data, ingest it and build the training set on the embedded defaults
 	$(BIN)/mlplatform demo
 
-test: install  ## the whole suite
-	$(BIN)/pytest $(PYTEST_ARGS)
+test: install  ## the whole suite, on two workers (one test file per worker: module fixtures such as built Bentos are built once)
+	$(BIN)/pytest -n 2 --dist loadfile $(PYTEST_ARGS)
 
 bench: install  ## benchmarks/ (ratios measured side by side in one run)
 	$(BIN)/python benchmarks/bench_foundation.py

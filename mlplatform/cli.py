@@ -189,6 +189,7 @@ def _fail(err: Exception) -> None:
 def serve(
     env: Annotated[str, typer.Option(help="local (the newest Bento, in the foreground), staging or production.")] = "local",
     port: Annotated[int, typer.Option(help="Port for --env local.")] = 3000,
+    recover: Annotated[bool, typer.Option(help="Serve the last valid record again (record.json lost or damaged).")] = False,
 ) -> None:
     """Serve: staging/production are (re)started from their deployment record behind their router; local runs the
     newest Bento in the foreground."""
@@ -205,7 +206,7 @@ def serve(
                                 "--port", str(port)])
     deployer = _deployer()
     try:
-        deployer.ensure_running(_check_env(env))
+        (deployer.recover if recover else deployer.ensure_running)(_check_env(env))
     except DeploymentError as err:
         _fail(err)
     _print_status(deployer.status(env))

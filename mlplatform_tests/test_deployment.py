@@ -179,6 +179,17 @@ def test_a_failed_smoke_test_or_a_corrupt_record_leaves_the_last_good_deployment
     last = deployer.deployments.audit_entries("staging")[-1]
     assert last["action"] == "automatic_rollback" and last["attempted_version"] == "2"
 
+    crashing_dir = tmp_path / "crashing"
+    shutil.copytree(v2.bento_path, crashing_dir)
+    service = crashing_dir / "src" / "service.py"
+    service.write_text("raise RuntimeError('model store unreachable')\n" + service.read_text())
+    crashing = Candidate(v2.bento_tag, str(crashing_dir), v2.model, "2", v2.lineage)
+    with pytest.raises(DeploymentError, match="exited with code .* before it was ready"):
+        deployer.deploy("staging", crashing, reason="does not start")
+    last = deployer.deployments.audit_entries("staging")[-1]
+    assert last["action"] == "automatic_rollback" and last["reason"].startswith("health check failed")
+    assert deployer.deployments.read("staging") == before and predict(deployer, "staging").status_code == 200
+
     record = deployer.deployments.record_path("staging")
     good = record.read_text()
     record.write_text(good.replace('"strategy": "blue_green"', '"strategy": "sideways"'))
@@ -191,3 +202,12 @@ def test_a_failed_smoke_test_or_a_corrupt_record_leaves_the_last_good_deployment
         assert deployer.status("staging")["problem"].startswith(f"deployment record {record} is invalid")
     finally:
         record.write_text(good)
+
+    record.unlink()
+    with pytest.raises(DeploymentError, match=f"deployment record .* is missing although staging has served record "
+                                              f"{before.sequence}"):
+        deployer.deploy("staging", v2, reason="on a missing record")
+    assert predict(deployer, "staging").headers["x-mlplatform-model-version"] == "1"  # the router kept serving
+    recovered = deployer.recover("staging")
+    assert recovered.sequence > before.sequence and recovered.primary.pid == before.primary.pid
+    assert deployer.deployments.read("staging") == recovered

@@ -272,9 +272,10 @@ class Deployer:
         return write_project(record, self.deployments.api_keys_file(env), self.compose_dir(env), self.ports[env])
 
     def restore(self, env: str, target: Record, action: str, reason: str,
-                extra: dict[str, Any] | None = None) -> Record:
-        """Serve `target`'s backends again (restarting any that stopped) as a new record."""
-        before = self.deployments.read(env)
+                extra: dict[str, Any] | None = None, current: bool = True) -> Record:
+        """Serve `target`'s backends again (restarting any that stopped) as a new record (`current=False`: do not
+        read the current record, it is lost)."""
+        before = self.deployments.read(env) if current else None
         backends, started = [], []
         for b in target.backends():  # a warm standby is reused; a stopped backend is started again
             if not serving(b):
@@ -341,6 +342,14 @@ class Deployer:
             if r.primary.pid not in keep and serving(r.primary):
                 return r.primary
         return None
+
+    def recover(self, env: str) -> Record:
+        """Serve the newest valid record of the history again, after record.json was lost or damaged."""
+        last = self.deployments.last_good(env)
+        if last is None:
+            raise DeploymentError(f"{env} has no valid record in its history to recover")
+        return self.restore(env, last, "recover", f"record.json was missing or invalid; record {last.sequence} again",
+                            current=False)
 
     def stop_env(self, env: str) -> None:
         try:

@@ -107,10 +107,15 @@ class Deployments:
         return self.env_dir(env) / "record.json"
 
     def read(self, env: str) -> Record | None:
-        """The current record, None if the environment never had a deployment; refuses a corrupt one."""
+        """The current record, None if the environment never had a deployment; refuses a corrupt or missing one."""
         path = self.record_path(env)
         if not path.exists():
-            return None
+            last = self.last_good(env)
+            if last is None:
+                return None
+            raise DeploymentError(f"deployment record {path} is missing although {env} has served record "
+                                  f"{last.sequence}; nothing is changed until it is back (`mlplatform serve --env "
+                                  f"{env} --recover` serves the last good record again)")
         return _parse(path)
 
     def history(self, env: str) -> list[Record]:
