@@ -50,6 +50,15 @@ def rig(tmp_path_factory):
     yield deployer, v1, v2
     for env in ("staging", "production"):
         deployer.stop_env(env)
+    left = [p for p in Path("/proc").glob("[0-9]*") if str(home).encode() in _cmdline(p)]
+    assert not left, f"processes still running after stop_env: {[_cmdline(p) for p in left]}"
+
+
+def _cmdline(proc: Path) -> bytes:
+    try:
+        return (proc / "cmdline").read_bytes()
+    except OSError:
+        return b""
 
 
 def eventually(read, ready, timeout: float = 10):  # noqa: ANN001, ANN201

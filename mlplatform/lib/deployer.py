@@ -247,13 +247,12 @@ class Deployer:
                 if before is None or b not in before.backends():
                     self.stop(b)
             raise
-        # The previous primary stays up as a warm standby (a rollback then moves traffic back at once); the
-        # standby before it, and anything else of the previous record, is stopped.
-        keep = {b.pid for b in record.backends()} | ({before.primary.pid} if before else set())
-        older = self.deployments.history(env)
-        older = [r for r in older if before is not None and r.sequence < before.sequence][-1:]
-        stale = [b for r in ([before] if before else []) + older for b in r.backends()
-                 if b.pid not in keep and serving(b)]
+        # The previous primary stays up as a warm standby (a rollback then moves traffic back at once); every
+        # other backend the environment ever started that still runs is stopped.
+        keep = {b.pid for b in record.backends()}
+        if before is not None and before.primary.pid not in keep and serving(before.primary):
+            keep.add(before.primary.pid)
+        stale = [b for b in self.running(env) if b.pid not in keep]
         if stale:
             time.sleep(GRACE_S)  # requests already sent to the old backend finish there
             for b in stale:
@@ -334,14 +333,21 @@ class Deployer:
             return record
         return self.restore(env, record, "restart", "serving processes were not running")
 
+    def running(self, env: str) -> list[Backend]:
+        """Every backend of the environment's history whose process still serves, newest first, once each."""
+        seen: set[int] = set()
+        out = []
+        for record in reversed(self.deployments.history(env)):
+            for b in record.backends():
+                if b.pid not in seen and serving(b):
+                    seen.add(b.pid)
+                    out.append(b)
+        return out
+
     def standby(self, env: str, record: Record) -> Backend | None:
-        """The previous record's primary while it still runs (a rollback moves traffic back to it at once)."""
-        older = [r for r in self.deployments.history(env) if r.sequence < record.sequence]
+        """The running backend outside `record` (the previous primary: a rollback moves traffic to it at once)."""
         keep = {b.pid for b in record.backends()}
-        for r in reversed(older[-1:]):
-            if r.primary.pid not in keep and serving(r.primary):
-                return r.primary
-        return None
+        return next((b for b in self.running(env) if b.pid not in keep), None)
 
     def recover(self, env: str) -> Record:
         """Serve the newest valid record of the history again, after record.json was lost or damaged."""
@@ -352,16 +358,13 @@ class Deployer:
                             current=False)
 
     def stop_env(self, env: str) -> None:
-        try:
-            record = self.deployments.read(env)
-        except DeploymentError:
-            record = self.deployments.last_good(env)
-        standby = self.standby(env, record) if record else None
-        for b in (record.backends() if record else []) + ([standby] if standby else []):
+        for b in self.running(env):
             self.stop(b)
         pid_file = self.deployments.env_dir(env) / "router.pid"
         if pid_file.exists():
-            _terminate(int(pid_file.read_text()))
+            pid = int(pid_file.read_text())
+            if str(self.deployments.root).encode() in _cmdline(pid):  # still our router, not a reused pid
+                _terminate(pid)
             pid_file.unlink()
 
     def status(self, env: str) -> dict[str, Any]:
@@ -388,13 +391,14 @@ class Deployer:
 
 def serving(backend: Backend) -> bool:
     """The backend's process is alive and still the `bentoml serve` of its Bento (a pid can be reused)."""
-    if backend.pid <= 0:
-        return False
+    return backend.pid > 0 and alive(backend.pid) and backend.bento_path.encode() in _cmdline(backend.pid)
+
+
+def _cmdline(pid: int) -> list[bytes]:
     try:
-        cmdline = Path(f"/proc/{backend.pid}/cmdline").read_bytes().split(b"\0")
+        return Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
     except OSError:
-        return False
-    return alive(backend.pid) and backend.bento_path.encode() in cmdline
+        return []
 
 
 def steer(record: Record, role: str) -> str:
