@@ -131,7 +131,9 @@ def main() -> None:
                     "--no-access-log", "--log-level", "warning", "--port"], "/docs"
 
         bento = [str(BIN / "bentoml"), "serve", bento_path, "--host", "127.0.0.1", "--port"]
-        auth = {"MLPLATFORM_AUTH": "on", "MLPLATFORM_API_KEYS": KEY}
+        # as deployed: API keys and the prediction log on
+        auth = {"MLPLATFORM_AUTH": "on", "MLPLATFORM_API_KEYS": KEY,
+                "MLPLATFORM_PREDICTION_LOG_DIR": str(work / "predictions")}
         key = {"x-api-key": KEY}
         # name: (argv, readiness path, request path, body, headers, env)
         servers = {
@@ -142,7 +144,8 @@ def main() -> None:
                               "--env-manager", "local", "-w", "1", "--host", "127.0.0.1", "--port"], "/ping",
                              "/invocations", mlflow_body, {}, {}),
             # the Bento with one thing changed at a time
-            "bento_no_auth": (bento, "/readyz", "/predict", body, {}, {"MLPLATFORM_AUTH": "off"}),
+            "bento_no_auth": (bento, "/readyz", "/predict", body, {}, {**auth, "MLPLATFORM_AUTH": "off"}),
+            "bento_no_log": (bento, "/readyz", "/predict", body, key, {**auth, "MLPLATFORM_PREDICTION_LOG_DIR": ""}),
             "bento_no_validation": (bento, "/readyz", "/predict", body, key, {**auth, "MLPLATFORM_VALIDATION": "off"}),
             "bento_no_metrics": (bento, "/readyz", "/predict", body, key, {**auth, "MLPLATFORM_METRICS": "off"}),
             "bento_dispatch": (bento, "/readyz", "/predict", body, key, {**auth, "MLPLATFORM_HOT_PATH": "off"}),
@@ -178,14 +181,14 @@ def main() -> None:
         print("in-process (median of 5x200 calls): " + ", ".join(f"{k} {v:.3f} ms" for k, v in inprocess.items()))
         if "bento" in med:
             b = med["bento"]
-            for name, what in (("bento_no_auth", "auth"), ("bento_no_validation", "validation"),
+            for name, what in (("bento_no_auth", "auth"), ("bento_no_log", "prediction logging"),
+                               ("bento_no_validation", "validation"),
                                ("bento_no_metrics", "metrics (BentoML's and ours)"),
                                ("bento_dispatch", "BentoML API dispatch instead of the hot path (+)")):
                 if name in med:
                     o = med[name]
                     print(f"cost of {what}: c=1 p50 {b['p50'] - o['p50']:+.3f} ms, "
                           f"c=32 {o['rps'] / b['rps'] - 1:+.0%} req/s when off")
-            print("cost of prediction logging: not measured (there is no prediction log yet)")
             if "bento_adaptive" in med:
                 a = med["bento_adaptive"]
                 print(f"BentoML adaptive batching (batchable API, no hot path): c=1 p50 {a['p50']:.2f} ms, "

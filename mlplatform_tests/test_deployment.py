@@ -12,7 +12,7 @@ import pytest
 
 from mlplatform.lib import bento
 from mlplatform.lib.demo_data import credit_day
-from mlplatform.lib.deployer import Candidate, Deployer, free_port
+from mlplatform.lib.deployer import Candidate, Deployer, children, free_port
 from mlplatform.lib.deployment import DeploymentError, Deployments
 from mlplatform.lib.features import featurize
 from mlplatform.lib.train import TrainParams, fit
@@ -220,3 +220,48 @@ def test_a_failed_smoke_test_or_a_corrupt_record_leaves_the_last_good_deployment
     recovered = deployer.recover("staging")
     assert recovered.sequence > before.sequence and recovered.primary.pid == before.primary.pid
     assert deployer.deployments.read("staging") == recovered
+
+
+def test_every_answered_prediction_is_in_the_log_even_after_the_server_is_killed(rig):
+    import os
+    import signal
+    from datetime import UTC, datetime
+
+    from mlplatform.lib.predlog import read_day
+
+    deployer, v1, _ = rig
+    record = deployer.deployments.read("staging")
+    if record is None or record.strategy != "blue_green":
+        record = deployer.deploy("staging", v1, reason="log test")
+    answered = {}
+    for i in range(20):
+        answer = predict(deployer, "staging")
+        answered[answer.json()["request_id"]] = answer.json()["probabilities"]
+    for pid in [*children(record.primary.pid), record.primary.pid]:  # the worker that writes, then its arbiter
+        os.kill(pid, signal.SIGKILL)  # no shutdown, no flush: what is logged is what was written
+
+    folder = deployer.deployments.env_dir("staging") / "predictions"
+    day = datetime.now(UTC).strftime("%Y-%m-%d")
+    logged = {e["request_id"]: e for e in read_day(folder, day)}
+    assert set(answered) <= set(logged)
+    for request_id, probabilities in answered.items():
+        entry = logged[request_id]
+        assert (entry["role"], entry["model_version"], entry["rows"], entry["probabilities"]) == (
+            "primary", record.primary.model_version, ROWS[:1], probabilities)
+
+    restarted = deployer.ensure_running("staging")  # a new process for the record, logging on
+    assert restarted.primary.pid != record.primary.pid
+    more = {predict(deployer, "staging").json()["request_id"] for _ in range(5)}
+    assert set(answered) | more <= {e["request_id"] for e in read_day(folder, day)}
+
+
+def test_a_torn_last_line_of_a_killed_writer_is_skipped(tmp_path):
+    from mlplatform.lib.predlog import PredictionLog, read_day
+
+    log = PredictionLog(tmp_path, "credit_model", "1")
+    log.append("a" * 32, ROWS[:1], [0.25], [0], role="primary")
+    path = next((tmp_path).glob("*/*.jsonl"))
+    with path.open("ab") as out:
+        out.write(b'{"request_id": "half')  # a write interrupted by a kill: never answered
+    (entry,) = read_day(tmp_path, path.parent.name)
+    assert entry["request_id"] == "a" * 32 and entry["rows"] == ROWS[:1] and entry["role"] == "primary"

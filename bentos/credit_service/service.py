@@ -14,7 +14,7 @@ from typing import Annotated, Any
 import bentoml
 from pydantic import BaseModel, Field
 
-from mlplatform.lib import entities, hotpath, serving
+from mlplatform.lib import entities, hotpath, predlog, serving
 from mlplatform.specs import SPECS
 
 
@@ -50,19 +50,28 @@ class ModelService:
         self.version = str(self.lineage.get("mlflow_version", self.bento_model.tag.version))
         self.scorer = serving.Scorer(self.model, SPEC)
         self.metrics = serving.PredictionMetrics(SPEC.model_name, serving.switch("metrics", args.env))
-        HOT.bind(self.scorer, SPEC.model_name, self.version, self.threshold, self.metrics)
+        self.log = predlog.PredictionLog.from_env(SPEC.model_name, self.version) if serving.switch(
+            "prediction_log", args.env) else predlog.PredictionLog(None, SPEC.model_name, self.version)
+        HOT.bind(self.scorer, SPEC.model_name, self.version, self.threshold, self.metrics, self.log)
         self.online = entities.OnlineFeatures(SPEC, os.environ).open_in_background()
 
     @bentoml.api
-    async def predict(self, rows: Annotated[RowsType, RowsField]) -> serving.Prediction:  # type: ignore[valid-type]
+    async def predict(self, rows: Annotated[RowsType, RowsField],  # type: ignore[valid-type]
+                      ctx: bentoml.Context) -> serving.Prediction:
         """A batch of feature rows → probability of default and label per row."""
-        proba, labels = self.scorer.score([r.model_dump() for r in rows], self.threshold)
+        return self._answer([r.model_dump() for r in rows], ctx)
+
+    def _answer(self, rows: list[dict[str, Any]], ctx: bentoml.Context, **logged: Any) -> serving.Prediction:
+        proba, labels = self.scorer.score(rows, self.threshold)
         self.metrics.record(self.version, proba, labels)
-        return serving.Prediction(request_id=serving.request_id(), model=SPEC.model_name, model_version=self.version,
-                                  probabilities=proba, labels=labels)
+        answer = serving.Prediction(request_id=serving.request_id(), model=SPEC.model_name,
+                                    model_version=self.version, probabilities=proba, labels=labels)
+        role = ctx.request.headers.get(predlog.ROLE_HEADER, "direct")[:32]
+        self.log.append(answer.request_id, rows, proba, labels, role, **logged)
+        return answer
 
     @bentoml.api(route="/predict_entity")
-    async def predict_entity(self, entity_ids: EntityIds) -> serving.Prediction:
+    async def predict_entity(self, entity_ids: EntityIds, ctx: bentoml.Context) -> serving.Prediction:
         """Entity ids → their features from the Feast online store (as training used them) → predictions."""
         try:
             rows = await asyncio.to_thread(self.online.rows, entity_ids)
@@ -70,10 +79,7 @@ class ModelService:
             raise bentoml.exceptions.NotFound(str(err)) from err
         except RuntimeError as err:
             raise bentoml.exceptions.ServiceUnavailable(str(err)) from err
-        proba, labels = self.scorer.score(rows, self.threshold)
-        self.metrics.record(self.version, proba, labels)
-        return serving.Prediction(request_id=serving.request_id(), model=SPEC.model_name, model_version=self.version,
-                                  probabilities=proba, labels=labels)
+        return self._answer(rows, ctx, entity_ids=entity_ids)
 
     @bentoml.api(route="/info")
     def info(self) -> dict[str, Any]:

@@ -86,6 +86,7 @@ class Deployer:
         proc = self._spawn([bentoml, "serve", candidate.bento_path, "--host", "127.0.0.1", "--port", str(port)], log,
                            {**self.backend_env, "BENTOML_HOME": str(self.bentoml_home), "BENTOML_DO_NOT_TRACK": "True",
                             "MLPLATFORM_AUTH": "on", "MLPLATFORM_API_KEYS_FILE": str(keys),
+                            "MLPLATFORM_PREDICTION_LOG_DIR": str(self.deployments.env_dir(env) / "predictions"),
                             "MLPLATFORM_API_KEYS": ""})
         backend = Backend(bento_tag=candidate.bento_tag, bento_path=candidate.bento_path, model=candidate.model,
                           model_version=candidate.model_version, port=port, pid=proc.pid, lineage=candidate.lineage)
@@ -411,19 +412,34 @@ def steer(record: Record, role: str) -> str:
     raise DeploymentError(f"no entity id routes to the {role} at canary share {record.canary_share}")
 
 
+def children(pid: int) -> list[int]:
+    """The child processes of `pid` (BentoML's worker runs in a process group of its own)."""
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                out.append(int(stat.parent.name))
+        except (OSError, ValueError, IndexError):
+            continue
+    return out
+
+
 def _terminate(pid: int, timeout: float = 20) -> None:
+    """SIGTERM the process group (BentoML stops its workers), then SIGKILL whatever of it is left."""
+    family = [pid, *children(pid)]
     try:
         os.killpg(pid, signal.SIGTERM)
     except (ProcessLookupError, PermissionError):
         return
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and alive(pid):
+    while time.monotonic() < deadline and any(alive(p) for p in family):
         time.sleep(0.1)
-    if alive(pid):
-        try:
-            os.killpg(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+    for p in family:
+        if alive(p):
+            try:
+                os.kill(p, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
 
 
 def _tail(path: Path, lines: int = 25) -> str:

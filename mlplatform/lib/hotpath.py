@@ -17,6 +17,7 @@ import numpy as np
 from pydantic import BaseModel, ValidationError
 
 from mlplatform.lib.asgi import ASGIApp, Receive, Scope, Send, read_body, send_json
+from mlplatform.lib.predlog import PredictionLog, role_of
 from mlplatform.lib.serving import Prediction, PredictionMetrics, Scorer, finish, request_id
 
 MAX_BATCH_ROWS = 4096
@@ -70,18 +71,22 @@ class Target:
         self.batcher: MicroBatcher | None = None
         self.model, self.version, self.threshold = "", "", 0.5
         self.metrics: PredictionMetrics | None = None
+        self.log = PredictionLog(None, "", "")
         self.enabled = True
 
-    def bind(self, scorer: Scorer, model: str, version: str, threshold: float, metrics: PredictionMetrics) -> None:
-        self.batcher, self.model, self.version, self.threshold, self.metrics = (
-            MicroBatcher(scorer), model, version, threshold, metrics)
+    def bind(self, scorer: Scorer, model: str, version: str, threshold: float, metrics: PredictionMetrics,
+             log: PredictionLog) -> None:
+        self.batcher, self.model, self.version, self.threshold, self.metrics, self.log = (
+            MicroBatcher(scorer), model, version, threshold, metrics, log)
 
-    async def answer(self, rows: list[dict[str, Any]]) -> Prediction:
+    async def answer(self, rows: list[dict[str, Any]], role: str = "direct") -> Prediction:
         assert self.batcher is not None and self.metrics is not None
         proba, labels = finish(await self.batcher.proba(rows), self.threshold)
         self.metrics.record(self.version, proba, labels)
-        return Prediction(request_id=request_id(), model=self.model, model_version=self.version,
-                          probabilities=proba, labels=labels)
+        answer = Prediction(request_id=request_id(), model=self.model, model_version=self.version,
+                            probabilities=proba, labels=labels)
+        self.log.append(answer.request_id, rows, proba, labels, role)  # before the answer leaves
+        return answer
 
 
 class HotPath:
@@ -99,7 +104,8 @@ class HotPath:
         except ValidationError as exc:
             return await send_json(send, 400, _invalid(exc))
         rows = request.rows  # type: ignore[attr-defined]
-        prediction = await self.target.answer([r if isinstance(r, dict) else r.model_dump() for r in rows])
+        prediction = await self.target.answer([r if isinstance(r, dict) else r.model_dump() for r in rows],
+                                              role_of(scope.get("headers", [])))
         await send_json(send, 200, prediction.model_dump_json().encode())
 
 

@@ -25,11 +25,13 @@ import httpx
 
 from mlplatform.lib.asgi import read_body, send_json
 from mlplatform.lib.deployment import Backend, DeploymentError, Deployments, Record, canary_bucket
+from mlplatform.lib.predlog import ROLE_HEADER as PREDICTION_LOG_ROLE_HEADER
 
 log = logging.getLogger("mlplatform.router")
 HOP_BY_HOP = {b"connection", b"keep-alive", b"transfer-encoding", b"te", b"upgrade", b"host", b"content-length",
               b"proxy-connection", b"trailer"}
 SHADOW_QUEUE = 256
+ROLE = PREDICTION_LOG_ROLE_HEADER.encode()  # tells the backend how it was asked, for its prediction log
 
 
 def entity_key(headers: dict[bytes, bytes], body: bytes) -> str | None:
@@ -112,7 +114,7 @@ class Router:
             if canary_bucket(key) < record.canary_share:
                 backend, role = record.candidate, "candidate"
         try:
-            response = await self._forward(backend, scope, headers, body)
+            response = await self._forward(backend, scope, headers, body, role)
         except httpx.HTTPError as exc:
             return await send_json(send, 502, {"error": f"backend {backend.bento_tag} on port {backend.port} did not "
                                                      f"answer: {type(exc).__name__}"})
@@ -128,10 +130,11 @@ class Router:
             self._mirror(record.candidate, scope, headers, body, response)
 
     async def _forward(self, backend: Backend, scope: dict[str, Any], headers: dict[bytes, bytes],
-                       body: bytes) -> httpx.Response:
+                       body: bytes, role: str) -> httpx.Response:
         client = self.clients[(backend.host, backend.port)]
         path = scope["path"] + (("?" + scope["query_string"].decode()) if scope.get("query_string") else "")
-        forwarded = [(k.decode(), v.decode(errors="replace")) for k, v in headers.items() if k not in HOP_BY_HOP]
+        forwarded = [(k.decode(), v.decode(errors="replace")) for k, v in headers.items()
+                     if k not in HOP_BY_HOP and k != ROLE] + [(PREDICTION_LOG_ROLE_HEADER, role)]
         return await client.request(scope["method"], path, content=body, headers=forwarded)
 
     def _mirror(self, candidate: Backend, scope: dict[str, Any], headers: dict[bytes, bytes], body: bytes,
@@ -152,7 +155,7 @@ class Router:
                 except ValueError:
                     pass
                 try:
-                    shadow = await self._forward(candidate, scope, headers, body)
+                    shadow = await self._forward(candidate, scope, headers, body, "shadow")
                     entry.update(status=shadow.status_code, shadow_version=candidate.model_version,
                                  shadow=shadow.json().get("probabilities") if shadow.status_code == 200 else None)
                 except (httpx.HTTPError, ValueError) as exc:

@@ -1,0 +1,78 @@
+"""The prediction log: one JSON line per answered request, written before the answer is sent.
+
+Lines go to `<dir>/<UTC day>/<model version>-<pid>.jsonl` with one `os.write` on a file opened with O_APPEND:
+no user-space buffer, so once a client has its answer the line is in the kernel and killing the server loses
+nothing (a power cut can lose what the disk had not yet written). Each process writes its own file, so lines of
+concurrent servers never interleave. `read_day(dir, day)` reads every line of a day back, skipping a torn last
+line of a file (a write the kill interrupted, whose answer was never sent).
+"""
+
+import json
+import os
+import time
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+ROLE_HEADER = "x-mlplatform-role"  # set by the router: primary | candidate | shadow
+
+
+class PredictionLog:
+    """Appends the answered requests of one serving process; `enabled=False` writes nothing."""
+
+    def __init__(self, folder: str | Path | None, model: str, version: str) -> None:
+        self.folder = Path(folder) if folder else None
+        self.model, self.version = model, version
+        self.day = ""
+        self.fd: int | None = None
+        self.lines = 0
+
+    @classmethod
+    def from_env(cls, model: str, version: str, environ: Mapping[str, str] | None = None) -> "PredictionLog":
+        environ = os.environ if environ is None else environ
+        return cls(environ.get("MLPLATFORM_PREDICTION_LOG_DIR") or None, model, version)
+
+    @property
+    def enabled(self) -> bool:
+        return self.folder is not None
+
+    def _file(self, now: float) -> int:
+        day = time.strftime("%Y-%m-%d", time.gmtime(now))
+        if day != self.day or self.fd is None:
+            if self.fd is not None:
+                os.close(self.fd)
+            folder = self.folder / day
+            folder.mkdir(parents=True, exist_ok=True)
+            self.fd = os.open(folder / f"{self.version}-{os.getpid()}.jsonl", os.O_WRONLY | os.O_CREAT | os.O_APPEND,
+                              0o640)
+            self.day = day
+        return self.fd
+
+    def append(self, request_id: str, rows: list[dict[str, Any]], probabilities: list[float], labels: list[int],
+               role: str = "direct", **extra: Any) -> None:
+        """Log one answered request (its inputs and outputs); call before the answer is sent."""
+        if self.folder is None:
+            return
+        now = time.time()
+        entry = {"request_id": request_id, "at": round(now, 6), "model": self.model, "model_version": self.version,
+                 "role": role, "rows": rows, "probabilities": probabilities, "labels": labels, **extra}
+        os.write(self._file(now), (json.dumps(entry, separators=(",", ":"), default=str) + "\n").encode())
+        self.lines += 1
+
+
+def role_of(headers: Mapping[bytes, bytes] | list[tuple[bytes, bytes]]) -> str:
+    """Who answered as the router routed it (`direct` when the request did not come through a router)."""
+    for key, value in headers.items() if isinstance(headers, Mapping) else headers:
+        if key.lower() == ROLE_HEADER.encode():
+            return value.decode(errors="replace")[:32]
+    return "direct"
+
+
+def read_day(folder: Path, day: str) -> Iterator[dict[str, Any]]:
+    """Every logged request of one UTC day, file by file; a torn last line (the server was killed) is skipped."""
+    for path in sorted((Path(folder) / day).glob("*.jsonl")):
+        with path.open("rb") as lines:
+            for line in lines:
+                if not line.endswith(b"\n"):
+                    break  # the write a kill interrupted: that request was never answered
+                yield json.loads(line)
