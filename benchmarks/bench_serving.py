@@ -144,6 +144,8 @@ def main() -> None:
                               "--env-manager", "local", "-w", "1", "--host", "127.0.0.1", "--port"], "/ping",
                              "/invocations", mlflow_body, {}, {}),
             # the Bento with one thing changed at a time
+            "bento_routed": ([sys.executable, str(ROOT / "benchmarks" / "routed.py"), bento_path, "--port"], "/readyz",
+                             "/predict", body, key, auth),  # what staging/production serve: the router in front
             "bento_no_auth": (bento, "/readyz", "/predict", body, {}, {**auth, "MLPLATFORM_AUTH": "off"}),
             "bento_no_log": (bento, "/readyz", "/predict", body, key, {**auth, "MLPLATFORM_PREDICTION_LOG_DIR": ""}),
             "bento_no_validation": (bento, "/readyz", "/predict", body, key, {**auth, "MLPLATFORM_VALIDATION": "off"}),
@@ -197,6 +199,13 @@ def main() -> None:
             b, f = med["bento"], med["fastapi_sync"]
             print(f"P1 bento p50 / fastapi_sync p50 = {b['p50'] / f['p50']:.2f} (target <= 1.1)")
             print(f"P2 bento req/s / fastapi_sync req/s = {b['rps'] / f['rps']:.2f} (target >= 2)")
+        if "bento" in med and "bento_routed" in med:
+            b, r = med["bento"], med["bento_routed"]
+            peer = med.get("fastapi_sync")
+            versus = f" (p50 {r['p50'] / peer['p50']:.2f}x, req/s {r['rps'] / peer['rps']:.2f}x the sync FastAPI " \
+                     "peer)" if peer else ""
+            print(f"through the environment router: c=1 p50 {r['p50'] - b['p50']:+.3f} ms, "
+                  f"c=32 {r['rps'] / b['rps'] - 1:+.0%} req/s{versus}")
         if "bento" in med and "mlflow_serve" in med:
             b, m = med["bento"], med["mlflow_serve"]
             print(f"vs mlflow: p50 {m['p50'] / b['p50']:.1f}x lower (target >= 3), "

@@ -260,8 +260,12 @@ def test_a_torn_last_line_of_a_killed_writer_is_skipped(tmp_path):
 
     log = PredictionLog(tmp_path, "credit_model", "1")
     log.append("a" * 32, ROWS[:1], [0.25], [0], role="primary")
+    answer = {"request_id": "b" * 32, "model": "credit_model", "model_version": "1", "probabilities": [0.5],
+              "labels": [1]}
+    log.append_raw(json.dumps({"rows": ROWS[:1]}, indent=2).encode(), json.dumps(answer).encode(), "candidate")
     path = next((tmp_path).glob("*/*.jsonl"))
     with path.open("ab") as out:
         out.write(b'{"request_id": "half')  # a write interrupted by a kill: never answered
-    (entry,) = read_day(tmp_path, path.parent.name)
-    assert entry["request_id"] == "a" * 32 and entry["rows"] == ROWS[:1] and entry["role"] == "primary"
+    first, second = read_day(tmp_path, path.parent.name)
+    assert first["request_id"] == "a" * 32 and first["rows"] == ROWS[:1] and first["role"] == "primary"
+    assert second == {**answer, "at": second["at"], "role": "candidate", "rows": ROWS[:1]}

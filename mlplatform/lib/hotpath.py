@@ -79,14 +79,12 @@ class Target:
         self.batcher, self.model, self.version, self.threshold, self.metrics, self.log = (
             MicroBatcher(scorer), model, version, threshold, metrics, log)
 
-    async def answer(self, rows: list[dict[str, Any]], role: str = "direct") -> Prediction:
+    async def answer(self, rows: list[dict[str, Any]]) -> Prediction:
         assert self.batcher is not None and self.metrics is not None
         proba, labels = finish(await self.batcher.proba(rows), self.threshold)
         self.metrics.record(self.version, proba, labels)
-        answer = Prediction(request_id=request_id(), model=self.model, model_version=self.version,
-                            probabilities=proba, labels=labels)
-        self.log.append(answer.request_id, rows, proba, labels, role)  # before the answer leaves
-        return answer
+        return Prediction(request_id=request_id(), model=self.model, model_version=self.version,
+                          probabilities=proba, labels=labels)
 
 
 class HotPath:
@@ -99,14 +97,16 @@ class HotPath:
         if (scope["type"] != "http" or scope["path"] != self.path or scope["method"] != "POST"
                 or not self.target.enabled or self.target.batcher is None):
             return await self.app(scope, receive, send)
-        try:  # the guard in front has already refused bodies over the size limit
-            request = self.request_model.model_validate_json(await read_body(receive))
+        body = await read_body(receive)  # the guard in front has already refused bodies over the size limit
+        try:
+            request = self.request_model.model_validate_json(body)
         except ValidationError as exc:
             return await send_json(send, 400, _invalid(exc))
         rows = request.rows  # type: ignore[attr-defined]
-        prediction = await self.target.answer([r if isinstance(r, dict) else r.model_dump() for r in rows],
-                                              role_of(scope.get("headers", [])))
-        await send_json(send, 200, prediction.model_dump_json().encode())
+        prediction = await self.target.answer([r if isinstance(r, dict) else r.model_dump() for r in rows])
+        answer = prediction.model_dump_json().encode()
+        self.target.log.append_raw(body, answer, role_of(scope.get("headers", [])))  # before the answer leaves
+        await send_json(send, 200, answer)
 
 
 def _invalid(exc: ValidationError) -> bytes:

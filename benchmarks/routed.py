@@ -1,0 +1,59 @@
+"""A Bento behind the environment router, as the embedded deployer serves it (for bench_serving.py).
+
+Run: `python benchmarks/routed.py BENTO_PATH --port P`: starts `bentoml serve` of the Bento on a free loopback
+port (environment variables as given), records it as the primary of a throwaway staging record, and serves the
+router on P in the foreground until terminated.
+"""
+
+import argparse
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import uvicorn
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from mlplatform.lib.deployer import free_port  # noqa: E402
+from mlplatform.lib.deployment import Backend, Deployments, Record, now  # noqa: E402
+from mlplatform.lib.router import Router  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("bento")
+    parser.add_argument("--port", type=int, required=True)
+    args = parser.parse_args()
+    backend_port = free_port()
+    backend = subprocess.Popen([str(Path(sys.executable).with_name("bentoml")), "serve", args.bento, "--host",
+                                "127.0.0.1", "--port", str(backend_port)], stdout=subprocess.DEVNULL)
+    try:
+        while not _ready(backend_port):
+            if backend.poll() is not None:
+                raise SystemExit("bentoml serve exited")
+            time.sleep(0.3)
+        with tempfile.TemporaryDirectory() as root:
+            deployments = Deployments(Path(root))
+            deployments.write(Record(env="staging", sequence=1, created_at=now(), created_by="bench", reason="bench",
+                                     primary=Backend(bento_tag="bench:1", bento_path=args.bento, model="credit_model",
+                                                     model_version="1", port=backend_port, pid=backend.pid)))
+            uvicorn.run(Router(deployments, "staging"), host="127.0.0.1", port=args.port, log_level="warning",
+                        access_log=False, lifespan="on")
+    finally:
+        backend.terminate()
+        backend.wait(timeout=30)
+
+
+def _ready(port: int) -> bool:
+    try:
+        return httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+if __name__ == "__main__":
+    main()
