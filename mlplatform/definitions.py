@@ -6,7 +6,7 @@ from pathlib import Path
 import dagster as dg
 
 from mlplatform import jobs, sensors
-from mlplatform.assets import data, deployment, evaluation, features, training
+from mlplatform.assets import data, deployment, evaluation, features, monitoring, training
 from mlplatform.resources import (Artifacts, BentoStore, DeploymentTarget, FeastStore, LandingZone, MlflowTracking,
                                   Quarantine)
 from mlplatform.settings import Settings, get_settings
@@ -38,7 +38,7 @@ def build_definitions(specs: Sequence[Spec], settings: Settings) -> dg.Definitio
     assets, all_jobs, all_sensors = [], [], []
     for index, spec in enumerate(specs):
         assets += data.build(spec) + features.build(spec) + training.build(spec) + evaluation.build(spec)
-        assets += deployment.build(spec, settings.promotion)
+        assets += deployment.build(spec, settings.promotion) + monitoring.build(spec)
         ingest = jobs.ingest_job(spec, primary=index == 0)
         all_jobs += [ingest, jobs.training_job(spec, index == 0, settings.promotion),
                      jobs.promote_job(spec, index == 0)]

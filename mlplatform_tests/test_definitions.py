@@ -14,6 +14,7 @@ EXPECTED_ASSETS = {
     "credit/feature_registry": "features", "credit/features": "features",
     "credit/training_set": "training", "credit/model": "training", "credit/evaluation": "evaluation",
     "credit/bento": "deployment", "credit/staging": "deployment", "credit/production": "deployment",
+    "credit/predictions": "monitoring",
 }
 EXPECTED_CHECKS = {"credit/raw:readable", "credit/validated:bad_row_share",
                    "credit/features:online_offline_parity", "credit/training_set:schema",
