@@ -37,11 +37,9 @@ class Platform:
             instance=self.instance, partition_key=key, raise_on_error=False)
 
     def train(self, job: str = "training_job", bento: bool = False, run_config: dict | None = None,
-              deploy: bool = False) -> dg.ExecuteInProcessResult:
-        """The training job; without `bento` it stops after the gates (packaging costs a BentoML process), with
-        `deploy` it goes on to staging."""
-        names = ("training_set", "model", "evaluation") + (("bento",) if bento or deploy else ()) + (
-            ("staging",) if deploy else ())
+              ) -> dg.ExecuteInProcessResult:
+        """The training job; without `bento` it stops after the gates (packaging costs a BentoML process)."""
+        names = ("training_set", "model", "evaluation") + (("bento",) if bento else ())
         return self.defs.resolve_job_def(job).execute_in_process(
             instance=self.instance, raise_on_error=False, run_config=run_config or {},
             asset_selection=[dg.AssetKey([self.spec.name, n]) for n in names])

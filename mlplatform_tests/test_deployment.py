@@ -240,7 +240,7 @@ def test_every_answered_prediction_is_in_the_log_even_after_the_server_is_killed
     for pid in [*children(record.primary.pid), record.primary.pid]:  # the worker that writes, then its arbiter
         os.kill(pid, signal.SIGKILL)  # no shutdown, no flush: what is logged is what was written
 
-    folder = deployer.deployments.env_dir("staging") / "predictions"
+    folder = deployer.deployments.predictions_dir("staging")
     day = datetime.now(UTC).strftime("%Y-%m-%d")
     logged = {e["request_id"]: e for e in read_day(folder, day)}
     assert set(answered) <= set(logged)

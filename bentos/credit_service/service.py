@@ -50,8 +50,7 @@ class ModelService:
         self.version = str(self.lineage.get("mlflow_version", self.bento_model.tag.version))
         self.scorer = serving.Scorer(self.model, SPEC)
         self.metrics = serving.PredictionMetrics(SPEC.model_name, serving.switch("metrics", args.env))
-        self.log = predlog.PredictionLog.from_env(SPEC.model_name, self.version) if serving.switch(
-            "prediction_log", args.env) else predlog.PredictionLog(None, SPEC.model_name, self.version)
+        self.log = predlog.PredictionLog.from_env(SPEC.model_name, self.version)
         HOT.bind(self.scorer, SPEC.model_name, self.version, self.threshold, self.metrics, self.log)
         self.online = entities.OnlineFeatures(SPEC, os.environ).open_in_background()
 
@@ -66,8 +65,7 @@ class ModelService:
         self.metrics.record(self.version, proba, labels)
         answer = serving.Prediction(request_id=serving.request_id(), model=SPEC.model_name,
                                     model_version=self.version, probabilities=proba, labels=labels)
-        role = ctx.request.headers.get(predlog.ROLE_HEADER, "direct")[:32]
-        self.log.append(answer.request_id, rows, proba, labels, role, **logged)
+        self.log.append(answer.request_id, rows, proba, labels, predlog.role_of(ctx.request.headers.raw), **logged)
         return answer
 
     @bentoml.api(route="/predict_entity")

@@ -20,7 +20,7 @@ def build(spec: Spec) -> list[dg.AssetsDefinition]:
         from mlplatform.lib.predlog import day_frame
 
         deployments = deployment.deployer().deployments
-        folders = {env: deployments.env_dir(env) / "predictions" for env in ENVIRONMENTS}
+        folders = {env: deployments.predictions_dir(env) for env in ENVIRONMENTS}
         frame = day_frame(folders, context.partition_key, spec)
         summary = (frame.groupby(["env", "model_version", "role"]).agg(requests=("request_id", "nunique"),
                                                                        rows=("request_id", "size"),

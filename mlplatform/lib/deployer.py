@@ -21,8 +21,7 @@ from typing import Any
 import httpx
 
 from mlplatform.lib.bento import bento_file
-from mlplatform.lib.deployment import (DEFAULT_PORTS, Backend, DeploymentError, Deployments, Record, canary_bucket,
-                                       now, who)
+from mlplatform.lib.deployment import DEFAULT_PORTS, Backend, DeploymentError, Deployments, Record, now, who
 
 READY_TIMEOUT_S = 180
 GRACE_S = 2.0
@@ -86,7 +85,7 @@ class Deployer:
         proc = self._spawn([bentoml, "serve", candidate.bento_path, "--host", "127.0.0.1", "--port", str(port)], log,
                            {**self.backend_env, "BENTOML_HOME": str(self.bentoml_home), "BENTOML_DO_NOT_TRACK": "True",
                             "MLPLATFORM_AUTH": "on", "MLPLATFORM_API_KEYS_FILE": str(keys),
-                            "MLPLATFORM_PREDICTION_LOG_DIR": str(self.deployments.env_dir(env) / "predictions"),
+                            "MLPLATFORM_PREDICTION_LOG_DIR": str(self.deployments.predictions_dir(env)),
                             "MLPLATFORM_API_KEYS": ""})
         backend = Backend(bento_tag=candidate.bento_tag, bento_path=candidate.bento_path, model=candidate.model,
                           model_version=candidate.model_version, port=port, pid=proc.pid, lineage=candidate.lineage)
@@ -304,10 +303,10 @@ class Deployer:
                 return record
         raise DeploymentError(f"{env} has no earlier deployment than record {current.sequence} to roll back to")
 
-    def rollback(self, env: str, reason: str) -> Record:
+    def rollback(self, env: str, reason: str, extra: dict[str, Any] | None = None) -> Record:
         """Serve the previous deployment again (in production, use `promotion.rollback`: it moves the alias too)."""
         target = self.previous(env)
-        return self.restore(env, target, "rollback", reason or f"rollback to record {target.sequence}")
+        return self.restore(env, target, "rollback", reason or f"rollback to record {target.sequence}", extra)
 
     def set_strategy(self, env: str, strategy: str, canary_share: float, reason: str) -> Record:
         """Change how traffic is split between the serving backends (no new backend)."""
@@ -325,11 +324,9 @@ class Deployer:
 
     def ensure_running(self, env: str) -> Record:
         """After a restart of the machine: bring up the router and the record's backends (a new record)."""
-        record = self.deployments.read(env)
+        record = self.deployments.read(env)  # a missing or corrupt record is refused here
         if record is None:
-            last = self.deployments.last_good(env)
-            raise DeploymentError(f"nothing is deployed in {env}" if last is None else
-                                  f"the record of {env} is missing; the last good one is record {last.sequence}")
+            raise DeploymentError(f"nothing is deployed in {env}")
         if all(serving(b) for b in record.backends()) and self.router_state(env) is not None:
             return record
         return self.restore(env, record, "restart", "serving processes were not running")
@@ -405,9 +402,7 @@ def _cmdline(pid: int) -> list[bytes]:
 def steer(record: Record, role: str) -> str:
     """An entity id the router sends to `role` under `record` (canary buckets are a pure function of the id)."""
     for i in range(100_000):
-        key = f"smoke-{i}"
-        to_candidate = record.strategy == "canary" and canary_bucket(key) < record.canary_share
-        if to_candidate == (role == "candidate"):
+        if record.role_for(key := f"smoke-{i}") == role:
             return key
     raise DeploymentError(f"no entity id routes to the {role} at canary share {record.canary_share}")
 

@@ -74,6 +74,11 @@ class Record(BaseModel):
     def backends(self) -> list[Backend]:
         return [self.primary] + ([self.candidate] if self.candidate else [])
 
+    def role_for(self, entity: str) -> str:
+        """Who answers a request about `entity`: the candidate for a canary's share of entities, else the primary."""
+        canary = self.strategy == "canary" and self.candidate is not None and self.canary_share > 0
+        return "candidate" if canary and canary_bucket(entity) < self.canary_share else "primary"
+
 
 def canary_bucket(key: str) -> float:
     """A stable number in [0, 1) for an entity id: the same entity always lands on the same side of a canary."""
@@ -102,6 +107,10 @@ class Deployments:
         if env not in ENVIRONMENTS:
             raise DeploymentError(f"unknown environment {env!r}: expected one of {', '.join(ENVIRONMENTS)}")
         return self.root / env
+
+    def predictions_dir(self, env: str) -> Path:
+        """Where the environment's backends write their prediction logs (see lib.predlog)."""
+        return self.env_dir(env) / "predictions"
 
     def record_path(self, env: str) -> Path:
         return self.env_dir(env) / "record.json"

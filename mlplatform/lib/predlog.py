@@ -18,23 +18,18 @@ ROLE_HEADER = "x-mlplatform-role"  # set by the router: primary | candidate | sh
 
 
 class PredictionLog:
-    """Appends the answered requests of one serving process; `enabled=False` writes nothing."""
+    """Appends the answered requests of one serving process; without a folder it writes nothing."""
 
     def __init__(self, folder: str | Path | None, model: str, version: str) -> None:
         self.folder = Path(folder) if folder else None
         self.model, self.version = model, version
         self.day = ""
         self.fd: int | None = None
-        self.lines = 0
 
     @classmethod
     def from_env(cls, model: str, version: str, environ: Mapping[str, str] | None = None) -> "PredictionLog":
         environ = os.environ if environ is None else environ
         return cls(environ.get("MLPLATFORM_PREDICTION_LOG_DIR") or None, model, version)
-
-    @property
-    def enabled(self) -> bool:
-        return self.folder is not None
 
     def _file(self, now: float) -> int:
         day = time.strftime("%Y-%m-%d", time.gmtime(now))
@@ -70,12 +65,11 @@ class PredictionLog:
 
     def _write(self, now: float, line: bytes) -> None:
         os.write(self._file(now), line)
-        self.lines += 1
 
 
-def role_of(headers: Mapping[bytes, bytes] | list[tuple[bytes, bytes]]) -> str:
+def role_of(headers: list[tuple[bytes, bytes]]) -> str:
     """Who answered as the router routed it (`direct` when the request did not come through a router)."""
-    for key, value in headers.items() if isinstance(headers, Mapping) else headers:
+    for key, value in headers:
         if key.lower() == ROLE_HEADER.encode():
             return value.decode(errors="replace")[:32]
     return "direct"

@@ -34,11 +34,10 @@ def promote(deployer: Deployer, client: Any, spec: Spec, staged: Candidate, stra
 
 def rollback(deployer: Deployer, client: Any, spec: Spec, env: str, reason: str) -> Record:
     """Serve the environment's previous deployment again; in production its version gets the alias back."""
-    target = deployer.previous(env)
-    restored = target.primary.model_version
-    champion = {"from": tracking.champion_version(client, spec), "to": restored} if env == "production" else None
-    record = deployer.restore(env, target, "rollback", reason or f"rollback to record {target.sequence}",
-                              {"champion": champion} if champion else None)
-    if champion:
-        tracking.move_champion(client, spec, restored, who(), f"rollback: {reason}")
+    if env != "production":
+        return deployer.rollback(env, reason)
+    restored = deployer.previous(env).primary.model_version
+    champion = {"from": tracking.champion_version(client, spec), "to": restored}
+    record = deployer.rollback(env, reason, {"champion": champion})
+    tracking.move_champion(client, spec, restored, who(), f"rollback: {reason}")
     return record

@@ -24,7 +24,7 @@ from typing import Any
 import aiohttp
 
 from mlplatform.lib.asgi import read_body, send_json
-from mlplatform.lib.deployment import Backend, DeploymentError, Deployments, Record, canary_bucket
+from mlplatform.lib.deployment import Backend, DeploymentError, Deployments, Record
 from mlplatform.lib.predlog import ROLE_HEADER as PREDICTION_LOG_ROLE_HEADER
 
 log = logging.getLogger("mlplatform.router")
@@ -104,18 +104,17 @@ class Router:
             return await send_json(send, 503, {"error": f"nothing is deployed in {self.env}"})
         body = await read_body(receive)
         headers = {k.lower(): v for k, v in scope.get("headers", [])}
-        backend, role = record.primary, "primary"
-        if record.strategy == "canary" and record.candidate is not None and record.canary_share > 0:
-            key = entity_key(headers, body) or uuid.uuid4().hex
-            if canary_bucket(key) < record.canary_share:
-                backend, role = record.candidate, "candidate"
+        canary = record.strategy == "canary"  # only then does the entity decide (and the body get looked into)
+        role = record.role_for(entity_key(headers, body) or uuid.uuid4().hex) if canary else "primary"
+        backend = record.candidate if role == "candidate" else record.primary
         try:
             status, answer_headers, content = await self._forward(backend, scope, headers, body, role)
         except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
             return await send_json(send, 502, {"error": f"backend {backend.bento_tag} on port {backend.port} did not "
                                                      f"answer: {type(exc).__name__}"})
         out_headers = [(k, v) for k, v in answer_headers if k.lower() not in HOP_BY_HOP] + [
-            (b"x-mlplatform-answered-by", role.encode()), (b"x-mlplatform-model-version", backend.model_version.encode()),
+            (b"x-mlplatform-answered-by", role.encode()),
+            (b"x-mlplatform-model-version", backend.model_version.encode()),
             (b"content-length", str(len(content)).encode())]
         await send({"type": "http.response.start", "status": status, "headers": out_headers})
         await send({"type": "http.response.body", "body": content})
