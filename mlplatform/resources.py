@@ -128,6 +128,10 @@ class Artifacts(dg.ConfigurableResource):
             tmp.replace(path)
         return path
 
+    def drift_report(self, spec: Spec, kind: str, partition: str) -> Path:
+        """The HTML drift report of one batch (`kind` is data or live)."""
+        return Path(self.root) / "drift" / spec.name / kind / f"{partition}.html"
+
     def reports(self, spec: Spec, model_version: str) -> Path:
         return Path(self.root) / "reports" / spec.name / f"v{model_version}"
 

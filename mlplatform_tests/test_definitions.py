@@ -14,12 +14,12 @@ EXPECTED_ASSETS = {
     "credit/feature_registry": "features", "credit/features": "features",
     "credit/training_set": "training", "credit/model": "training", "credit/evaluation": "evaluation",
     "credit/bento": "deployment", "credit/staging": "deployment", "credit/production": "deployment",
-    "credit/predictions": "monitoring",
+    "credit/predictions": "monitoring", "credit/data_drift": "monitoring", "credit/live_drift": "monitoring",
 }
 EXPECTED_CHECKS = {"credit/raw:readable", "credit/validated:bad_row_share",
                    "credit/features:online_offline_parity", "credit/training_set:schema",
                    "credit/evaluation:floors", "credit/evaluation:no_regression", "credit/evaluation:fairness",
-                   "credit/evaluation:prediction_contract"}
+                   "credit/evaluation:prediction_contract", "credit/data_drift:drift", "credit/live_drift:drift"}
 
 SECOND = Spec(name="churn", entity="account_id", timestamp="event_timestamp", label="churned",
               numeric=(Numeric("tenure_months", 0, 600), Numeric("monthly_spend", 0, 1e6)),
@@ -86,7 +86,7 @@ def test_a_second_spec_ingests_its_own_files_with_no_new_code(tmp_path):
 
 def test_loading_the_code_location_does_not_import_heavy_libraries():
     code = ("import sys, mlplatform.definitions; "
-            "print(sorted(m for m in ('feast', 'mlflow', 'pandas', 'pandera', 'bentoml', 'sklearn') if m in sys.modules))")
+            "print(sorted(m for m in ('feast', 'mlflow', 'pandas', 'pandera', 'bentoml', 'sklearn', 'evidently') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
 
@@ -112,7 +112,9 @@ def test_a_new_partition_makes_automation_request_only_the_unpartitioned_chain(t
     assert after.get_num_requested(dg.AssetKey(["credit", "bento"])) == 1
     assert after.get_num_requested(dg.AssetKey(["credit", "staging"])) == 1
     assert after.get_num_requested(dg.AssetKey(["credit", "production"])) == 0  # promotion is manual by default
-    assert after.total_requested == 5  # the new partition itself was built by its ingest run
+    # and the drift of the new file only (earlier files keep their judgement)
+    assert after.get_requested_partitions(dg.AssetKey(["credit", "data_drift"])) == {"2026-01-04"}
+    assert after.total_requested == 6  # the new partition itself was built by its ingest run
     assert platform.ingest("2026-01-04").success  # same file again: same data versions downstream
     again = dg.evaluate_automation_conditions(defs=platform.defs, instance=platform.instance, cursor=after.cursor)
     assert again.total_requested == 0

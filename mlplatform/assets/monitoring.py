@@ -1,18 +1,71 @@
-"""Monitoring layer: what the served models answered, collected per day from the prediction logs."""
+"""Monitoring layer: what the served models answered, collected per day, and the drift of landed data and of
+live traffic against the champion's training reference."""
+
+from collections.abc import Iterator
 
 import dagster as dg
 
-from mlplatform.assets import key, table
-from mlplatform.partitions import SERVING_DAYS
-from mlplatform.resources import DeploymentTarget
+from mlplatform.assets import DataFrame, key, rebuild_on_change, table
+from mlplatform.partitions import SERVING_DAYS, landed_files
+from mlplatform.resources import Artifacts, DeploymentTarget, MlflowTracking
 from mlplatform.specs import Spec
 
 GROUP = "monitoring"
+SEVERITY = {"warn": dg.AssetCheckSeverity.WARN, "error": dg.AssetCheckSeverity.ERROR}
+
+
+def drift_check(spec: Spec, asset_key: dg.AssetKey) -> dg.AssetCheckSpec:
+    m = spec.monitoring
+    return dg.AssetCheckSpec("drift", asset=asset_key, blocking=False,
+                             description=f"Share of drifted features: warn from {m.drift_warn_share:.0%}, "
+                                         f"error from {m.drift_error_share:.0%}")
+
+
+def judge_drift(context: dg.AssetExecutionContext, spec: Spec, kind: str, current: DataFrame, mlflow: MlflowTracking,
+                artifacts: Artifacts, traffic: str = "") -> list:
+    """The drift of `current` against the champion's training reference: an output and its check result."""
+    import pandas as pd
+
+    from mlplatform.lib import drift, tracking
+    from mlplatform.lib.hashing import frame_version
+
+    reference = tracking.training_reference(mlflow.client(), spec)
+    if reference is None:
+        note = "no registered model yet: nothing to compare against"
+        return [dg.Output(pd.DataFrame(), data_version=dg.DataVersion("no-reference"), metadata={"reference": note}),
+                dg.AssetCheckResult(check_name="drift", passed=True, description=note)]
+    snapshot = artifacts.snapshot(spec, reference.data_version)
+    if not snapshot.exists():
+        raise dg.Failure(f"{spec.name}: the training set snapshot of model v{reference.model_version} is missing: "
+                         f"{snapshot}")
+    path = artifacts.drift_report(spec, kind, context.partition_key)
+    result = drift.detect(pd.read_parquet(snapshot), current, spec, report=path if len(current) else None)
+    frame = result.frame()
+    whose = f"v{reference.model_version} ({'champion' if reference.is_champion else 'newest, none promoted'})"
+    metadata = {"drifted_share": float(result.share), "drifted_features": len(result.drifted),
+                "current_rows": result.current_rows, "reference_rows": result.reference_rows,
+                "reference_model": whose, "reference_data_version": reference.data_version,
+                "severity": result.severity if result.judged else "not judged", "summary": result.summary(),
+                "features": table(frame) if len(frame) else "none tested"}
+    if traffic:
+        metadata["traffic"] = traffic
+    if result.judged:
+        metadata["report"] = dg.MetadataValue.path(str(path))
+    version = f"{frame_version(frame) if len(frame) else 'empty'}-{reference.data_version}"
+    check = dg.AssetCheckResult(check_name="drift", passed=result.severity == "none",
+                                severity=SEVERITY.get(result.severity, dg.AssetCheckSeverity.WARN),
+                                description=result.summary(),
+                                metadata={"drifted_share": float(result.share),
+                                          "drifted": dg.MetadataValue.json(result.drifted)})
+    return [dg.Output(frame, data_version=dg.DataVersion(version), metadata=metadata), check]
 
 
 def build(spec: Spec) -> list[dg.AssetsDefinition]:
-    @dg.asset(key=key(spec, "predictions"), deps=[key(spec, "staging"), key(spec, "production")],
-              partitions_def=SERVING_DAYS, group_name=GROUP, code_version="1", kinds={"pandas"})
+    predictions_key, deployed = key(spec, "predictions"), [key(spec, "staging"), key(spec, "production")]
+    data_drift_key, live_drift_key = key(spec, "data_drift"), key(spec, "live_drift")
+
+    @dg.asset(key=predictions_key, deps=deployed, partitions_def=SERVING_DAYS, group_name=GROUP, code_version="1",
+              kinds={"pandas"})
     def predictions(context: dg.AssetExecutionContext, deployment: DeploymentTarget) -> dg.Output:
         """Every row the staging and production services scored on the day (UTC), with version and role."""
         from mlplatform.lib.deployment import ENVIRONMENTS
@@ -30,4 +83,29 @@ def build(spec: Spec) -> list[dg.AssetsDefinition]:
             "dagster/row_count": len(frame), "requests": int(frame["request_id"].nunique()),
             "by_version": table(summary), "positive_rate": float(frame["label"].mean()) if len(frame) else 0.0})
 
-    return [predictions]
+    # A promotion changes the reference; it does not re-run the drift of every earlier batch by itself.
+    not_on_promotion = dg.AssetSelection.assets(*deployed)
+
+    @dg.asset(key=data_drift_key, ins={"validated": dg.AssetIn(key(spec, "validated"))}, deps=deployed[1:],
+              partitions_def=landed_files(spec), group_name=GROUP, code_version="1", kinds={"evidently", "pandas"},
+              automation_condition=rebuild_on_change(partitioned=True).ignore(not_on_promotion),
+              check_specs=[drift_check(spec, data_drift_key)])
+    def data_drift(context: dg.AssetExecutionContext, validated: DataFrame, mlflow: MlflowTracking,
+                   artifacts: Artifacts) -> Iterator:
+        """Per-feature drift of a landed file's valid rows against the champion's training set (Evidently)."""
+        yield from judge_drift(context, spec, "data", validated, mlflow, artifacts)
+
+    @dg.asset(key=live_drift_key, ins={"predictions": dg.AssetIn(predictions_key)}, deps=deployed[1:],
+              partitions_def=SERVING_DAYS, group_name=GROUP, code_version="1", kinds={"evidently", "pandas"},
+              automation_condition=rebuild_on_change(partitioned=True).ignore(not_on_promotion),
+              check_specs=[drift_check(spec, live_drift_key)])
+    def live_drift(context: dg.AssetExecutionContext, predictions: DataFrame, mlflow: MlflowTracking,
+                   artifacts: Artifacts) -> Iterator:
+        """Per-feature drift of a day's production traffic (staging's, if production had none) against the
+        champion's training set (Evidently)."""
+        production = predictions[predictions["env"] == "production"]
+        traffic = "production" if len(production) or not len(predictions) else "staging"
+        current = production if traffic == "production" else predictions
+        yield from judge_drift(context, spec, "live", current, mlflow, artifacts, traffic)
+
+    return [predictions, data_drift, live_drift]

@@ -118,6 +118,30 @@ def champion_version(client: Any, spec: Spec) -> str | None:
         raise
 
 
+@dataclass(frozen=True)
+class Reference:
+    """The training data a model version was fitted on: the data version its run recorded."""
+
+    model_version: str
+    data_version: str
+    is_champion: bool
+
+
+def training_reference(client: Any, spec: Spec) -> Reference | None:
+    """The champion's training reference, else (nothing promoted yet) the newest registered version's; None
+    when no version is registered."""
+    champion = champion_version(client, spec)
+    if champion is None:
+        versions = client.search_model_versions(f"name='{spec.model_name}'")
+        if not versions:
+            return None
+        version = max(versions, key=lambda v: int(v.version))
+    else:
+        version = client.get_model_version(spec.model_name, champion)
+    run = client.get_run(version.run_id)
+    return Reference(str(version.version), run.data.tags["training_set.data_version"], champion is not None)
+
+
 def move_champion(client: Any, spec: Spec, version: str, by: str, reason: str) -> str | None:
     """Give `version` the `champion` alias; the version that held it is recorded on the new one and returned."""
     previous = champion_version(client, spec)
