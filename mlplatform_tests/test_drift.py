@@ -1,6 +1,7 @@
 """Drift: per-feature tests with Evidently, the severity policy, and the drift assets judged against the training
 reference of the registered model."""
 
+import time
 from pathlib import Path
 
 import dagster as dg
@@ -76,3 +77,21 @@ def test_each_landed_file_is_judged_against_the_models_training_set_with_severit
     assert metadata["current_rows"] == 400 and metadata["drifted_share"] == pytest.approx(0.3)
     assert metadata["report"].endswith("drift/credit/data/2026-01-05.html")
     assert "num_late_payments" in Path(metadata["report"]).read_text()
+    # a day of production traffic from the shifted population, answered by v1 and logged by the service
+    from mlplatform.lib.predlog import PredictionLog
+
+    log = PredictionLog(platform.settings.deployments_dir / "production" / "predictions", "credit_model", "1")
+    rows = credit_day(6, 200, drifted=True)[CREDIT.contract_feature_names].to_dict("records")
+    for start in range(0, len(rows), 20):
+        log.append(f"{start:032d}", rows[start:start + 20], [0.5] * 20, [1] * 20, role="primary")
+    day = time.strftime("%Y-%m-%d", time.gmtime())
+    keys = [dg.AssetKey(["credit", "predictions"]), dg.AssetKey(["credit", "live_drift"])]
+    result = dg.materialize([platform.defs.resolve_assets_def(k) for k in keys], instance=platform.instance,
+                            partition_key=day)
+    assert result.success
+    (check,) = result.get_asset_check_evaluations()
+    assert not check.passed and check.severity == dg.AssetCheckSeverity.ERROR
+    assert "income, credit_utilization, num_late_payments" in check.description
+    (event,) = [e for e in result.get_asset_materialization_events() if e.asset_key == keys[1]]
+    assert event.materialization.metadata["traffic"].value == "production"
+    assert event.materialization.metadata["current_rows"].value == 200

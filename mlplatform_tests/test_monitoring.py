@@ -38,3 +38,26 @@ def test_a_days_prediction_logs_become_one_row_per_scored_row_with_version_and_r
     empty = dg.materialize([platform.defs.resolve_assets_def(key)], instance=platform.instance,
                            partition_key="2026-01-02")
     assert empty.success and len(empty.output_for_node("credit__predictions")) == 0
+
+
+def test_the_grafana_dashboard_and_scrape_config_use_only_documented_series_on_the_routers_ports():
+    import json
+    import re
+    from pathlib import Path
+
+    import yaml
+
+    from mlplatform.settings import Settings
+
+    folder = Path(__file__).resolve().parent.parent / "bentos"
+    documented = set(re.findall(r"^\| `(\w+)` \|", (folder / "README.md").read_text(), flags=re.M))
+    assert {"mlplatform_predictions_total", "bentoml_service_request_total"} <= documented
+    dashboard = json.loads((folder / "monitoring" / "grafana-dashboard.json").read_text())
+    exprs = [t["expr"] for p in dashboard["panels"] for t in p["targets"]]
+    used = {re.sub(r"_(bucket|sum|count)$", "", m) for e in exprs
+            for m in re.findall(r"\b((?:bentoml|mlplatform)_\w+)\{", e)}
+    assert used == documented  # every documented series is plotted, nothing undocumented is
+    config = yaml.safe_load((folder / "monitoring" / "prometheus.yml").read_text())
+    targets = {c["labels"]["env"]: c["targets"] for c in config["scrape_configs"][0]["static_configs"]}
+    defaults = Settings.from_env({}).ports
+    assert targets == {env: [f"127.0.0.1:{port}"] for env, port in defaults.items()}
