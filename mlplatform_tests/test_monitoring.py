@@ -50,7 +50,7 @@ def test_the_grafana_dashboard_and_scrape_config_use_only_documented_series_on_t
     from mlplatform.settings import Settings
 
     folder = Path(__file__).resolve().parent.parent / "bentos"
-    documented = set(re.findall(r"^\| `(\w+)` \|", (folder / "README.md").read_text(), flags=re.M))
+    documented = set(re.findall(r"^\| `(\w+)` \|", (folder / "README.md").read_text(), flags=re.MULTILINE))
     assert {"mlplatform_predictions_total", "bentoml_service_request_total"} <= documented
     dashboard = json.loads((folder / "monitoring" / "grafana-dashboard.json").read_text())
     exprs = [t["expr"] for p in dashboard["panels"] for t in p["targets"]]
