@@ -63,21 +63,13 @@ class Gates:
 
 @dataclass(frozen=True)
 class Monitoring:
-    """What counts as drift or a performance drop in production, and when it retrains or rolls back."""
+    """What counts as drift in landed data and in production traffic."""
 
     # Severity of a batch's drift by the share of monitored features that drifted.
     drift_warn_share: float = 0.2
     drift_error_share: float = 0.3
     # Batches (a landed file, a day of traffic) smaller than this are reported but not tested.
     min_drift_rows: int = 30
-    # Retraining starts when this many consecutive batches of one kind drifted at error severity.
-    drift_days: int = 2
-    # Live metrics need this many labelled served rows; below the floor, retraining starts.
-    min_labelled_rows: int = 50
-    performance_floor: Thresholds = (("roc_auc", 0.65),)
-    # A new champion whose live ROC AUC is this much below its predecessor's (same days) is rolled back.
-    rollback_tolerance: float = 0.03
-    max_error_rate: float = 0.02
 
 
 @dataclass(frozen=True)

@@ -39,7 +39,7 @@ def judge_drift(context: dg.AssetExecutionContext, spec: Spec, kind: str, curren
         raise dg.Failure(f"{spec.name}: the training set snapshot of model v{reference.model_version} is missing: "
                          f"{snapshot}")
     path = artifacts.drift_report(spec, kind, context.partition_key)
-    result = drift.detect(pd.read_parquet(snapshot), current, spec, report=path if len(current) else None)
+    result = drift.detect(pd.read_parquet(snapshot), current, spec, report=path)
     frame = result.frame()
     whose = f"v{reference.model_version} ({'champion' if reference.is_champion else 'newest, none promoted'})"
     metadata = {"drifted_share": float(result.share), "drifted_features": len(result.drifted),
@@ -104,8 +104,8 @@ def build(spec: Spec) -> list[dg.AssetsDefinition]:
         """Per-feature drift of a day's production traffic (staging's, if production had none) against the
         champion's training set (Evidently)."""
         production = predictions[predictions["env"] == "production"]
-        traffic = "production" if len(production) or not len(predictions) else "staging"
-        current = production if traffic == "production" else predictions
+        staging_only = production.empty and not predictions.empty
+        current, traffic = (predictions, "staging") if staging_only else (production, "production")
         yield from judge_drift(context, spec, "live", current, mlflow, artifacts, traffic)
 
     return [predictions, data_drift, live_drift]

@@ -7,7 +7,7 @@ the reference's size only, which on a reference of thousands of rows judges a 50
 flags noise as drift.)
 """
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +15,6 @@ import pandas as pd
 
 from mlplatform.specs import Monitoring, Spec
 
-SEVERITIES = ("none", "warn", "error")
 LARGE_SAMPLE = 1000
 
 
@@ -78,9 +77,8 @@ def detect(reference: pd.DataFrame, current: pd.DataFrame, spec: Spec, report: P
     """Test every monitored feature of `current` against `reference`; write the HTML report to `report`."""
     numeric, categorical = monitored_columns(spec)
     columns = numeric + categorical
-    missing = {name: [c for c in columns if c not in frame.columns]
-               for name, frame in (("reference", reference), ("current", current))}
-    for name, absent in missing.items():
+    for name, frame in (("reference", reference), ("current", current)):
+        absent = [c for c in columns if c not in frame.columns]
         if absent:
             raise ValueError(f"drift: the {name} rows lack the monitored columns {absent}")
     policy = spec.monitoring
@@ -95,9 +93,8 @@ def detect(reference: pd.DataFrame, current: pd.DataFrame, spec: Spec, report: P
         snapshot.save_html(str(tmp))
         tmp.replace(report)
     tests = _column_tests(snapshot.dict())
-    result = tuple(tests[c] for c in columns)
-    share = sum(c.drifted for c in result) / len(result)
-    return DriftResult(result, len(current), len(reference), judged=True, severity=severity(share, policy))
+    result = DriftResult(tuple(tests[c] for c in columns), len(current), len(reference), judged=True, severity="")
+    return replace(result, severity=severity(result.share, policy))
 
 
 def _run(reference: pd.DataFrame, current: pd.DataFrame, numeric: list[str], categorical: list[str],
@@ -106,7 +103,8 @@ def _run(reference: pd.DataFrame, current: pd.DataFrame, numeric: list[str], cat
     from evidently.presets import DataDriftPreset
 
     definition = DataDefinition(numerical_columns=numeric, categorical_columns=categorical)
-    report = Report([DataDriftPreset(columns=numeric + categorical, num_method=methods[0], cat_method=methods[1])], include_tests=True)
+    preset = DataDriftPreset(columns=numeric + categorical, num_method=methods[0], cat_method=methods[1])
+    report = Report([preset], include_tests=True)
     return report.run(Dataset.from_pandas(current.reset_index(drop=True), data_definition=definition),
                       Dataset.from_pandas(reference.reset_index(drop=True), data_definition=definition))
 
