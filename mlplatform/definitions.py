@@ -1,4 +1,5 @@
-"""The code location: every spec's assets, checks, jobs and sensors, with resources on the embedded defaults."""
+"""The code location: every spec's assets, checks, jobs, sensors and schedules, with resources on the embedded
+defaults."""
 
 from collections.abc import Sequence
 from pathlib import Path
@@ -7,8 +8,15 @@ import dagster as dg
 
 from mlplatform import jobs, sensors
 from mlplatform.assets import data, deployment, evaluation, features, monitoring, training
-from mlplatform.resources import (Artifacts, BentoStore, DeploymentTarget, FeastStore, LandingZone, MlflowTracking,
-                                  Quarantine)
+from mlplatform.resources import (
+    Artifacts,
+    BentoStore,
+    DeploymentTarget,
+    FeastStore,
+    LandingZone,
+    MlflowTracking,
+    Quarantine,
+)
 from mlplatform.settings import Settings, get_settings
 from mlplatform.specs import SPECS, Spec
 
@@ -35,16 +43,21 @@ def resources(settings: Settings) -> dict[str, object]:
 
 def build_definitions(specs: Sequence[Spec], settings: Settings) -> dg.Definitions:
     """Assets of each spec from the layer factories; the first spec's jobs carry the plain names."""
-    assets, all_jobs, all_sensors = [], [], []
+    assets, all_jobs, all_sensors, schedules = [], [], [], []
     for index, spec in enumerate(specs):
-        assets += data.build(spec) + features.build(spec) + training.build(spec) + evaluation.build(spec)
+        assets += data.build(spec) + features.build(spec) + training.build(spec, settings.retraining)
+        assets += evaluation.build(spec)
         assets += deployment.build(spec, settings.promotion) + monitoring.build(spec)
-        ingest = jobs.ingest_job(spec, primary=index == 0)
-        all_jobs += [ingest, jobs.training_job(spec, index == 0, settings.promotion),
-                     jobs.promote_job(spec, index == 0)]
-        all_sensors.append(sensors.landing_sensor(spec, ingest))
+        primary = index == 0
+        ingest, train = jobs.ingest_job(spec, primary), jobs.training_job(spec, primary, settings.promotion)
+        watch, back = jobs.monitoring_job(spec, primary), jobs.rollback_job(spec, primary)
+        all_jobs += [ingest, train, jobs.promote_job(spec, primary), watch, back]
+        all_sensors += [sensors.landing_sensor(spec, ingest), sensors.retrain_sensor(spec, train),
+                        sensors.rollback_sensor(spec, back)]
+        schedules.append(sensors.monitoring_schedule(spec, watch))
     all_sensors.append(sensors.automation_sensor())
-    return dg.Definitions(assets=assets, jobs=all_jobs, sensors=all_sensors, resources=resources(settings))
+    return dg.Definitions(assets=assets, jobs=all_jobs, sensors=all_sensors, schedules=schedules,
+                          resources=resources(settings))
 
 
 defs = build_definitions(SPECS, get_settings())

@@ -8,11 +8,14 @@ import dagster as dg
 from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
 
 from mlplatform.assets import key
+from mlplatform.assets.deployment import observation
 from mlplatform.partitions import landed_files
+from mlplatform.resources import DeploymentTarget, MlflowTracking
 from mlplatform.specs import Spec
 
 INGEST_ASSETS = ("feature_registry", "raw", "validated", "labels", "features")
 TRAINING_ASSETS = ("training_set", "model", "evaluation", "bento", "staging")
+MONITORING_ASSETS = ("predictions", "live_drift", "live_performance")
 
 
 def job_name(spec: Spec, primary: bool, base: str) -> str:
@@ -42,3 +45,51 @@ def promote_job(spec: Spec, primary: bool) -> UnresolvedAssetJobDefinition:
     return dg.define_asset_job(job_name(spec, primary, "promote"), selection=[key(spec, "production")],
                                executor_def=dg.in_process_executor,
                                description=f"Promote the version staging serves to production ({spec.name})")
+
+
+def monitoring_job(spec: Spec, primary: bool) -> UnresolvedAssetJobDefinition:
+    """One serving day: the logged predictions, their drift and the live performance of each version."""
+    selection = dg.AssetSelection.assets(*(key(spec, n) for n in MONITORING_ASSETS))
+    return dg.define_asset_job(job_name(spec, primary, "monitoring"), selection=selection,  # partitioned by day
+                               executor_def=dg.in_process_executor,
+                               description=f"One UTC day of {spec.name}'s traffic: predictions → live drift, live "
+                                           f"performance")
+
+
+class RollbackConfig(dg.Config):
+    """Why production rolls back, and the version it must still serve (else someone acted meanwhile: no-op)."""
+
+    reason: str
+    expected_version: str = ""
+
+
+def rollback_op(spec: Spec) -> str:
+    return f"{spec.name}__rollback_production"
+
+
+def rollback_job(spec: Spec, primary: bool) -> dg.JobDefinition:
+    """Production back to its previous deployment (the rollback sensor runs it; `mlplatform rollback` is the
+    same operation by hand)."""
+
+    @dg.op(name=rollback_op(spec))
+    def rollback_production(context: dg.OpExecutionContext, config: RollbackConfig, deployment: DeploymentTarget,
+                            mlflow: MlflowTracking) -> None:
+        from mlplatform.lib import promotion
+
+        deployer = deployment.deployer()
+        record = deployer.deployments.read("production")
+        serving = record.primary.model_version if record else None
+        if config.expected_version and serving != config.expected_version:
+            context.log.warning(f"production serves v{serving}, not v{config.expected_version}: nothing rolled back")
+            return
+        trigger = {"trigger": context.run.tags.get("mlplatform/trigger", "manual"), "run_id": context.run_id}
+        restored = promotion.rollback(deployer, mlflow.client(), spec, "production", config.reason, trigger)
+        context.log_event(observation(spec, "production", deployer.deployments.audit_entries("production")[-1]))
+        context.log.info(f"production serves v{restored.primary.model_version} again: {config.reason}")
+
+    @dg.job(name=job_name(spec, primary, "rollback"), executor_def=dg.in_process_executor,
+            description=f"Roll {spec.name}'s production back to its previous deployment")
+    def rollback() -> None:
+        rollback_production()
+
+    return rollback

@@ -162,3 +162,16 @@ class DeploymentTarget(dg.ConfigurableResource):
                   "MLPLATFORM_REDIS": self.redis_connection} if self.feast_dir else {}
         return Deployer(Deployments(Path(self.root)), Path(self.bentoml_home),
                         ports={"staging": self.staging_port, "production": self.production_port}, backend_env=online)
+
+    def error_rate(self, env: str) -> tuple[float, int] | None:
+        """The serving primary's share of failed prediction requests since it started, from its /metrics (through
+        the environment's router); None when nothing answers."""
+        import urllib.request
+
+        from mlplatform.lib.triggers import error_rate
+
+        try:
+            with urllib.request.urlopen(f"{self.deployer().router_url(env)}/metrics", timeout=5) as answer:
+                return error_rate(answer.read().decode())
+        except OSError:
+            return None

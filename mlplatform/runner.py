@@ -154,6 +154,6 @@ def promote(spec: Spec, settings: Settings, strategy: str, canary_share: float, 
 
 def observe(spec: Spec, env: str, entry: dict[str, Any]) -> None:
     """Show an operation done outside a run (rollback, strategy change, stop) on the environment's asset page."""
-    metadata = {"action": entry["action"], "who": entry["who"], "reason": entry["reason"],
-                "from": dg.MetadataValue.json(entry.get("from") or {}), "to": dg.MetadataValue.json(entry.get("to") or {})}
-    dg.DagsterInstance.get().report_runless_asset_event(dg.AssetObservation(asset_key=key(spec, env), metadata=metadata))
+    from mlplatform.assets.deployment import observation
+
+    dg.DagsterInstance.get().report_runless_asset_event(observation(spec, env, entry))

@@ -1,13 +1,21 @@
-"""Sensors: the landing zone watcher per spec, and the automation sensor for everything downstream."""
+"""Sensors and schedules: the landing zone watcher per spec, the monitoring schedule, the retraining and rollback
+triggers, and the automation sensor for everything downstream."""
 
 import json
+from datetime import timedelta
+from typing import Any
 
 import dagster as dg
 from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
 
+from mlplatform.assets import key
+from mlplatform.jobs import rollback_op
+from mlplatform.lib import triggers
 from mlplatform.partitions import landed_files
-from mlplatform.resources import LandingZone
+from mlplatform.resources import DeploymentTarget, LandingZone
 from mlplatform.specs import Spec
+
+HISTORY = 1000  # newest materializations read per monitoring asset
 
 
 def landing_sensor(spec: Spec, job: UnresolvedAssetJobDefinition) -> dg.SensorDefinition:
@@ -53,3 +61,112 @@ def automation_sensor() -> dg.AutomationConditionSensorDefinition:
     return dg.AutomationConditionSensorDefinition("automation_sensor", target=dg.AssetSelection.all(),
                                                   default_status=dg.DefaultSensorStatus.RUNNING,
                                                   minimum_interval_seconds=30)
+
+
+def monitoring_schedule(spec: Spec, job: UnresolvedAssetJobDefinition) -> dg.ScheduleDefinition:
+    """Each hour, today's traffic so far; in the first hour of a day, the whole of yesterday's as well."""
+
+    @dg.schedule(name=f"{spec.name}_monitoring_schedule", job=job, cron_schedule="5 * * * *", execution_timezone="UTC",
+                 default_status=dg.DefaultScheduleStatus.RUNNING)
+    def hourly(context: dg.ScheduleEvaluationContext) -> list[dg.RunRequest]:
+        now = context.scheduled_execution_time
+        days = [now.date()] + ([now.date() - timedelta(days=1)] if now.hour == 0 else [])
+        return [dg.RunRequest(partition_key=str(day), run_key=f"{day}@{now:%Y-%m-%dT%H}",
+                              tags={"mlplatform/trigger": "monitoring_schedule"}) for day in days]
+
+    return hourly
+
+
+def latest_per_partition(instance: dg.DagsterInstance, asset_key: dg.AssetKey, limit: int = HISTORY,
+                         ) -> dict[str, dict[str, Any]]:
+    """The newest materialization's metadata of each partition, newest first (plus its storage id under "_id")."""
+    records = instance.fetch_materializations(dg.AssetRecordsFilter(asset_key=asset_key), limit=limit).records
+    out: dict[str, dict[str, Any]] = {}
+    for record in records:
+        event = record.asset_materialization
+        if event is not None and event.partition not in out:
+            out[event.partition] = {"_id": record.storage_id, **{k: v.value for k, v in event.metadata.items()}}
+    return out
+
+
+def drift_batches(instance: dg.DagsterInstance, spec: Spec, kind: str) -> list[triggers.Batch]:
+    """Judged drift batches newest first: landed files in the order they were judged, days by date."""
+    found = latest_per_partition(instance, key(spec, f"{kind}_drift"))
+    order = sorted(found, reverse=True) if kind == "live" else list(found)
+    return [triggers.Batch(kind, p, str(found[p].get("severity", "not judged")),
+                           str(found[p].get("reference_data_version", "")), str(found[p].get("summary", "")))
+            for p in order]
+
+
+def performance_days(instance: dg.DagsterInstance, spec: Spec, limit: int | None = None) -> list[triggers.Day]:
+    """Live performance per serving day, newest first: each production version's labelled rows and metrics."""
+    found = latest_per_partition(instance, key(spec, "live_performance"))
+    days = []
+    for partition in sorted(found, reverse=True)[:limit]:
+        meta, versions = found[partition], {}
+        for name, value in meta.items():
+            parts = name.split("/")
+            if len(parts) == 3 and parts[0] == "production" and parts[1].startswith("v"):
+                versions.setdefault(parts[1][1:], {})[parts[2]] = float(value)
+        days.append(triggers.Day(partition, versions, str(meta.get("production_version", "")),
+                                 bool(meta.get("judged", False)), bool(meta.get("below_floor", False)),
+                                 str(meta.get("performance", ""))))
+    return days
+
+
+def unseen_labels(instance: dg.DagsterInstance, spec: Spec) -> tuple[list[str], str]:
+    """Label partitions materialized after the newest training set, and that training set's data version."""
+    latest = instance.fetch_materializations(dg.AssetRecordsFilter(asset_key=key(spec, "training_set")), limit=1)
+    trained = latest.records[0] if latest.records else None
+    after = trained.storage_id if trained else 0
+    labels = instance.fetch_materializations(dg.AssetRecordsFilter(asset_key=key(spec, "labels"),
+                                                                   after_storage_id=after), limit=HISTORY).records
+    version = trained.asset_materialization.tags.get("dagster/data_version", "") if trained else ""
+    return sorted({r.asset_materialization.partition for r in labels}), version or "never trained"
+
+
+def retrain_sensor(spec: Spec, job: UnresolvedAssetJobDefinition) -> dg.SensorDefinition:
+    @dg.sensor(name=f"{spec.name}_retrain_sensor", job=job, minimum_interval_seconds=60,
+               default_status=dg.DefaultSensorStatus.RUNNING)
+    def retrain(context: dg.SensorEvaluationContext) -> dg.SensorResult:
+        """Retrains (training set → model → gates → staging) when drift persists over
+        `Monitoring.retrain_after_drifted_batches` batches or production's live performance is below its floor,
+        and labels have landed that the current model has not learnt from; the run's tags say why."""
+        instance = context.instance
+        labels, trained_on = unseen_labels(instance, spec)
+        decision = triggers.retrain(drift_batches(instance, spec, "data"), drift_batches(instance, spec, "live"),
+                                    performance_days(instance, spec, limit=1 + spec.monitoring.label_lookback_days),
+                                    spec.monitoring, labels, trained_on)
+        if isinstance(decision, str):
+            return dg.SensorResult(skip_reason=dg.SkipReason(decision))
+        context.log.info(f"retraining {spec.name}: {decision.reason}")
+        tags = {**decision.tags(), "mlplatform/evidence": json.dumps(decision.evidence)[:4000]}
+        return dg.SensorResult(run_requests=[dg.RunRequest(run_key=decision.run_key, tags=tags)])
+
+    return retrain
+
+
+def rollback_sensor(spec: Spec, job: dg.JobDefinition) -> dg.SensorDefinition:
+    @dg.sensor(name=f"{spec.name}_rollback_sensor", job=job, minimum_interval_seconds=60,
+               default_status=dg.DefaultSensorStatus.RUNNING)
+    def rollback(context: dg.SensorEvaluationContext, deployment: DeploymentTarget) -> dg.SensorResult:
+        """Rolls production back when the champion promoted last does worse live than the one it replaced (its
+        headline metric lower by more than `Monitoring.rollback_tolerance`, or its error rate above the maximum)."""
+        deployments = deployment.deployer().deployments
+        changes = [e for e in deployments.audit_entries("production")
+                   if e.get("action") in ("deploy", "promote", "rollback", "automatic_rollback")]
+        record = deployments.read("production")
+        if not changes or record is None:
+            return dg.SensorResult(skip_reason=dg.SkipReason("nothing is promoted to production"))
+        days = performance_days(context.instance, spec, limit=spec.monitoring.rollback_lookback_days)
+        decision = triggers.rollback(changes[-1], record.primary.model_version, days, spec.monitoring,
+                                     deployment.error_rate("production"))
+        if isinstance(decision, str):
+            return dg.SensorResult(skip_reason=dg.SkipReason(decision))
+        context.log.info(f"rolling {spec.name} production back: {decision.reason}")
+        config = {"ops": {rollback_op(spec): {"config": {"reason": decision.reason,
+                                                         "expected_version": decision.evidence["version"]}}}}
+        return dg.SensorResult(run_requests=[dg.RunRequest(run_key=decision.run_key, run_config=config,
+                                                           tags=decision.tags())])
+
+    return rollback

@@ -12,6 +12,7 @@ from pathlib import Path
 ENVIRONMENTS = ("local", "staging", "production")
 ONLINE_STORES = ("sqlite", "redis")
 PROMOTION_POLICIES = ("manual", "automatic")
+RETRAINING_POLICIES = ("on_new_data", "on_trigger")
 
 
 class SettingsError(ValueError):
@@ -29,6 +30,8 @@ class Settings:
     redis_connection: str = "127.0.0.1:6379"
     mlflow_uri: str | None = None
     promotion: str = "manual"  # manual: production changes by `mlplatform promote`; automatic: after staging
+    # on_new_data: automation retrains whenever labels land; on_trigger: only the retrain sensor (or a person) does
+    retraining: str = "on_new_data"
     staging_port: int = 3100
     production_port: int = 3200
 
@@ -81,6 +84,9 @@ class Settings:
         promotion = environ.get("MLPLATFORM_PROMOTION", "manual")
         if promotion not in PROMOTION_POLICIES:
             raise SettingsError(f"MLPLATFORM_PROMOTION={promotion!r}: expected one of {', '.join(PROMOTION_POLICIES)}")
+        retraining = environ.get("MLPLATFORM_RETRAINING", "on_new_data")
+        if retraining not in RETRAINING_POLICIES:
+            raise SettingsError(f"MLPLATFORM_RETRAINING={retraining!r}: expected one of {', '.join(RETRAINING_POLICIES)}")
         ports = {}
         for name, default in (("staging", 3100), ("production", 3200)):
             raw = environ.get(f"MLPLATFORM_{name.upper()}_PORT", str(default))
@@ -95,6 +101,7 @@ class Settings:
             redis_connection=environ.get("MLPLATFORM_REDIS", "127.0.0.1:6379"),
             mlflow_uri=environ.get("MLFLOW_TRACKING_URI"),
             promotion=promotion,
+            retraining=retraining,
             staging_port=ports["staging"],
             production_port=ports["production"],
         )
@@ -103,7 +110,8 @@ class Settings:
         """The environment variables that rebuild exactly these settings (e.g. in a re-executed run)."""
         env = {"MLPLATFORM_ENV": self.env, "MLPLATFORM_HOME": str(self.home), "MLPLATFORM_LANDING": str(self.landing_root),
                "MLPLATFORM_FEAST_ONLINE_STORE": self.feast_online_store, "MLPLATFORM_REDIS": self.redis_connection,
-               "MLPLATFORM_PROMOTION": self.promotion, "MLPLATFORM_STAGING_PORT": str(self.staging_port),
+               "MLPLATFORM_PROMOTION": self.promotion, "MLPLATFORM_RETRAINING": self.retraining,
+               "MLPLATFORM_STAGING_PORT": str(self.staging_port),
                "MLPLATFORM_PRODUCTION_PORT": str(self.production_port)}
         return env | ({"MLFLOW_TRACKING_URI": self.mlflow_uri} if self.mlflow_uri else {})
 

@@ -70,6 +70,24 @@ class Monitoring:
     drift_error_share: float = 0.3
     # Batches (a landed file, a day of traffic) smaller than this are reported but not tested.
     min_drift_rows: int = 30
+    # Live performance: a served row's label is its entity's latest label row at most this old when it was served;
+    # a version's day is judged against the gate floors and ceilings from this many labelled rows on.
+    label_window_days: int = 30
+    min_label_rows: int = 50
+    # Labels landing up to this many days after a served day re-score that day.
+    label_lookback_days: int = 7
+    # Retraining: when this many consecutive judged batches (landed files, or days of traffic) drifted at this
+    # severity or worse against one reference, or production's latest judged day is below the gate floors.
+    retrain_after_drifted_batches: int = 3
+    retrain_on_severity: Literal["warn", "error"] = "error"
+    # Automatic rollback of a newly promoted champion: its live metric (weighted by labelled rows, over the last
+    # `rollback_lookback_days`) below the previous champion's by more than the tolerance, or its error rate on
+    # prediction requests above the maximum.
+    rollback_metric: str = "roc_auc"
+    rollback_tolerance: float = 0.02
+    rollback_lookback_days: int = 14
+    max_error_rate: float = 0.05
+    min_requests_for_error_rate: int = 100
 
 
 @dataclass(frozen=True)

@@ -15,11 +15,13 @@ EXPECTED_ASSETS = {
     "credit/training_set": "training", "credit/model": "training", "credit/evaluation": "evaluation",
     "credit/bento": "deployment", "credit/staging": "deployment", "credit/production": "deployment",
     "credit/predictions": "monitoring", "credit/data_drift": "monitoring", "credit/live_drift": "monitoring",
+    "credit/live_performance": "monitoring",
 }
 EXPECTED_CHECKS = {"credit/raw:readable", "credit/validated:bad_row_share",
                    "credit/features:online_offline_parity", "credit/training_set:schema",
                    "credit/evaluation:floors", "credit/evaluation:no_regression", "credit/evaluation:fairness",
-                   "credit/evaluation:prediction_contract", "credit/data_drift:drift", "credit/live_drift:drift"}
+                   "credit/evaluation:prediction_contract", "credit/data_drift:drift", "credit/live_drift:drift",
+                   "credit/live_performance:performance_floor"}
 
 SECOND = Spec(name="churn", entity="account_id", timestamp="event_timestamp", label="churned",
               numeric=(Numeric("tenure_months", 0, 600), Numeric("monthly_spend", 0, 1e6)),
@@ -38,8 +40,10 @@ def test_the_project_location_loads_with_documented_assets_groups_checks_jobs_an
     gates = [c for c in graph.asset_check_keys if c.asset_key.path[-1] == "evaluation"]
     assert all(defs.resolve_assets_def(c.asset_key).get_spec_for_check_key(c).blocking for c in gates)
     jobs = {j.name for j in defs.resolve_all_job_defs() if not j.name.startswith("__")}
-    assert jobs == {"ingest_job", "training_job", "promote_job"}
-    assert {s.name for s in defs.sensors} == {"credit_landing_sensor", "automation_sensor"}
+    assert jobs == {"ingest_job", "training_job", "promote_job", "monitoring_job", "rollback_job"}
+    assert {s.name for s in defs.schedules} == {"credit_monitoring_schedule"}
+    assert {s.name for s in defs.sensors} == {"credit_landing_sensor", "credit_retrain_sensor",
+                                              "credit_rollback_sensor", "automation_sensor"}
 
 
 def test_every_job_resolves_to_the_documented_steps(tmp_path):
@@ -52,6 +56,10 @@ def test_every_job_resolves_to_the_documented_steps(tmp_path):
     chain = {"credit__training_set", "credit__model", "credit__evaluation", "credit__bento", "credit__staging"}
     assert {n.name for n in defs.resolve_job_def("training_job").nodes} == chain
     assert {n.name for n in defs.resolve_job_def("promote_job").nodes} == {"credit__production"}
+    monitoring = defs.resolve_job_def("monitoring_job")
+    assert {n.name for n in monitoring.nodes} == {"credit__predictions", "credit__live_drift",
+                                                  "credit__live_performance"}
+    assert monitoring.partitions_def.get_cron_schedule() == "0 0 * * *"
     automatic = build_definitions([CREDIT], make_settings(tmp_path, MLPLATFORM_PROMOTION="automatic"))
     assert {n.name for n in automatic.resolve_job_def("training_job").nodes} == chain | {"credit__production"}
 
@@ -61,10 +69,11 @@ def test_two_specs_build_side_by_side_without_collisions(tmp_path):
     keys = {k.to_user_string() for k in defs.resolve_asset_graph().get_all_asset_keys()}
     assert {k for k in keys if k.startswith("churn/")} == {k.replace("credit", "churn") for k in EXPECTED_ASSETS}
     jobs = {j.name for j in defs.resolve_all_job_defs() if not j.name.startswith("__")}
-    assert jobs == {"ingest_job", "training_job", "promote_job", "churn_ingest_job", "churn_training_job",
-                    "churn_promote_job"}
+    assert jobs == {f"{prefix}{base}_job" for prefix in ("", "churn_")
+                    for base in ("ingest", "training", "promote", "monitoring", "rollback")}
     assert defs.resolve_job_def("churn_ingest_job").partitions_def.name == "churn_files"
-    assert {s.name for s in defs.sensors} == {"credit_landing_sensor", "churn_landing_sensor", "automation_sensor"}
+    assert {s.name for s in defs.sensors} == {f"{name}_{kind}_sensor" for name in ("credit", "churn")
+                                              for kind in ("landing", "retrain", "rollback")} | {"automation_sensor"}
 
 
 def test_a_second_spec_ingests_its_own_files_with_no_new_code(tmp_path):
@@ -131,3 +140,17 @@ def test_automation_builds_nothing_from_a_partition_that_failed_its_gate(tracked
     assert not platform.ingest("2026-01-04").success
     after = dg.evaluate_automation_conditions(defs=platform.defs, instance=platform.instance, cursor=first.cursor)
     assert after.total_requested == 0
+
+
+def test_the_monitoring_schedule_collects_today_each_hour_and_closes_yesterday_after_midnight():
+    from datetime import datetime, timezone
+
+    from mlplatform.definitions import defs
+
+    schedule = defs.resolve_schedule_def("credit_monitoring_schedule")
+    assert schedule.cron_schedule == "5 * * * *" and schedule.execution_timezone == "UTC"
+    at = {h: dg.build_schedule_context(scheduled_execution_time=datetime(2026, 3, 10, h, 5, tzinfo=timezone.utc))
+          for h in (0, 13)}
+    midnight, afternoon = (schedule(at[h]) for h in (0, 13))
+    assert [r.partition_key for r in midnight] == ["2026-03-10", "2026-03-09"]
+    assert [(r.partition_key, r.run_key) for r in afternoon] == [("2026-03-10", "2026-03-10@2026-03-10T13")]

@@ -1,5 +1,6 @@
 """Software-defined assets, one module per layer; each module builds its assets from a spec."""
 
+from datetime import timedelta
 from typing import Any, TypeAlias
 
 import dagster as dg
@@ -28,14 +29,22 @@ def table(frame: DataFrame, limit: int = 20) -> dg.TableMetadataValue:
                                   schema=dg.TableSchema(columns=columns))
 
 
-def rebuild_on_change(partitioned: bool) -> dg.AutomationCondition:
+def rebuild_on_change(partitioned: bool, lookback: timedelta | None = None,
+                      may_be_missing: dg.AssetSelection | None = None) -> dg.AutomationCondition:
     """Eager, with three changes: an upstream update counts only when its data version changed (re-running an
     unchanged input keeps this fresh), a failed blocking check upstream holds it back, and for an unpartitioned
     asset over partitions a partition that never passed its gate (so stays missing) does not block it forever.
+
+    A time-partitioned asset rebuilds its latest partition, or those within `lookback` of now; a partitioned
+    asset waits for its inputs' partitions, except those of `may_be_missing`.
     """
     ac = dg.AutomationCondition
     updated = ac.newly_updated() & ac.data_version_changed() & ~ac.executed_with_root_target()
     trigger = ac.newly_missing() | ac.any_deps_match(updated | ac.will_be_requested())
-    condition = (ac.in_latest_time_window() & trigger.since_last_handled() & ~ac.any_deps_in_progress()
+    window = ac.in_latest_time_window(lookback) if lookback else ac.in_latest_time_window()
+    condition = (window & trigger.since_last_handled() & ~ac.any_deps_in_progress()
                  & ~ac.in_progress() & ac.all_deps_blocking_checks_passed())
-    return (condition & ~ac.any_deps_missing()) if partitioned else condition
+    if not partitioned:
+        return condition
+    missing = ac.any_deps_match(ac.missing() & ~ac.will_be_requested())  # any_deps_missing(), narrowable
+    return condition & ~(missing.ignore(may_be_missing) if may_be_missing else missing)

@@ -22,6 +22,13 @@ class DeployConfig(dg.Config):
     reason: str = ""
 
 
+def observation(spec: Spec, env: str, entry: dict[str, Any]) -> dg.AssetObservation:
+    """An audit entry (rollback, strategy change, stop) as an observation on the environment's asset page."""
+    metadata = {"action": entry["action"], "who": entry["who"], "reason": entry["reason"],
+                "from": dg.MetadataValue.json(entry.get("from") or {}), "to": dg.MetadataValue.json(entry.get("to") or {})}
+    return dg.AssetObservation(asset_key=key(spec, env), metadata=metadata)
+
+
 def build(spec: Spec, promotion: str = "manual") -> list[dg.AssetsDefinition]:
     bento_key, staging_key, production_key = key(spec, "bento"), key(spec, "staging"), key(spec, "production")
 

@@ -1,7 +1,9 @@
-"""Monitoring layer: what the served models answered, collected per day, and the drift of landed data and of
-live traffic against the champion's training reference."""
+"""Monitoring layer: what the served models answered, collected per day, the drift of landed data and of live
+traffic against the champion's training reference, and the live performance of each served version once the
+labels of its rows have landed."""
 
 from collections.abc import Iterator
+from datetime import timedelta
 
 import dagster as dg
 
@@ -63,6 +65,7 @@ def judge_drift(context: dg.AssetExecutionContext, spec: Spec, kind: str, curren
 def build(spec: Spec) -> list[dg.AssetsDefinition]:
     predictions_key, deployed = key(spec, "predictions"), [key(spec, "staging"), key(spec, "production")]
     data_drift_key, live_drift_key = key(spec, "data_drift"), key(spec, "live_drift")
+    live_performance_key, labels_key = key(spec, "live_performance"), key(spec, "labels")
 
     @dg.asset(key=predictions_key, deps=deployed, partitions_def=SERVING_DAYS, group_name=GROUP, code_version="1",
               kinds={"pandas"})
@@ -108,4 +111,57 @@ def build(spec: Spec) -> list[dg.AssetsDefinition]:
         current, traffic = (predictions, "staging") if staging_only else (production, "production")
         yield from judge_drift(context, spec, "live", current, mlflow, artifacts, traffic)
 
-    return [predictions, data_drift, live_drift]
+    floors = ", ".join([f"{n} ≥ {v}" for n, v in spec.gates.floors] + [f"{n} ≤ {v}" for n, v in spec.gates.ceilings])
+
+    @dg.asset(key=live_performance_key, group_name=GROUP, code_version="1", kinds={"scikitlearn", "pandas"},
+              ins={"predictions": dg.AssetIn(predictions_key),
+                   "labels": dg.AssetIn(labels_key, partition_mapping=dg.AllPartitionMapping(),
+                                        metadata={"allow_missing_partitions": True})},
+              partitions_def=SERVING_DAYS,
+              automation_condition=rebuild_on_change(True, timedelta(days=spec.monitoring.label_lookback_days),
+                                                     may_be_missing=dg.AssetSelection.assets(labels_key)),
+              check_specs=[dg.AssetCheckSpec("performance_floor", asset=live_performance_key, blocking=False,
+                                             description=f"Production's primary version on the day's labelled rows: "
+                                                         f"{floors} (the gates' floors and ceilings)")])
+    def live_performance(predictions: DataFrame, labels: DataFrame) -> Iterator:
+        """Per environment and model version, the day's served rows whose labels have landed since, and the
+        headline metric and calibration on them; production's primary version is judged against the gates."""
+        import pandas as pd
+
+        from mlplatform.lib import live
+        from mlplatform.lib.hashing import frame_version
+
+        # the IO manager hands over one partition unwrapped, and None before any exists
+        parts = labels.values() if isinstance(labels, dict) else [labels]
+        landed = [f for f in parts if f is not None and len(f)]
+        label_rows = pd.concat(landed, ignore_index=True) if landed else pd.DataFrame(
+            columns=[spec.entity, spec.timestamp, spec.label])
+        joined = live.labelled(predictions, label_rows, spec)
+        versions = live.by_version(predictions, joined)
+        metadata: dict = {"served_rows": len(predictions), "labelled_rows": len(joined),
+                          "with_entity": int(predictions[spec.entity].notna().sum()),
+                          "by_version": table(versions.round(4)) if len(versions) else "no traffic"}
+        for row in versions.itertuples():
+            for name in ("labelled_rows", *live.HEADLINE):
+                value = getattr(row, name)
+                if pd.notna(value):
+                    metadata[f"{row.env}/v{row.model_version}/{name}"] = float(value)
+        primary = live.headline(versions)
+        if primary is None:
+            check = dg.AssetCheckResult(check_name="performance_floor", passed=True,
+                                        description="no production traffic on this day")
+        else:
+            verdict = live.judge(primary, spec)
+            metadata.update(production_version=verdict.version, judged=verdict.judged,
+                            below_floor=verdict.judged and not verdict.passed, performance=verdict.summary())
+            for name in live.HEADLINE:  # the headline series, plotted over days in the UI
+                if pd.notna(primary[name]):
+                    metadata[name] = float(primary[name])
+            check = dg.AssetCheckResult(check_name="performance_floor", passed=verdict.passed,
+                                        severity=dg.AssetCheckSeverity.ERROR, description=verdict.summary(),
+                                        metadata={"version": verdict.version, "judged": verdict.judged,
+                                                  "labelled_rows": verdict.labelled_rows})
+        yield dg.Output(versions, data_version=dg.DataVersion(frame_version(versions)), metadata=metadata)
+        yield check
+
+    return [predictions, data_drift, live_drift, live_performance]

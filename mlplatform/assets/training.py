@@ -19,14 +19,16 @@ def training_config(spec: Spec) -> type[dg.Config]:
                         max_iter=(int, spec.max_iter), seed=(int, spec.seed), holdout_days=(int, spec.holdout_days))
 
 
-def build(spec: Spec) -> list[dg.AssetsDefinition]:
+def build(spec: Spec, retraining: str = "on_new_data") -> list[dg.AssetsDefinition]:
+    """`retraining="on_trigger"` leaves the training set without an automation condition: only the retrain sensor
+    (persistent drift, live performance below its floor) or a person starts the training chain."""
     set_key, model_key = key(spec, "training_set"), key(spec, "model")
     TrainingConfig = training_config(spec)
     labels_in = dg.AssetIn(key(spec, "labels"), metadata={"allow_missing_partitions": True})
 
     @dg.asset(key=set_key, ins={"labels": labels_in}, deps=[key(spec, "feature_registry")],
               group_name=GROUP, code_version="1", kinds={"pandas", "feast", "pandera"},
-              automation_condition=rebuild_on_change(partitioned=False),
+              automation_condition=rebuild_on_change(partitioned=False) if retraining == "on_new_data" else None,
               check_specs=[dg.AssetCheckSpec("schema", asset=set_key, blocking=True,
                                              description="Every label row has every feature, with valid values")])
     def training_set(context: dg.AssetExecutionContext, labels: DataFrame, feast: FeastStore,

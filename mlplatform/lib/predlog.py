@@ -97,18 +97,20 @@ def _entry(raw: dict[str, Any]) -> dict[str, Any]:
 
 def day_frame(folders: Mapping[str, Path], day: str, spec: Any) -> Any:
     """One row per scored row of a day's logged requests, across environments (env, request, version, role,
-    the contract features, probability, label)."""
+    the entity where the request named it (`predict_entity`), the contract features, probability, label)."""
     import pandas as pd
 
     records = []
     for env, folder in folders.items():
         for entry in read_day(folder, day):
-            for row, probability, label in zip(entry["rows"], entry["probabilities"], entry["labels"], strict=True):
+            entities = entry.get("entity_ids") or [None] * len(entry["rows"])
+            for row, entity, probability, label in zip(entry["rows"], entities, entry["probabilities"],
+                                                       entry["labels"], strict=True):
                 records.append({"env": env, "request_id": entry["request_id"], "at": entry["at"],
-                                "model_version": entry["model_version"], "role": entry["role"], **row,
-                                "probability": probability, "label": label})
-    columns = ["env", "request_id", "at", "model_version", "role", *spec.contract_feature_names, "probability",
-               "label"]
+                                "model_version": entry["model_version"], "role": entry["role"], spec.entity: entity,
+                                **row, "probability": probability, "label": label})
+    columns = ["env", "request_id", "at", "model_version", "role", spec.entity, *spec.contract_feature_names,
+               "probability", "label"]
     frame = pd.DataFrame.from_records(records, columns=columns)
     frame["at"] = pd.to_datetime(frame["at"], unit="s", utc=True)
     return frame.sort_values(["at", "request_id"], kind="stable").reset_index(drop=True)

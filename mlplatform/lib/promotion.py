@@ -32,12 +32,13 @@ def promote(deployer: Deployer, client: Any, spec: Spec, staged: Candidate, stra
     return record, staged.model_version
 
 
-def rollback(deployer: Deployer, client: Any, spec: Spec, env: str, reason: str) -> Record:
+def rollback(deployer: Deployer, client: Any, spec: Spec, env: str, reason: str,
+             extra: dict[str, Any] | None = None) -> Record:
     """Serve the environment's previous deployment again; in production its version gets the alias back."""
     if env != "production":
-        return deployer.rollback(env, reason)
+        return deployer.rollback(env, reason, extra)
     restored = deployer.previous(env).primary.model_version
     champion = {"from": tracking.champion_version(client, spec), "to": restored}
-    record = deployer.rollback(env, reason, {"champion": champion})
+    record = deployer.rollback(env, reason, {"champion": champion, **(extra or {})})
     tracking.move_champion(client, spec, restored, who(), f"rollback: {reason}")
     return record
