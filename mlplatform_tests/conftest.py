@@ -4,10 +4,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import dagster as dg
+import numpy as np
+import pandas as pd
 import pytest
 
 from mlplatform.definitions import build_definitions
 from mlplatform.lib.demo_data import credit_day, write_frame
+from mlplatform.lib.predlog import PredictionLog
 from mlplatform.settings import Settings
 from mlplatform.specs import CREDIT, Spec
 
@@ -98,3 +101,23 @@ def tracked_platform(platform, migrated_mlflow_db):
     return platform
 
 
+def applications(rows: int, seed: int) -> pd.DataFrame:
+    """Today's applications with calibrated scores: each outcome is drawn with the probability served for it."""
+    rng = np.random.default_rng(seed)
+    frame = credit_day(0, rows, seed=seed)
+    frame["event_timestamp"] = pd.Timestamp.now(tz="UTC").floor("s") - pd.Timedelta(minutes=5)
+    frame["score"] = rng.beta(1.5, 3.5, rows).round(6)
+    frame["default"] = (rng.random(rows) < frame["score"]).astype("int64")
+    return frame
+
+
+def serve(settings: Settings, frame: pd.DataFrame, version: str, role: str, invert: bool = False) -> None:
+    """What the production service logs for `predict_entity` requests of 20 customers each (the scores of a
+    version that ranks backwards when `invert`)."""
+    log = PredictionLog(settings.deployments_dir / "production" / "predictions", "credit_model", version)
+    features = frame[CREDIT.contract_feature_names].to_dict("records")
+    scores = (1 - frame["score"] if invert else frame["score"]).tolist()
+    ids = frame["customer_id"].tolist()
+    for s in range(0, len(frame), 20):
+        log.append(f"{version}-{role}-{s:08d}", features[s:s + 20], scores[s:s + 20],
+                   [int(p >= 0.3) for p in scores[s:s + 20]], role=role, entity_ids=ids[s:s + 20])

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from mlplatform.lib import bento
-from mlplatform.lib.demo_data import credit_day
+from mlplatform.lib.demo_data import credit_day, write_frame
 from mlplatform.lib.deployer import Candidate, Deployer, children, free_port
 from mlplatform.lib.deployment import DeploymentError, Deployments
 from mlplatform.lib.features import featurize
@@ -269,3 +269,72 @@ def test_a_torn_last_line_of_a_killed_writer_is_skipped(tmp_path):
     first, second = read_day(tmp_path, path.parent.name)
     assert first["request_id"] == "a" * 32 and first["rows"] == ROWS[:1] and first["role"] == "primary"
     assert second == {**answer, "at": second["at"], "role": "candidate", "rows": ROWS[:1]}
+
+
+def test_a_champion_that_does_worse_live_than_the_one_it_replaced_is_rolled_back_by_the_sensor(
+        rig, migrated_mlflow_db):
+    import dagster as dg
+    from mlflow.tracking import MlflowClient
+
+    from mlplatform.definitions import build_definitions
+    from mlplatform.lib import tracking
+    from mlplatform_tests.conftest import applications, make_settings, serve
+
+    deployer, v1, v2 = rig
+    home = deployer.deployments.root.parent  # the rig's folders are a platform home's: bentoml/, deployments/
+    ports = {f"MLPLATFORM_{env.upper()}_PORT": str(port) for env, port in deployer.ports.items()}
+    settings = make_settings(home, **ports)
+    (home / "mlflow").mkdir(exist_ok=True)
+    shutil.copyfile(migrated_mlflow_db, home / "mlflow" / "mlflow.db")
+    client = MlflowClient(tracking_uri=settings.mlflow_tracking_uri)
+    client.create_registered_model(CREDIT.model_name)
+    for v in ("1", "2"):
+        client.create_model_version(CREDIT.model_name, source=str(home / f"model-v{v}"))
+    deployer.deploy("production", v1, reason="first champion", action="promote",
+                    extra={"champion": {"from": None, "to": "1"}})
+    tracking.move_champion(client, CREDIT, "1", "test", "first champion")
+    before, after = applications(400, seed=5), applications(400, seed=6).assign(customer_id=lambda f: f.customer_id + 10**6)
+    serve(settings, before, "1", "primary")
+    deployer.deploy("production", v2, reason="passed its gates", action="promote",
+                    extra={"champion": {"from": "1", "to": "2"}})
+    tracking.move_champion(client, CREDIT, "2", "test", "passed its gates")
+    assert all(predict(deployer, "production").status_code == 200 for _ in range(5))
+    serve(settings, after, "2", "primary", invert=True)  # v2 ranks the new applications backwards
+
+    (home / "dagster").mkdir()
+    with dg.instance_for_test(temp_dir=str(home / "dagster")) as instance:
+        defs = build_definitions([CREDIT], settings)
+        sensor = defs.resolve_sensor_def("credit_rollback_sensor")
+
+        def tick():  # noqa: ANN202
+            return sensor.evaluate_tick(dg.build_sensor_context(instance=instance, definitions=defs,
+                                                                resources=defs.resources))
+
+        assert tick().skip_message.startswith("not enough labelled rows yet to compare v2 (0) with v1 (0)")
+        write_frame(pd.concat([before, after]).drop(columns="score"), settings.landing_root / "credit" / "outcomes.csv")
+        instance.add_dynamic_partitions("credit_files", ["outcomes"])
+        landed = defs.resolve_job_def("ingest_job").execute_in_process(
+            instance=instance, partition_key="outcomes",
+            asset_selection=[dg.AssetKey(["credit", n]) for n in ("raw", "validated", "labels")])
+        assert landed.success
+        day = time.strftime("%Y-%m-%d", time.gmtime())
+        assert defs.resolve_job_def("monitoring_job").execute_in_process(
+            instance=instance, partition_key=day,
+            asset_selection=[dg.AssetKey(["credit", n]) for n in ("predictions", "live_performance")]).success
+        (request,) = tick().run_requests
+        assert request.tags["mlplatform/trigger"] == "live_performance"
+        reason = request.tags["mlplatform/reason"]
+        assert reason.startswith("live roc_auc of v2 is 0.") and " below v1's 0." in reason
+        assert reason.endswith("(tolerance 0.02); v1 serves again")
+        rolled = defs.resolve_job_def("rollback_job").execute_in_process(
+            instance=instance, run_config=request.run_config, tags=request.tags)
+        assert rolled.success
+        assert deployer.deployments.read("production").primary.model_version == "1"
+        assert predict(deployer, "production").headers["x-mlplatform-model-version"] == "1"
+        assert tracking.champion_version(client, CREDIT) == "1"
+        entry = deployer.deployments.audit_entries("production")[-1]
+        assert (entry["action"], entry["reason"], entry["trigger"]) == ("rollback", reason, "live_performance")
+        assert entry["champion"] == {"from": "2", "to": "1"} and entry["run_id"] == rolled.run_id
+        (observed,) = instance.fetch_observations(dg.AssetKey(["credit", "production"]), limit=1).records
+        assert observed.asset_observation.metadata["reason"].value == reason
+        assert tick().skip_message == "production's newest change is not a promotion"

@@ -8,32 +8,10 @@ import pandas as pd
 import pytest
 
 from mlplatform.lib import live
-from mlplatform.lib.demo_data import credit_day
-from mlplatform.lib.predlog import PredictionLog
 from mlplatform.specs import CREDIT
+from mlplatform_tests.conftest import applications, serve
 
 KEYS = [dg.AssetKey(["credit", "predictions"]), dg.AssetKey(["credit", "live_performance"])]
-
-
-def applications(rows: int, seed: int) -> pd.DataFrame:
-    """Today's applications with calibrated scores: each outcome is drawn with the probability served for it."""
-    rng = np.random.default_rng(seed)
-    frame = credit_day(0, rows, seed=seed)
-    frame["event_timestamp"] = pd.Timestamp.now(tz="UTC").floor("s") - pd.Timedelta(minutes=5)
-    frame["score"] = rng.beta(1.5, 3.5, rows).round(6)
-    frame["default"] = (rng.random(rows) < frame["score"]).astype("int64")
-    return frame
-
-
-def serve(platform, frame: pd.DataFrame, version: str, role: str, invert: bool = False) -> None:  # noqa: ANN001
-    """What the production service logs for `predict_entity` requests of 20 customers each."""
-    log = PredictionLog(platform.settings.deployments_dir / "production" / "predictions", "credit_model", version)
-    features = frame[CREDIT.contract_feature_names].to_dict("records")
-    scores = (1 - frame["score"] if invert else frame["score"]).tolist()
-    ids = frame["customer_id"].tolist()
-    for s in range(0, len(frame), 20):
-        log.append(f"{version}-{role}-{s:08d}", features[s:s + 20], scores[s:s + 20],
-                   [int(p >= 0.3) for p in scores[s:s + 20]], role=role, entity_ids=ids[s:s + 20])
 
 
 def materialize(platform) -> tuple[dg.AssetCheckEvaluation, dict]:  # noqa: ANN001
@@ -49,8 +27,8 @@ def materialize(platform) -> tuple[dg.AssetCheckEvaluation, dict]:  # noqa: ANN0
 
 def test_served_rows_are_scored_per_version_once_their_labels_land_and_judged_against_the_floors(platform):
     today = applications(600, seed=3)
-    serve(platform, today.iloc[:500], "1", "primary")
-    serve(platform, today.iloc[500:], "2", "candidate", invert=True)  # a canary that ranks backwards
+    serve(platform.settings, today.iloc[:500], "1", "primary")
+    serve(platform.settings, today.iloc[500:], "2", "candidate", invert=True)  # a canary that ranks backwards
     check, metadata = materialize(platform)
     assert check.passed and check.description == "v1: 0 labelled rows, fewer than the minimum to judge"
     assert metadata["served_rows"] == 600 and metadata["labelled_rows"] == 0 and metadata["with_entity"] == 600
@@ -71,7 +49,7 @@ def test_served_rows_are_scored_per_version_once_their_labels_land_and_judged_ag
     assert check.passed and check.description == "v1 clears its floors on 500 labelled rows"
 
     # the canary takes over most of the traffic: production's primary version is now below its floor
-    serve(platform, applications(600, seed=4).assign(customer_id=lambda f: f["customer_id"] + 10_000), "2",
+    serve(platform.settings, applications(600, seed=4).assign(customer_id=lambda f: f["customer_id"] + 10_000), "2",
           "primary", invert=True)
     check, metadata = materialize(platform)
     assert metadata["production_version"] == "2" and metadata["labelled_rows"] == 600  # new rows: no labels yet
