@@ -7,7 +7,7 @@ from pathlib import Path
 import dagster as dg
 
 from mlplatform import jobs, sensors
-from mlplatform.assets import data, deployment, evaluation, features, monitoring, training
+from mlplatform.assets import CHECKOUT, Sources, data, deployment, evaluation, features, monitoring, training
 from mlplatform.resources import (
     Artifacts,
     BentoStore,
@@ -41,13 +41,14 @@ def resources(settings: Settings) -> dict[str, object]:
     }
 
 
-def build_definitions(specs: Sequence[Spec], settings: Settings) -> dg.Definitions:
-    """Assets of each spec from the layer factories; the first spec's jobs carry the plain names."""
+def build_definitions(specs: Sequence[Spec], settings: Settings, sources: Sources = CHECKOUT) -> dg.Definitions:
+    """Assets of each spec from the layer factories; the first spec's jobs carry the plain names. `sources` is the
+    checkout the code versions are read from."""
     assets, all_jobs, all_sensors, schedules = [], [], [], []
     for index, spec in enumerate(specs):
-        assets += data.build(spec) + features.build(spec) + training.build(spec, settings.retraining)
-        assets += evaluation.build(spec)
-        assets += deployment.build(spec, settings.promotion) + monitoring.build(spec)
+        assets += data.build(spec, sources) + features.build(spec, sources)
+        assets += training.build(spec, settings.retraining, sources) + evaluation.build(spec, sources)
+        assets += deployment.build(spec, settings.promotion, sources) + monitoring.build(spec, sources)
         primary = index == 0
         ingest, train = jobs.ingest_job(spec, primary), jobs.training_job(spec, primary, settings.promotion)
         watch, back = jobs.monitoring_job(spec, primary), jobs.rollback_job(spec, primary)

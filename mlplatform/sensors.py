@@ -8,8 +8,9 @@ from typing import Any
 import dagster as dg
 from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
 
+from mlplatform import lineage
 from mlplatform.assets import key
-from mlplatform.jobs import rollback_op
+from mlplatform.jobs import INGEST_ASSETS, rollback_op
 from mlplatform.lib import triggers
 from mlplatform.partitions import landed_files
 from mlplatform.resources import DeploymentTarget, LandingZone
@@ -28,6 +29,10 @@ def landing_sensor(spec: Spec, job: UnresolvedAssetJobDefinition) -> dg.SensorDe
         from mlplatform.lib.landing import LandedFileError, content_hash
 
         seen: dict[str, list] = json.loads(context.cursor) if context.cursor else {}
+        # The Feast registry joins an ingest run only when it is missing or stale (its own code version).
+        registry = key(spec, "feature_registry")
+        fresh = not lineage.reasons(context.instance, context.repository_def.asset_graph, registry)
+        selection = [key(spec, n) for n in INGEST_ASSETS if not (fresh and n == "feature_registry")]
         known = set(context.instance.get_dynamic_partitions(parts.name))
         requests, new_keys = [], []
         try:
@@ -50,6 +55,7 @@ def landing_sensor(spec: Spec, job: UnresolvedAssetJobDefinition) -> dg.SensorDe
                 continue  # touched but identical content: nothing to rebuild
             # The mtime keeps the key new when a file returns to an earlier content (A → B → A).
             requests.append(dg.RunRequest(partition_key=partition, run_key=f"{partition}:{digest}:{stat.st_mtime_ns}",
+                                          asset_selection=selection,
                                           tags={"mlplatform/file": path.name, "mlplatform/sha256": digest}))
         dynamic = [parts.build_add_request(new_keys)] if new_keys else []
         return dg.SensorResult(run_requests=requests, dynamic_partitions_requests=dynamic, cursor=json.dumps(seen))

@@ -86,7 +86,8 @@ class Settings:
             raise SettingsError(f"MLPLATFORM_PROMOTION={promotion!r}: expected one of {', '.join(PROMOTION_POLICIES)}")
         retraining = environ.get("MLPLATFORM_RETRAINING", "on_new_data")
         if retraining not in RETRAINING_POLICIES:
-            raise SettingsError(f"MLPLATFORM_RETRAINING={retraining!r}: expected one of {', '.join(RETRAINING_POLICIES)}")
+            raise SettingsError(f"MLPLATFORM_RETRAINING={retraining!r}: expected one of "
+                                f"{', '.join(RETRAINING_POLICIES)}")
         ports = {}
         for name, default in (("staging", 3100), ("production", 3200)):
             raw = environ.get(f"MLPLATFORM_{name.upper()}_PORT", str(default))

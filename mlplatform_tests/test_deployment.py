@@ -293,7 +293,8 @@ def test_a_champion_that_does_worse_live_than_the_one_it_replaced_is_rolled_back
     deployer.deploy("production", v1, reason="first champion", action="promote",
                     extra={"champion": {"from": None, "to": "1"}})
     tracking.move_champion(client, CREDIT, "1", "test", "first champion")
-    before, after = applications(400, seed=5), applications(400, seed=6).assign(customer_id=lambda f: f.customer_id + 10**6)
+    before = applications(400, seed=5)
+    after = applications(400, seed=6).assign(customer_id=lambda f: f.customer_id + 10**6)
     serve(settings, before, "1", "primary")
     deployer.deploy("production", v2, reason="passed its gates", action="promote",
                     extra={"champion": {"from": "1", "to": "2"}})

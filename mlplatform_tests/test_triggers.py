@@ -83,7 +83,8 @@ def test_an_error_rate_above_the_maximum_rolls_back_before_any_label_lands():
     assert requests == 250 and rate == 0.08  # 4xx count as requests, not as failures; health probes not at all
     decision = triggers.rollback(PROMOTION, "2", [], POLICY, (rate, requests))
     assert decision.trigger == "error_rate"
-    assert decision.reason == "v2 failed 8.0% of 250 prediction requests since its promotion (maximum 5%); v1 serves again"
+    assert decision.reason == ("v2 failed 8.0% of 250 prediction requests since its promotion (maximum 5%); "
+                               "v1 serves again")
     assert isinstance(triggers.rollback(PROMOTION, "2", [], POLICY, (0.5, 40)), str)  # too few requests to judge
 
 

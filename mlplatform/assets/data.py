@@ -5,7 +5,8 @@ from collections.abc import Iterator
 import dagster as dg
 from pydantic import create_model
 
-from mlplatform.assets import DataFrame, key, rebuild_on_change, table, table_schema
+from mlplatform.assets import CHECKOUT, DataFrame, Sources, key, rebuild_on_change, table, table_schema
+from mlplatform.lineage import unchanged
 from mlplatform.partitions import landed_files
 from mlplatform.resources import LandingZone, Quarantine
 from mlplatform.specs import Spec
@@ -19,12 +20,15 @@ def validation_config(spec: Spec) -> type[dg.Config]:
                         max_bad_row_share=(float, spec.max_bad_row_share))
 
 
-def build(spec: Spec) -> list[dg.AssetsDefinition]:
+def build(spec: Spec, sources: Sources = CHECKOUT) -> list[dg.AssetsDefinition]:
+    contract = (spec.entity, spec.timestamp, spec.label, spec.numeric, spec.categorical, spec.sensitive)
     parts = landed_files(spec)
     raw_key, validated_key = key(spec, "raw"), key(spec, "validated")
     ValidationConfig = validation_config(spec)
 
-    @dg.asset(key=raw_key, partitions_def=parts, group_name=GROUP, code_version="1", kinds={"pandas", "file"},
+    @dg.asset(key=raw_key, partitions_def=parts, group_name=GROUP,
+              code_version=sources.version("mlplatform/lib/landing.py", config=spec.file_formats),
+              kinds={"pandas", "file"},
               check_specs=[dg.AssetCheckSpec("readable", asset=raw_key, blocking=True,
                                              description="The landed file is a readable CSV or Parquet table")])
     def raw(context: dg.AssetExecutionContext, landing: LandingZone, quarantine: Quarantine) -> Iterator:
@@ -49,7 +53,9 @@ def build(spec: Spec) -> list[dg.AssetsDefinition]:
         yield dg.AssetCheckResult(check_name="readable", passed=True, metadata={"rows": len(frame)})
 
     @dg.asset(key=validated_key, ins={"raw": dg.AssetIn(raw_key)}, partitions_def=parts, group_name=GROUP,
-              code_version="1", kinds={"pandas", "pandera"}, automation_condition=rebuild_on_change(partitioned=True),
+              code_version=sources.version("mlplatform/lib/validation.py", "mlplatform/lib/hashing.py",
+                                           config=(contract, spec.max_bad_row_share)),
+              kinds={"pandas", "pandera"}, automation_condition=rebuild_on_change(partitioned=True),
               check_specs=[dg.AssetCheckSpec("bad_row_share", asset=validated_key, blocking=True,
                                              description="Share of rows failing the contract is within the threshold")])
     def validated(context: dg.AssetExecutionContext, config: ValidationConfig, raw: DataFrame,
@@ -73,18 +79,21 @@ def build(spec: Spec) -> list[dg.AssetsDefinition]:
                                "file_errors": "; ".join(result.file_errors) or "none",
                                "failures": table(result.failure_counts()), "sample": table(result.sample())})
 
-    # Labels wait for the partition's features (and their parity check): a label row is published only when the
-    # features it will be joined to are in the store.
-    @dg.asset(key=key(spec, "labels"), ins={"validated": dg.AssetIn(validated_key)}, deps=[key(spec, "features")],
-              partitions_def=parts,
-              group_name=GROUP, code_version="1", kinds={"pandas"}, automation_condition=rebuild_on_change(partitioned=True))
-    def labels(validated: DataFrame) -> dg.Output:
+    # Labels do not read features: the training set depends on both, and waits for their blocking checks.
+    @dg.asset(key=key(spec, "labels"), ins={"validated": dg.AssetIn(validated_key)},
+              partitions_def=parts, output_required=False,
+              group_name=GROUP, kinds={"pandas"}, automation_condition=rebuild_on_change(partitioned=True),
+              code_version=sources.version("mlplatform/lib/training_set.py::label_rows", "mlplatform/lib/hashing.py",
+                                           config=contract))
+    def labels(context: dg.AssetExecutionContext, validated: DataFrame) -> Iterator:
         """Label events (entity, time, label, fairness slice): the rows a training set is built for."""
+        if unchanged(context):
+            return
         from mlplatform.lib.hashing import frame_version
         from mlplatform.lib.training_set import label_rows
 
         rows = label_rows(validated, spec)
-        return dg.Output(rows, data_version=dg.DataVersion(frame_version(rows)),
+        yield dg.Output(rows, data_version=dg.DataVersion(frame_version(rows)),
                          metadata={"dagster/row_count": len(rows), "label_rate": float(rows[spec.label].mean())
                                    if len(rows) else 0.0})
 

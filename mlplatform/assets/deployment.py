@@ -1,11 +1,13 @@
 """Deployment layer: a gated candidate packaged as a Bento, deployed to staging, then promoted to production."""
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
 
 import dagster as dg
 
-from mlplatform.assets import DataFrame, key, rebuild_on_change
+from mlplatform.assets import CHECKOUT, DataFrame, Sources, key, rebuild_on_change
+from mlplatform.lineage import unchanged
 from mlplatform.resources import BentoStore, DeploymentTarget, MlflowTracking
 from mlplatform.specs import Spec
 
@@ -25,22 +27,30 @@ class DeployConfig(dg.Config):
 def observation(spec: Spec, env: str, entry: dict[str, Any]) -> dg.AssetObservation:
     """An audit entry (rollback, strategy change, stop) as an observation on the environment's asset page."""
     metadata = {"action": entry["action"], "who": entry["who"], "reason": entry["reason"],
-                "from": dg.MetadataValue.json(entry.get("from") or {}), "to": dg.MetadataValue.json(entry.get("to") or {})}
+                "from": dg.MetadataValue.json(entry.get("from") or {}),
+                "to": dg.MetadataValue.json(entry.get("to") or {})}
     return dg.AssetObservation(asset_key=key(spec, env), metadata=metadata)
 
 
-def build(spec: Spec, promotion: str = "manual") -> list[dg.AssetsDefinition]:
+def build(spec: Spec, promotion: str = "manual", sources: Sources = CHECKOUT) -> list[dg.AssetsDefinition]:
+    service = [f"mlplatform/lib/{m}.py" for m in ("bento", "serving", "hotpath", "asgi", "predlog", "online")]
+    deployer = [f"mlplatform/lib/{m}.py" for m in ("deployer", "deployment", "router", "compose")]
     bento_key, staging_key, production_key = key(spec, "bento"), key(spec, "staging"), key(spec, "production")
 
     @dg.asset(key=bento_key, ins={"model": dg.AssetIn(key(spec, "model")),
                                   "evaluation": dg.AssetIn(key(spec, "evaluation")),
                                   "training_set": dg.AssetIn(key(spec, "training_set"))},
-              group_name=GROUP, code_version="2", kinds={"bentoml", "docker"},
-              automation_condition=rebuild_on_change(partitioned=False))
+              group_name=GROUP, kinds={"bentoml", "docker"},
+              code_version=sources.version(*service, "bentos/credit_service/service.py",
+                                           "bentos/credit_service/bentofile.yaml", "requirements.lock",
+                                           config=spec.gates.decision_threshold),
+              automation_condition=rebuild_on_change(partitioned=False), output_required=False)
     def bento(context: dg.AssetExecutionContext, model: DataFrame, evaluation: DataFrame, training_set: DataFrame,
-              bentos: BentoStore, mlflow: MlflowTracking) -> dg.Output:
+              bentos: BentoStore, mlflow: MlflowTracking) -> Iterator:
         """The candidate in the BentoML model store and a Bento (with smoke set and model card) built from
         bentos/credit_service with the lock file."""
+        if unchanged(context):
+            return
         from mlplatform.lib import bento as packaging
         from mlplatform.lib.deployer import Candidate
 
@@ -56,18 +66,21 @@ def build(spec: Spec, promotion: str = "manual") -> list[dg.AssetsDefinition]:
                                   metadata, smoke_rows=rows, model_card=evaluation.files["model_card"].read_text())
         candidate = Candidate(built.tag, str(built.path), reg.name, reg.version,
                               {**labels, "mlflow_run_id": reg.run_id, "git_commit": lineage.get("git.commit", "")})
-        return dg.Output(candidate, data_version=dg.DataVersion(built.tag), metadata={
+        yield dg.Output(candidate, data_version=dg.DataVersion(built.tag), metadata={
             "bento_tag": built.tag, "model_tag": built.model_tag, "models": dg.MetadataValue.json([built.model_tag]),
             "size_bytes": built.size_bytes, "path": dg.MetadataValue.path(str(built.path)),
             "dockerfile": dg.MetadataValue.path(str(built.dockerfile)), "smoke_rows": len(rows),
             "registered_model": f"{reg.name} v{reg.version}"})
 
-    @dg.asset(key=staging_key, ins={"bento": dg.AssetIn(bento_key)}, group_name=GROUP, code_version="1",
-              kinds={"bentoml"}, automation_condition=rebuild_on_change(partitioned=False))
+    @dg.asset(key=staging_key, ins={"bento": dg.AssetIn(bento_key)}, group_name=GROUP,
+              code_version=sources.version(*deployer),
+              kinds={"bentoml"}, automation_condition=rebuild_on_change(partitioned=False), output_required=False)
     def staging(context: dg.AssetExecutionContext, config: DeployConfig, bento: DataFrame,
-                deployment: DeploymentTarget) -> dg.Output:
+                deployment: DeploymentTarget) -> Iterator:
         """Every gated candidate, served in staging once its health and smoke checks pass (else staging keeps
         what it served)."""
+        if unchanged(context):
+            return
         from mlplatform.lib.deployment import DeploymentError
 
         deployer = deployment.deployer()
@@ -76,16 +89,20 @@ def build(spec: Spec, promotion: str = "manual") -> list[dg.AssetsDefinition]:
             record = deployer.deploy("staging", bento, config.strategy, config.canary_share, reason)
         except DeploymentError as err:
             raise dg.Failure(str(err), metadata=audit_tail(deployer, "staging")) from err
-        return dg.Output(bento, data_version=dg.DataVersion(bento.bento_tag),
+        yield dg.Output(bento, data_version=dg.DataVersion(bento.bento_tag),
                          metadata=served(deployer, "staging", record) | audit_tail(deployer, "staging"))
 
-    @dg.asset(key=production_key, ins={"staged": dg.AssetIn(staging_key)}, group_name=GROUP, code_version="1",
+    @dg.asset(key=production_key, ins={"staged": dg.AssetIn(staging_key)}, group_name=GROUP,
+              code_version=sources.version(*deployer, "mlplatform/lib/promotion.py"),
               kinds={"bentoml", "mlflow"},
-              automation_condition=rebuild_on_change(partitioned=False) if promotion == "automatic" else None)
+              automation_condition=rebuild_on_change(partitioned=False) if promotion == "automatic" else None,
+              output_required=False)
     def production(context: dg.AssetExecutionContext, config: DeployConfig, staged: DataFrame,
-                   deployment: DeploymentTarget, mlflow: MlflowTracking) -> dg.Output:
+                   deployment: DeploymentTarget, mlflow: MlflowTracking) -> Iterator:
         """The version staging serves (it passed staging's smoke test), promoted: served in production and given
         the MLflow `champion` alias (blue/green; canary and shadow first run next to the champion)."""
+        if unchanged(context):
+            return
         from mlplatform.lib.deployment import DeploymentError
         from mlplatform.lib.promotion import promote
 
@@ -96,7 +113,7 @@ def build(spec: Spec, promotion: str = "manual") -> list[dg.AssetsDefinition]:
                                        reason)
         except DeploymentError as err:
             raise dg.Failure(str(err), metadata=audit_tail(deployer, "production")) from err
-        return dg.Output(staged, data_version=dg.DataVersion(f"{staged.bento_tag}:{record.strategy}"),
+        yield dg.Output(staged, data_version=dg.DataVersion(f"{staged.bento_tag}:{record.strategy}"),
                          metadata=served(deployer, "production", record) | audit_tail(deployer, "production")
                          | {"champion": champion or "none"})
 

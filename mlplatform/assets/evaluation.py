@@ -5,7 +5,8 @@ from collections.abc import Iterator
 import dagster as dg
 from pydantic import create_model
 
-from mlplatform.assets import DataFrame, key, rebuild_on_change
+from mlplatform.assets import CHECKOUT, DataFrame, Sources, key, rebuild_on_change
+from mlplatform.lineage import unchanged
 from mlplatform.resources import Artifacts, MlflowTracking
 from mlplatform.specs import Spec
 
@@ -30,7 +31,10 @@ def evaluation_config(spec: Spec) -> type[dg.Config]:
                         min_slice_rows=(int, g.min_slice_rows))
 
 
-def build(spec: Spec) -> list[dg.AssetsDefinition]:
+EVALUATION_CODE = ("evaluate", "gates", "assessment", "report")
+
+
+def build(spec: Spec, sources: Sources = CHECKOUT) -> list[dg.AssetsDefinition]:
     eval_key = key(spec, "evaluation")
     EvaluationConfig = evaluation_config(spec)
     checks = [dg.AssetCheckSpec(name, asset=eval_key, blocking=True, description=text)
@@ -38,11 +42,14 @@ def build(spec: Spec) -> list[dg.AssetsDefinition]:
 
     @dg.asset(key=eval_key, ins={"training_set": dg.AssetIn(key(spec, "training_set")),
                                  "model": dg.AssetIn(key(spec, "model"))},
-              group_name=GROUP, code_version="1", kinds={"scikitlearn", "mlflow"}, check_specs=checks,
-              automation_condition=rebuild_on_change(partitioned=False))
+              group_name=GROUP, kinds={"scikitlearn", "mlflow"},
+              code_version=sources.version(*(f"mlplatform/lib/{m}.py" for m in EVALUATION_CODE), config=spec.gates),
+              check_specs=checks, automation_condition=rebuild_on_change(partitioned=False), output_required=False)
     def evaluation(context: dg.AssetExecutionContext, config: EvaluationConfig, training_set: DataFrame,
                    model: DataFrame, mlflow: MlflowTracking, artifacts: Artifacts) -> Iterator:
         """Holdout metrics of the challenger and the champion, slices, importance, report, model card and gates."""
+        if unchanged(context):
+            return
         from mlplatform.lib import tracking
         from mlplatform.lib.assessment import assess
         from mlplatform.lib.gates import Thresholds

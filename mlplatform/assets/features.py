@@ -5,7 +5,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from mlplatform.assets import DataFrame, key, rebuild_on_change, table
+from mlplatform.assets import CHECKOUT, DataFrame, Sources, key, rebuild_on_change, table
 from mlplatform.lib.feast_repo import definitions_version
 from mlplatform.partitions import landed_files
 from mlplatform.resources import FeastStore
@@ -14,7 +14,7 @@ from mlplatform.specs import Spec
 GROUP = "features"
 
 
-def build(spec: Spec) -> list[dg.AssetsDefinition]:
+def build(spec: Spec, sources: Sources = CHECKOUT) -> list[dg.AssetsDefinition]:
     parts = landed_files(spec)
     registry_key, features_key = key(spec, "feature_registry"), key(spec, "features")
     version = definitions_version(spec)
@@ -37,7 +37,9 @@ def build(spec: Spec) -> list[dg.AssetsDefinition]:
                                               "registry": dg.MetadataValue.path(str(registry))})
 
     @dg.asset(key=features_key, ins={"validated": dg.AssetIn(key(spec, "validated"))}, deps=[registry_key],
-              partitions_def=parts, group_name=GROUP, code_version="1", kinds={"pandas", "feast"},
+              partitions_def=parts, group_name=GROUP, kinds={"pandas", "feast"},
+              code_version=sources.version("mlplatform/lib/features.py", "mlplatform/lib/online.py",
+                                           "mlplatform/lib/hashing.py", config=(spec.entity, spec.derived)),
               automation_condition=rebuild_on_change(partitioned=True),
               check_specs=[dg.AssetCheckSpec("online_offline_parity", asset=features_key, blocking=True,
                                              description="Online values equal offline values as of the latest time")])

@@ -7,7 +7,7 @@ from datetime import timedelta
 
 import dagster as dg
 
-from mlplatform.assets import DataFrame, key, rebuild_on_change, table
+from mlplatform.assets import CHECKOUT, DataFrame, Sources, key, rebuild_on_change, table
 from mlplatform.partitions import SERVING_DAYS, landed_files
 from mlplatform.resources import Artifacts, DeploymentTarget, MlflowTracking
 from mlplatform.specs import Spec
@@ -62,12 +62,16 @@ def judge_drift(context: dg.AssetExecutionContext, spec: Spec, kind: str, curren
     return [dg.Output(frame, data_version=dg.DataVersion(version), metadata=metadata), check]
 
 
-def build(spec: Spec) -> list[dg.AssetsDefinition]:
+def build(spec: Spec, sources: Sources = CHECKOUT) -> list[dg.AssetsDefinition]:
+    m = spec.monitoring
+    drift_version = sources.version("mlplatform/lib/drift.py", config=(
+        spec.contract_feature_names, m.drift_warn_share, m.drift_error_share, m.min_drift_rows))
     predictions_key, deployed = key(spec, "predictions"), [key(spec, "staging"), key(spec, "production")]
     data_drift_key, live_drift_key = key(spec, "data_drift"), key(spec, "live_drift")
     live_performance_key, labels_key = key(spec, "live_performance"), key(spec, "labels")
 
-    @dg.asset(key=predictions_key, deps=deployed, partitions_def=SERVING_DAYS, group_name=GROUP, code_version="1",
+    @dg.asset(key=predictions_key, deps=deployed, partitions_def=SERVING_DAYS, group_name=GROUP,
+              code_version=sources.version("mlplatform/lib/predlog.py", config=spec.contract_feature_names),
               kinds={"pandas"})
     def predictions(context: dg.AssetExecutionContext, deployment: DeploymentTarget) -> dg.Output:
         """Every row the staging and production services scored on the day (UTC), with version and role."""
@@ -90,7 +94,8 @@ def build(spec: Spec) -> list[dg.AssetsDefinition]:
     not_on_promotion = dg.AssetSelection.assets(*deployed)
 
     @dg.asset(key=data_drift_key, ins={"validated": dg.AssetIn(key(spec, "validated"))}, deps=deployed[1:],
-              partitions_def=landed_files(spec), group_name=GROUP, code_version="1", kinds={"evidently", "pandas"},
+              partitions_def=landed_files(spec), group_name=GROUP, code_version=drift_version,
+              kinds={"evidently", "pandas"},
               automation_condition=rebuild_on_change(partitioned=True).ignore(not_on_promotion),
               check_specs=[drift_check(spec, data_drift_key)])
     def data_drift(context: dg.AssetExecutionContext, validated: DataFrame, mlflow: MlflowTracking,
@@ -99,7 +104,7 @@ def build(spec: Spec) -> list[dg.AssetsDefinition]:
         yield from judge_drift(context, spec, "data", validated, mlflow, artifacts)
 
     @dg.asset(key=live_drift_key, ins={"predictions": dg.AssetIn(predictions_key)}, deps=deployed[1:],
-              partitions_def=SERVING_DAYS, group_name=GROUP, code_version="1", kinds={"evidently", "pandas"},
+              partitions_def=SERVING_DAYS, group_name=GROUP, code_version=drift_version, kinds={"evidently", "pandas"},
               automation_condition=rebuild_on_change(partitioned=True).ignore(not_on_promotion),
               check_specs=[drift_check(spec, live_drift_key)])
     def live_drift(context: dg.AssetExecutionContext, predictions: DataFrame, mlflow: MlflowTracking,
@@ -113,7 +118,12 @@ def build(spec: Spec) -> list[dg.AssetsDefinition]:
 
     floors = ", ".join([f"{n} ≥ {v}" for n, v in spec.gates.floors] + [f"{n} ≤ {v}" for n, v in spec.gates.ceilings])
 
-    @dg.asset(key=live_performance_key, group_name=GROUP, code_version="1", kinds={"scikitlearn", "pandas"},
+    @dg.asset(key=live_performance_key, group_name=GROUP, kinds={"scikitlearn", "pandas"},
+              code_version=sources.version("mlplatform/lib/live.py",
+                                           "mlplatform/lib/evaluate.py::expected_calibration_error",
+                                           "mlplatform/lib/evaluate.py::calibration_bins", config=(
+                                               m.label_window_days, m.min_label_rows, spec.gates.floors,
+                                               spec.gates.ceilings)),
               ins={"predictions": dg.AssetIn(predictions_key),
                    "labels": dg.AssetIn(labels_key, partition_mapping=dg.AllPartitionMapping(),
                                         metadata={"allow_missing_partitions": True})},

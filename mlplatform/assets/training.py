@@ -5,7 +5,8 @@ from collections.abc import Iterator
 import dagster as dg
 from pydantic import create_model
 
-from mlplatform.assets import DataFrame, key, rebuild_on_change, table
+from mlplatform.assets import CHECKOUT, DataFrame, Sources, key, rebuild_on_change, table
+from mlplatform.lineage import unchanged
 from mlplatform.resources import Artifacts, FeastStore, MlflowTracking
 from mlplatform.specs import Spec
 
@@ -19,21 +20,26 @@ def training_config(spec: Spec) -> type[dg.Config]:
                         max_iter=(int, spec.max_iter), seed=(int, spec.seed), holdout_days=(int, spec.holdout_days))
 
 
-def build(spec: Spec, retraining: str = "on_new_data") -> list[dg.AssetsDefinition]:
+def build(spec: Spec, retraining: str = "on_new_data", sources: Sources = CHECKOUT) -> list[dg.AssetsDefinition]:
     """`retraining="on_trigger"` leaves the training set without an automation condition: only the retrain sensor
     (persistent drift, live performance below its floor) or a person starts the training chain."""
     set_key, model_key = key(spec, "training_set"), key(spec, "model")
     TrainingConfig = training_config(spec)
     labels_in = dg.AssetIn(key(spec, "labels"), metadata={"allow_missing_partitions": True})
 
-    @dg.asset(key=set_key, ins={"labels": labels_in}, deps=[key(spec, "feature_registry")],
-              group_name=GROUP, code_version="1", kinds={"pandas", "feast", "pandera"},
+    # Features are read through Feast, not loaded as an input: a dependency, so new feature values rebuild the set.
+    @dg.asset(key=set_key, ins={"labels": labels_in}, deps=[key(spec, "feature_registry"), key(spec, "features")],
+              group_name=GROUP, kinds={"pandas", "feast", "pandera"},
+              code_version=sources.version("mlplatform/lib/training_set.py", "mlplatform/lib/hashing.py",
+                                           config=(spec.feature_service_name, spec.feature_names)),
               automation_condition=rebuild_on_change(partitioned=False) if retraining == "on_new_data" else None,
-              check_specs=[dg.AssetCheckSpec("schema", asset=set_key, blocking=True,
+              output_required=False, check_specs=[dg.AssetCheckSpec("schema", asset=set_key, blocking=True,
                                              description="Every label row has every feature, with valid values")])
     def training_set(context: dg.AssetExecutionContext, labels: DataFrame, feast: FeastStore,
                      artifacts: Artifacts) -> Iterator:
         """Every label row joined to its features as of its own timestamp, via the versioned feature service."""
+        if unchanged(context):
+            return
         import pandera.pandas as pa
 
         from mlplatform.lib.hashing import frame_version
@@ -63,12 +69,16 @@ def build(spec: Spec, retraining: str = "on_new_data") -> list[dg.AssetsDefiniti
             description="valid" if failures is None else f"{len(failures)} failing values",
             metadata={"failures": table(failures) if failures is not None else "none"})
 
-    @dg.asset(key=model_key, ins={"training_set": dg.AssetIn(set_key)}, group_name=GROUP, code_version="1",
+    @dg.asset(key=model_key, ins={"training_set": dg.AssetIn(set_key)}, group_name=GROUP,
+              code_version=sources.version("mlplatform/lib/train.py", config=(
+                  spec.estimator, spec.regularization_c, spec.max_iter, spec.seed, spec.holdout_days)),
               kinds={"scikitlearn", "mlflow"}, automation_condition=rebuild_on_change(partitioned=False),
-              retry_policy=dg.RetryPolicy(max_retries=2, delay=5))
+              retry_policy=dg.RetryPolicy(max_retries=2, delay=5), output_required=False)
     def model(context: dg.AssetExecutionContext, config: TrainingConfig, training_set: DataFrame,
-              mlflow: MlflowTracking) -> dg.Output:
+              mlflow: MlflowTracking) -> Iterator:
         """A fitted scikit-learn Pipeline, tracked in MLflow and registered as the `challenger` version."""
+        if unchanged(context):
+            return
         from mlplatform.lib import tracking, train
         from mlplatform.lib.hashing import frame_version
 
@@ -92,7 +102,7 @@ def build(spec: Spec, retraining: str = "on_new_data") -> list[dg.AssetsDefiniti
                                             holdout[spec.feature_names], params.__dict__, metrics, tags)
         trained = train.TrainedModel(pipeline, params, tracked, set_version, partitions, train_rows, len(holdout),
                                      tags)
-        return dg.Output(trained, data_version=dg.DataVersion(train.behaviour_version(pipeline, holdout, spec)),
+        yield dg.Output(trained, data_version=dg.DataVersion(train.behaviour_version(pipeline, holdout, spec)),
                          metadata={**metrics, "mlflow_run_id": tracked.run_id, "model_uri": tracked.model_uri,
                                    "registered_model": f"{tracked.name} v{tracked.version} @challenger",
                                    "git_commit": tags["git.commit"], "seed": params.seed})

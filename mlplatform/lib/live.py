@@ -21,7 +21,8 @@ def labelled(served: pd.DataFrame, labels: pd.DataFrame, spec: Spec) -> pd.DataF
     """The served rows that have a label, with it as `outcome` (and the label's time as `labelled_at`)."""
     rows = served.dropna(subset=[spec.entity])
     if rows.empty or labels.empty:
-        return rows.iloc[:0].assign(outcome=pd.Series(dtype="int64"), labelled_at=pd.Series(dtype="datetime64[ns, UTC]"))
+        empty = {"outcome": pd.Series(dtype="int64"), "labelled_at": pd.Series(dtype="datetime64[ns, UTC]")}
+        return rows.iloc[:0].assign(**empty)
     rows = rows.astype({spec.entity: labels[spec.entity].dtype}).sort_values("at", kind="stable")
     events = (labels[[spec.entity, spec.timestamp, spec.label]]
               .rename(columns={spec.label: "outcome", spec.timestamp: "labelled_at"}))
