@@ -140,6 +140,80 @@ def retry(run_id: Annotated[str, typer.Argument(help="Id of a failed Dagster run
 
 
 @app.command()
+def loop(
+    passes: Annotated[int, typer.Option(min=1, help="At most this many passes over sensors and automation.")] = 12,
+) -> None:
+    """The daemon's work in this process, until nothing more is asked: landing, retraining and rollback sensors,
+    then automation, run by run. With MLPLATFORM_RETRAINING=on_trigger only the retrain sensor trains (persistent
+    drift, live performance below its floor); `dagster-daemon` (or `mlplatform dev`) runs the same continuously."""
+    import warnings
+
+    import dagster as dg
+
+    from mlplatform.definitions import build_definitions
+    from mlplatform.loop import Loop
+    from mlplatform.specs import SPECS
+
+    warnings.filterwarnings("ignore", category=dg.BetaWarning)
+    settings = get_settings()
+    settings.export()
+    with dg.DagsterInstance.get() as instance:
+        runner = Loop(build_definitions(SPECS, settings), instance, log=typer.echo)
+        try:
+            runs = runner.settle(max_passes=passes)
+        except RuntimeError as err:
+            _fail(err)
+        for run in runs:
+            if "mlplatform/reason" in run.tags:
+                typer.echo(f"{run.tags['mlplatform/trigger']}: {run.tags['mlplatform/reason']}")
+    failed = [r for r in runs if not r.ok]
+    typer.echo(f"settled: {len(runs)} runs, {len(failed)} failed")
+    raise typer.Exit(1 if failed else 0)
+
+
+@app.command()
+def plan(
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    check: Annotated[bool, typer.Option(help="CI mode: exit 1 when anything would rebuild.")] = False,
+) -> None:
+    """What is stale and why (never materialized, new partition, code version changed, upstream data changed),
+    and which jobs and partitions would run. Reads the instance of $DAGSTER_HOME (point it at the platform's
+    own, e.g. its Postgres storage, to see what a pull request would rebuild); changes nothing."""
+    import json
+    import warnings
+
+    import dagster as dg
+
+    from mlplatform import lineage
+    from mlplatform.definitions import build_definitions
+    from mlplatform.partitions import landed_files
+    from mlplatform.specs import SPECS
+
+    warnings.filterwarnings("ignore", category=dg.BetaWarning)
+    settings = get_settings()
+    settings.export()
+    defs = build_definitions(SPECS, settings)
+    landed = {landed_files(s).name: list(defs.resources["landing"].files(s)) for s in SPECS}
+    with dg.DagsterInstance.get() as instance:
+        entries = lineage.plan(instance, defs.resolve_asset_graph(), landed, SPECS[0].name)
+    runs = lineage.summary(entries)
+    if as_json:
+        typer.echo(json.dumps({"stale": [e.as_dict() for e in entries], "runs": runs}, indent=2))
+    elif not entries:
+        typer.echo("everything is fresh: nothing would rebuild")
+    else:
+        typer.echo(f"{len(entries)} asset partitions would rebuild:")
+        for e in entries:
+            where = f"[{e.partition}]" if e.partition else ""
+            typer.echo(f"  {e.asset + where:44} {'; '.join(e.reasons)}")
+        typer.echo("would run:")
+        for run in runs:
+            parts = f" partitions {', '.join(run['partitions'])}:" if run["partitions"] else ":"
+            typer.echo(f"  {run['job']:16}{parts} {', '.join(run['assets'])}")
+    raise typer.Exit(1 if check and entries else 0)
+
+
+@app.command()
 def dev(port: Annotated[int, typer.Option(help="Port of the UI.")] = 3000) -> None:
     """Start the Dagster UI and daemon (sensors, automation) on 127.0.0.1 with this project's instance."""
     settings = get_settings()

@@ -53,7 +53,7 @@ def build_definitions(specs: Sequence[Spec], settings: Settings, sources: Source
         ingest, train = jobs.ingest_job(spec, primary), jobs.training_job(spec, primary, settings.promotion)
         watch, back = jobs.monitoring_job(spec, primary), jobs.rollback_job(spec, primary)
         all_jobs += [ingest, train, jobs.promote_job(spec, primary), watch, back]
-        all_sensors += [sensors.landing_sensor(spec, ingest), sensors.retrain_sensor(spec, train),
+        all_sensors += [sensors.landing_sensor(spec, ingest), sensors.retrain_sensor(spec, train, settings.retraining),
                         sensors.rollback_sensor(spec, back)]
         schedules.append(sensors.monitoring_schedule(spec, watch))
     all_sensors.append(sensors.automation_sensor())

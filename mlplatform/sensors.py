@@ -128,10 +128,13 @@ def unseen_labels(instance: dg.DagsterInstance, spec: Spec) -> tuple[list[str], 
     labels = instance.fetch_materializations(dg.AssetRecordsFilter(asset_key=key(spec, "labels"),
                                                                    after_storage_id=after), limit=HISTORY).records
     version = trained.asset_materialization.tags.get("dagster/data_version", "") if trained else ""
-    return sorted({r.asset_materialization.partition for r in labels}), version or "never trained"
+    return sorted({r.asset_materialization.partition for r in labels}), version or triggers.NEVER_TRAINED
 
 
-def retrain_sensor(spec: Spec, job: UnresolvedAssetJobDefinition) -> dg.SensorDefinition:
+def retrain_sensor(spec: Spec, job: UnresolvedAssetJobDefinition, retraining: str = "on_new_data",
+                   ) -> dg.SensorDefinition:
+    """`retraining="on_trigger"`: automation does not train, so this sensor also starts the first training."""
+
     @dg.sensor(name=f"{spec.name}_retrain_sensor", job=job, minimum_interval_seconds=60,
                default_status=dg.DefaultSensorStatus.RUNNING)
     def retrain(context: dg.SensorEvaluationContext) -> dg.SensorResult:
@@ -142,7 +145,7 @@ def retrain_sensor(spec: Spec, job: UnresolvedAssetJobDefinition) -> dg.SensorDe
         labels, trained_on = unseen_labels(instance, spec)
         decision = triggers.retrain(drift_batches(instance, spec, "data"), drift_batches(instance, spec, "live"),
                                     performance_days(instance, spec, limit=1 + spec.monitoring.label_lookback_days),
-                                    spec.monitoring, labels, trained_on)
+                                    spec.monitoring, labels, trained_on, first_training=retraining == "on_trigger")
         if isinstance(decision, str):
             return dg.SensorResult(skip_reason=dg.SkipReason(decision))
         context.log.info(f"retraining {spec.name}: {decision.reason}")

@@ -103,7 +103,9 @@ def test_a_good_model_passes_every_gate_with_a_report_a_card_and_tags(good):
     assert bento_meta["model_tag"].value in bento_yaml(good)
     labels = model_labels(good)
     assert list(labels.values()) == [{"mlflow_model": "credit_model", "mlflow_version": "1", "dagster_run": result.run_id,
-                                      "data_version": assessment_data_version(result), "code_version": "1"}]
+                                      "data_version": assessment_data_version(result),
+                                      "code_version": good.defs.resolve_asset_graph().get(
+                                          dg.AssetKey(["credit", "model"])).code_version}]
 
 
 def test_a_feature_ignoring_model_fails_the_floors_and_the_bento_is_not_built(good):

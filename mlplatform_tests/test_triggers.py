@@ -30,6 +30,10 @@ def test_drift_retrains_only_when_it_persists_against_one_reference_and_there_is
                     streak[:2]):
         assert triggers.retrain(batches, [], [], POLICY, ["d6"], "tsv1") == (
             "no persistent drift and no live performance below its floor")
+    # retraining on trigger only: the first model is trained by the sensor too, once labels have landed
+    first = triggers.retrain([], [], [], POLICY, ["d1", "d2"], triggers.NEVER_TRAINED, first_training=True)
+    assert (first.trigger, first.reason) == ("first_training", "no model yet: first training on 2 landed partitions")
+    assert isinstance(triggers.retrain([], [], [], POLICY, ["d1"], triggers.NEVER_TRAINED), str)  # automation trains
     # the model already learnt from every landed label: retraining would reproduce it
     assert triggers.retrain(streak, [], [], POLICY, [], "tsv1").endswith(
         "but every landed label is in the current training set (nothing new to learn)")

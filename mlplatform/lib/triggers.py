@@ -13,6 +13,7 @@ from mlplatform.specs import Monitoring
 
 RANK = {"none": 0, "warn": 1, "error": 2}
 PREDICTION_ENDPOINTS = ("/predict", "/predict_entity")
+NEVER_TRAINED = "never trained"
 
 
 @dataclass(frozen=True)
@@ -63,13 +64,18 @@ def drift_streak(batches: Sequence[Batch], policy: Monitoring) -> list[Batch] | 
 
 
 def retrain(data: Sequence[Batch], live: Sequence[Batch], days: Sequence[Day], policy: Monitoring,
-            unseen_labels: Sequence[str], trained_on: str) -> Decision | str:
+            unseen_labels: Sequence[str], trained_on: str, first_training: bool = False) -> Decision | str:
     """Retrain when drift persists or production's latest judged day is below its floor, and landed labels exist
     that the current training set has not seen (retraining on the same data reproduces the same model).
 
     `batches` and `days` are newest first; `trained_on` names the current training set (part of the run key, so
-    one piece of evidence starts one retraining per training set). Returns the decision or why there is none.
+    one piece of evidence starts one retraining per training set). With `first_training` (nothing else trains:
+    retraining on trigger only), landed labels and no training set yet start the first training.
+    Returns the decision or why there is none.
     """
+    if first_training and trained_on == NEVER_TRAINED and unseen_labels:
+        return Decision("first_training", f"no model yet: first training on {len(unseen_labels)} landed partitions",
+                        "retrain:first", {"unseen_label_partitions": list(unseen_labels)})
     reasons, evidence = [], {}
     for kind, batches in (("data", data), ("live", live)):
         streak = drift_streak(batches, policy)
