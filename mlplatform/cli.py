@@ -158,7 +158,8 @@ def loop(
     settings = get_settings()
     settings.export()
     with dg.DagsterInstance.get() as instance:
-        runner = Loop(build_definitions(SPECS, settings), instance, log=typer.echo)
+        runner = Loop(build_definitions(SPECS, settings), instance, log=typer.echo,
+                      state=settings.dagster_home / "loop-state.json")
         try:
             runs = runner.settle(max_passes=passes)
         except RuntimeError as err:

@@ -7,13 +7,16 @@ demo of the whole loop without a daemon), by the rebuild tests and by the benchm
 to run the platform.
 """
 
+import json
 import time
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import dagster as dg
+from dagster_shared.serdes import deserialize_value, serialize_value
 
 from mlplatform.lineage import AUTOMATION_TAG, SENSOR_TAG
 
@@ -74,11 +77,26 @@ class Loop:
     settles (a new checkout) while the cursors carry on, as they do across a daemon's code reloads."""
 
     def __init__(self, defs: dg.Definitions, instance: dg.DagsterInstance,
-                 log: Callable[[str], None] | None = None) -> None:
-        self.defs, self.instance, self.log = defs, instance, log or (lambda _line: None)
+                 log: Callable[[str], None] | None = None, state: Path | None = None) -> None:
+        """`state`: a file keeping the sensor and automation cursors between processes (as the daemon keeps them
+        in its storage), so a later loop carries on where this one stopped."""
+        self.defs, self.instance, self.log, self.state = defs, instance, log or (lambda _line: None), state
         self.cursors: dict[str, str | None] = defaultdict(lambda: None)
         self.automation_cursor: Any = None
         self.runs: list[Run] = []
+        if state is not None and state.exists():
+            saved = json.loads(state.read_text())
+            self.cursors.update(saved["sensors"])
+            self.automation_cursor = deserialize_value(saved["automation"]) if saved["automation"] else None
+
+    def save(self) -> None:
+        if self.state is None:
+            return
+        automation = serialize_value(self.automation_cursor) if self.automation_cursor is not None else None
+        self.state.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.state.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"sensors": dict(self.cursors), "automation": automation}))
+        tmp.replace(self.state)
 
     def _launched(self, sensor: str, run_key: str | None) -> bool:
         if not run_key:
@@ -151,7 +169,9 @@ class Loop:
             if self.sensors() + self.automation() == 0:
                 break
         else:
+            self.save()
             raise RuntimeError(f"the loop still had work after {max_passes} passes")
+        self.save()
         return self.runs[first:]
 
     def materialized(self, since: int = 0) -> set[str]:

@@ -121,3 +121,13 @@ def serve(settings: Settings, frame: pd.DataFrame, version: str, role: str, inve
     for s in range(0, len(frame), 20):
         log.append(f"{version}-{role}-{s:08d}", features[s:s + 20], scores[s:s + 20],
                    [int(p >= 0.3) for p in scores[s:s + 20]], role=role, entity_ids=ids[s:s + 20])
+
+
+LONGEST_FIRST = ("test_cli.py", "test_rebuild.py", "test_deployment.py")  # each runs for minutes
+
+
+def pytest_collection_modifyitems(items: list) -> None:
+    """The longest files first, so that with `--dist loadfile` they start at once on different workers instead
+    of one of them arriving last."""
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
