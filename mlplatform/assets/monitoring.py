@@ -104,7 +104,8 @@ def build(spec: Spec, sources: Sources = CHECKOUT) -> list[dg.AssetsDefinition]:
         yield from judge_drift(context, spec, "data", validated, mlflow, artifacts)
 
     @dg.asset(key=live_drift_key, ins={"predictions": dg.AssetIn(predictions_key)}, deps=deployed[1:],
-              partitions_def=SERVING_DAYS, group_name=GROUP, code_version=drift_version, kinds={"evidently", "pandas"},
+              partitions_def=SERVING_DAYS, group_name=GROUP, code_version=drift_version,
+              kinds={"evidently", "pandas"},
               automation_condition=rebuild_on_change(partitioned=True).ignore(not_on_promotion),
               check_specs=[drift_check(spec, live_drift_key)])
     def live_drift(context: dg.AssetExecutionContext, predictions: DataFrame, mlflow: MlflowTracking,
@@ -116,7 +117,8 @@ def build(spec: Spec, sources: Sources = CHECKOUT) -> list[dg.AssetsDefinition]:
         current, traffic = (predictions, "staging") if staging_only else (production, "production")
         yield from judge_drift(context, spec, "live", current, mlflow, artifacts, traffic)
 
-    floors = ", ".join([f"{n} ≥ {v}" for n, v in spec.gates.floors] + [f"{n} ≤ {v}" for n, v in spec.gates.ceilings])
+    floors = ", ".join([f"{n} ≥ {v}" for n, v in spec.gates.floors]
+                       + [f"{n} ≤ {v}" for n, v in spec.gates.ceilings])
 
     @dg.asset(key=live_performance_key, group_name=GROUP, kinds={"scikitlearn", "pandas"},
               code_version=sources.version("mlplatform/lib/live.py",
