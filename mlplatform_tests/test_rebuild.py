@@ -75,9 +75,12 @@ def test_each_kind_of_change_rebuilds_exactly_its_downstream(tmp_path, migrated_
             planned = lineage.plan(instance, edited.resolve_asset_graph())  # what `mlplatform plan` prints
             assert {(e.asset, e.partition) for e in planned if e.reasons[0].startswith("code version changed: ")} \
                 == {("credit/features", p) for p in FILES}
-            assert {e.asset for e in planned if e.partition is None} == CHAIN  # if the features' data change
+            # the chain if the features' data change; production has never been promoted (manual promotion)
+            assert {e.asset for e in planned if e.partition is None} == CHAIN | {"credit/production"}
             assert change() == {f"credit/features[{p}]" for p in FILES}
-            assert lineage.plan(instance, loop.defs.resolve_asset_graph()) == []  # settled: nothing is stale
+            settled = lineage.plan(instance, loop.defs.resolve_asset_graph())  # nothing stale but the promotion
+            assert [(e.asset, e.partition, e.reasons, e.job) for e in settled] == [
+                ("credit/production", None, ["never materialized"], "promote_job")]
 
             # evaluation code edited: the evaluation only (same numbers, same gates: nothing to repackage)
             evaluate_py = root / "mlplatform" / "lib" / "evaluate.py"
