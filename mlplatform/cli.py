@@ -159,7 +159,7 @@ def loop(
     settings.export()
     with dg.DagsterInstance.get() as instance:
         runner = Loop(build_definitions(SPECS, settings), instance, log=typer.echo,
-                      state=settings.dagster_home / "loop-state.json")
+                      state=settings.dagster_home / "loop-state.json", run_log_level="WARNING")
         try:
             runs = runner.settle(max_passes=passes)
         except RuntimeError as err:

@@ -77,10 +77,13 @@ class Loop:
     settles (a new checkout) while the cursors carry on, as they do across a daemon's code reloads."""
 
     def __init__(self, defs: dg.Definitions, instance: dg.DagsterInstance,
-                 log: Callable[[str], None] | None = None, state: Path | None = None) -> None:
+                 log: Callable[[str], None] | None = None, state: Path | None = None,
+                 run_log_level: str = "DEBUG") -> None:
         """`state`: a file keeping the sensor and automation cursors between processes (as the daemon keeps them
-        in its storage), so a later loop carries on where this one stopped."""
+        in its storage), so a later loop carries on where this one stopped. `run_log_level`: what each run
+        prints to the console (its events are stored in the instance either way)."""
         self.defs, self.instance, self.log, self.state = defs, instance, log or (lambda _line: None), state
+        self.loggers = {"console": {"config": {"log_level": run_log_level}}}
         self.cursors: dict[str, str | None] = defaultdict(lambda: None)
         self.automation_cursor: Any = None
         self.runs: list[Run] = []
@@ -107,7 +110,8 @@ class Loop:
     def _execute(self, source: str, job: dg.JobDefinition, partition: str | None, tags: dict[str, str],
                  run_config: dict | None = None, assets: list[dg.AssetKey] | None = None) -> Run:
         started = time.perf_counter()
-        result = job.execute_in_process(instance=self.instance, partition_key=partition, run_config=run_config or {},
+        run_config = {**(run_config or {}), "loggers": self.loggers}
+        result = job.execute_in_process(instance=self.instance, partition_key=partition, run_config=run_config,
                                         tags=tags, asset_selection=assets, raise_on_error=False)
         requested = sorted(k.to_user_string() for k in assets) if assets else [job.name]
         run = Run(source, job.name, partition, requested, _materialized(result), result.success,

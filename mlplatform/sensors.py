@@ -100,8 +100,8 @@ def drift_batches(instance: dg.DagsterInstance, spec: Spec, kind: str) -> list[t
     found = latest_per_partition(instance, key(spec, f"{kind}_drift"))
     order = sorted(found, reverse=True) if kind == "live" else list(found)
     return [triggers.Batch(kind, p, str(found[p].get("severity", "not judged")),
-                           str(found[p].get("reference_data_version", "")), str(found[p].get("summary", "")))
-            for p in order]
+                           str(found[p].get("reference_data_version", "")), str(found[p].get("summary", "")),
+                           found[p]["_id"]) for p in order]
 
 
 def performance_days(instance: dg.DagsterInstance, spec: Spec, limit: int | None = None) -> list[triggers.Day]:
@@ -116,19 +116,20 @@ def performance_days(instance: dg.DagsterInstance, spec: Spec, limit: int | None
                 versions.setdefault(parts[1][1:], {})[parts[2]] = float(value)
         days.append(triggers.Day(partition, versions, str(meta.get("production_version", "")),
                                  bool(meta.get("judged", False)), bool(meta.get("below_floor", False)),
-                                 str(meta.get("performance", ""))))
+                                 str(meta.get("performance", "")), meta["_id"]))
     return days
 
 
-def unseen_labels(instance: dg.DagsterInstance, spec: Spec) -> tuple[list[str], str]:
-    """Label partitions materialized after the newest training set, and that training set's data version."""
+def unseen_labels(instance: dg.DagsterInstance, spec: Spec) -> tuple[list[str], str, int]:
+    """Label partitions materialized after the newest training set, that training set's data version and its
+    storage id (0 before any)."""
     latest = instance.fetch_materializations(dg.AssetRecordsFilter(asset_key=key(spec, "training_set")), limit=1)
     trained = latest.records[0] if latest.records else None
     after = trained.storage_id if trained else 0
     labels = instance.fetch_materializations(dg.AssetRecordsFilter(asset_key=key(spec, "labels"),
                                                                    after_storage_id=after), limit=HISTORY).records
     version = trained.asset_materialization.tags.get("dagster/data_version", "") if trained else ""
-    return sorted({r.asset_materialization.partition for r in labels}), version or triggers.NEVER_TRAINED
+    return sorted({r.asset_materialization.partition for r in labels}), version or triggers.NEVER_TRAINED, after
 
 
 def retrain_sensor(spec: Spec, job: UnresolvedAssetJobDefinition, retraining: str = "on_new_data",
@@ -142,10 +143,11 @@ def retrain_sensor(spec: Spec, job: UnresolvedAssetJobDefinition, retraining: st
         `Monitoring.retrain_after_drifted_batches` batches or production's live performance is below its floor,
         and labels have landed that the current model has not learnt from; the run's tags say why."""
         instance = context.instance
-        labels, trained_on = unseen_labels(instance, spec)
+        labels, trained_on, trained_at = unseen_labels(instance, spec)
         decision = triggers.retrain(drift_batches(instance, spec, "data"), drift_batches(instance, spec, "live"),
                                     performance_days(instance, spec, limit=1 + spec.monitoring.label_lookback_days),
-                                    spec.monitoring, labels, trained_on, first_training=retraining == "on_trigger")
+                                    spec.monitoring, labels, trained_on, first_training=retraining == "on_trigger",
+                                    trained_at=trained_at)
         if isinstance(decision, str):
             return dg.SensorResult(skip_reason=dg.SkipReason(decision))
         context.log.info(f"retraining {spec.name}: {decision.reason}")

@@ -1,5 +1,6 @@
 """The retraining and rollback triggers: their decisions, and the retrain sensor over a real platform."""
 
+import dataclasses
 import json
 
 import dagster as dg
@@ -29,11 +30,14 @@ def test_drift_retrains_only_when_it_persists_against_one_reference_and_there_is
                     [batch("d6", "error"), batch("d5", "error"), batch("d3", "error", reference="ref0")],
                     streak[:2]):
         assert triggers.retrain(batches, [], [], POLICY, ["d6"], "tsv1") == (
-            "no persistent drift and no live performance below its floor")
+            "no persistent drift and no live performance below its floor since the last training")
     # retraining on trigger only: the first model is trained by the sensor too, once labels have landed
     first = triggers.retrain([], [], [], POLICY, ["d1", "d2"], triggers.NEVER_TRAINED, first_training=True)
     assert (first.trigger, first.reason) == ("first_training", "no model yet: first training on 2 landed partitions")
     assert isinstance(triggers.retrain([], [], [], POLICY, ["d1"], triggers.NEVER_TRAINED), str)  # automation trains
+    # evidence from before the newest training set does not count (that training answered it)
+    assert isinstance(triggers.retrain([dataclasses.replace(b, at=5) for b in streak], [], [], POLICY, ["d6"],
+                                       "tsv1", trained_at=9), str)
     # the model already learnt from every landed label: retraining would reproduce it
     assert triggers.retrain(streak, [], [], POLICY, [], "tsv1").endswith(
         "but every landed label is in the current training set (nothing new to learn)")
@@ -117,7 +121,8 @@ def test_the_retrain_sensor_starts_the_training_job_with_the_reason_when_landed_
         def tick():  # noqa: ANN202
             return sensor.evaluate_tick(dg.build_sensor_context(instance=instance, definitions=platform.defs))
 
-        assert tick().skip_message == "no persistent drift and no live performance below its floor"
+        assert tick().skip_message == ("no persistent drift and no live performance below its floor since the "
+                                       "last training")
         data_drift = platform.defs.resolve_assets_def(dg.AssetKey(["credit", "data_drift"]))
         validated = platform.defs.resolve_assets_def(dg.AssetKey(["credit", "validated"])).to_source_assets()
         for d in range(3, 6):  # three landed files from the shifted population, each judged on arrival
@@ -139,4 +144,5 @@ def test_the_retrain_sensor_starts_the_training_job_with_the_reason_when_landed_
         assert retrained.success
         runs = instance.get_runs(dg.RunsFilter(tags={"mlplatform/trigger": "drift"}))
         assert len(runs) == 1 and runs[0].tags["mlplatform/reason"] == request.tags["mlplatform/reason"]
-        assert tick().skip_message.endswith("every landed label is in the current training set (nothing new to learn)")
+        # the retraining answered that evidence: three new drifted batches are needed for another
+        assert tick().skip_message.startswith("no persistent drift and no live performance below its floor")

@@ -25,6 +25,7 @@ class Batch:
     severity: str  # none | warn | error | not judged
     reference: str  # data version of the training set it was judged against
     summary: str
+    at: int = 0  # storage id of the judgement (its order among the instance's events)
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,7 @@ class Day:
     judged: bool = False
     below_floor: bool = False
     summary: str = ""
+    at: int = 0  # storage id of the day's latest scoring
 
 
 @dataclass(frozen=True)
@@ -64,12 +66,15 @@ def drift_streak(batches: Sequence[Batch], policy: Monitoring) -> list[Batch] | 
 
 
 def retrain(data: Sequence[Batch], live: Sequence[Batch], days: Sequence[Day], policy: Monitoring,
-            unseen_labels: Sequence[str], trained_on: str, first_training: bool = False) -> Decision | str:
+            unseen_labels: Sequence[str], trained_on: str, first_training: bool = False,
+            trained_at: int = 0) -> Decision | str:
     """Retrain when drift persists or production's latest judged day is below its floor, and landed labels exist
     that the current training set has not seen (retraining on the same data reproduces the same model).
 
     `batches` and `days` are newest first; `trained_on` names the current training set (part of the run key, so
-    one piece of evidence starts one retraining per training set). With `first_training` (nothing else trains:
+    one piece of evidence starts one retraining per training set). Only evidence recorded after the newest training
+    set (storage id `trained_at`) counts: a training that came after it already answered it. With
+    `first_training` (nothing else trains:
     retraining on trigger only), landed labels and no training set yet start the first training.
     Returns the decision or why there is none.
     """
@@ -77,6 +82,8 @@ def retrain(data: Sequence[Batch], live: Sequence[Batch], days: Sequence[Day], p
         return Decision("first_training", f"no model yet: first training on {len(unseen_labels)} landed partitions",
                         "retrain:first", {"unseen_label_partitions": list(unseen_labels)})
     reasons, evidence = [], {}
+    if trained_at:
+        data, live, days = ([x for x in xs if x.at > trained_at] for xs in (data, live, days))
     for kind, batches in (("data", data), ("live", live)):
         streak = drift_streak(batches, policy)
         if streak:
@@ -89,7 +96,7 @@ def retrain(data: Sequence[Batch], live: Sequence[Batch], days: Sequence[Day], p
         reasons.append(f"live performance on {judged[0].partition}: {judged[0].summary}")
         evidence["performance"] = judged[0].partition
     if not reasons:
-        return "no persistent drift and no live performance below its floor"
+        return "no persistent drift and no live performance below its floor since the last training"
     if not unseen_labels:
         return f"{'; '.join(reasons)}; but every landed label is in the current training set (nothing new to learn)"
     key = ";".join(f"{k}={v if isinstance(v, str) else ','.join(v)}" for k, v in sorted(evidence.items()))
