@@ -102,14 +102,6 @@ def unchanged(context: dg.AssetExecutionContext) -> bool:
     return fresh
 
 
-def partitions_of(instance: dg.DagsterInstance, graph: object, asset_key: dg.AssetKey) -> Iterable[str | None]:
-    """Every partition of an asset (None for an unpartitioned one); time partitions up to now."""
-    definition = graph.get(asset_key).partitions_def
-    if definition is None:
-        return [None]
-    return definition.get_partition_keys(dynamic_partitions_store=instance)
-
-
 # --- the plan: what is stale, why, and what would run ----------------------------------------------------------
 JOBS = {"ingest_job": ("feature_registry", "raw", "validated", "labels", "features"),
         "training_job": ("training_set", "model", "evaluation", "bento", "staging"),
