@@ -37,13 +37,18 @@ def _unknown(names: dict[str, float], known: tuple[str, ...], what: str) -> None
         raise ValueError(f"{what}: unknown metric(s) {unknown}; expected some of {', '.join(known)}")
 
 
+def bound_failures(m: dict[str, float], floors: dict[str, float], ceilings: dict[str, float]) -> list[str]:
+    """Each metric of `m` below its floor or above its ceiling (NaN fails), named with both numbers."""
+    failures = [f"{k} {m[k]:.4f} < floor {v:.4f}" for k, v in floors.items() if not m[k] >= v]
+    return failures + [f"{k} {m[k]:.4f} > ceiling {v:.4f}" for k, v in ceilings.items() if not m[k] <= v]
+
+
 def floors(evaluation: Evaluation, t: Thresholds) -> GateResult:
     """Absolute bounds: each metric at least its floor (or at most its ceiling)."""
     _unknown(t.floors, METRICS, "floors")
     _unknown(t.ceilings, METRICS, "ceilings")
     m = evaluation.candidate.metrics
-    failures = [f"{k} {m[k]:.4f} < floor {v:.4f}" for k, v in t.floors.items() if not m[k] >= v]
-    failures += [f"{k} {m[k]:.4f} > ceiling {v:.4f}" for k, v in t.ceilings.items() if not m[k] <= v]
+    failures = bound_failures(m, t.floors, t.ceilings)
     numbers = {k: {"value": m[k], "floor": v} for k, v in t.floors.items()}
     numbers |= {k: {"value": m[k], "ceiling": v} for k, v in t.ceilings.items()}
     ok = ", ".join(f"{k} {m[k]:.4f}" for k in [*t.floors, *t.ceilings])

@@ -12,6 +12,7 @@ import pandas as pd
 from sklearn import metrics as skm
 
 from mlplatform.lib.evaluate import expected_calibration_error
+from mlplatform.lib.gates import bound_failures
 from mlplatform.specs import Spec
 
 HEADLINE = ("roc_auc", "brier", "expected_calibration_error")
@@ -76,13 +77,9 @@ def judge(row: pd.Series, spec: Spec) -> Verdict:
     labelled_rows = int(row["labelled_rows"])
     if labelled_rows < spec.monitoring.min_label_rows:
         return Verdict(str(row["model_version"]), labelled_rows, False, ())
-    failures = []
-    for name, floor in spec.gates.floors:
-        if name in row and not np.isnan(row[name]) and row[name] < floor:
-            failures.append(f"{name} {row[name]:.3f} < {floor}")
-    for name, ceiling in spec.gates.ceilings:
-        if name in row and not np.isnan(row[name]) and row[name] > ceiling:
-            failures.append(f"{name} {row[name]:.3f} > {ceiling}")
+    known = {name: float(row[name]) for name in HEADLINE if not np.isnan(row[name])}  # ROC AUC needs both classes
+    failures = bound_failures(known, {k: v for k, v in spec.gates.floors if k in known},
+                              {k: v for k, v in spec.gates.ceilings if k in known})
     return Verdict(str(row["model_version"]), labelled_rows, True, tuple(failures))
 
 
