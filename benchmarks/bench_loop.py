@@ -116,7 +116,7 @@ def p3(rows: int, work: Path) -> list[dict]:
     shutil.copy(PROJECT / "requirements.lock", root / "requirements.lock")
     results = []
     with platform(work / "p3", Sources(root)) as (settings, instance, defs):
-        loop = Loop(defs, instance)
+        loop = Loop(defs, instance, run_log_level="WARNING")
         for d in range(3):
             land(settings, d, rows)
         loop.settle()
@@ -160,7 +160,7 @@ def p4(rows: int, sizes: list[int], work: Path) -> list[dict]:
     results = []
     for n in sizes:
         with platform(work / f"p4-{n}") as (settings, instance, defs):
-            loop = Loop(defs, instance)
+            loop = Loop(defs, instance, run_log_level="WARNING")
             for d in range(n):
                 land(settings, d, rows)
             started = time.perf_counter()
@@ -171,10 +171,17 @@ def p4(rows: int, sizes: list[int], work: Path) -> list[dict]:
             loop.settle()
             one = time.perf_counter() - started
             chain = sum(r.seconds for r in loop.runs[since:] if r.partition is None)
+            steps = {s.step_key: round((s.end_time or 0) - (s.start_time or 0), 1) for r in loop.runs[since:]
+                     if r.partition is None for s in instance.get_run_step_stats(r.run_id)}
+            own = {s.step_key: round((s.end_time or 0) - (s.start_time or 0), 1) for r in loop.runs[since:]
+                   if r.partition is not None for s in instance.get_run_step_stats(r.run_id)}
         results.append({"partitions": n, "full_rebuild_s": round(full, 1), "one_partition_s": round(one, 1),
-                        "ratio": one / full, "partition_work_s": round(one - chain, 1), "chain_s": round(chain, 1)})
+                        "ratio": one / full, "partition_work_s": round(one - chain, 1), "chain_s": round(chain, 1),
+                        "chain_steps_s": steps, "partition_steps_s": own})
         print(f"  P4 {n:3} partitions: one new partition {one:6.1f} s (its own {one - chain:5.1f} s, chain "
               f"{chain:5.1f} s) / full rebuild {full:6.1f} s = {one / full:.2f}", flush=True)
+        for what, parts in (("its own steps", own), ("chain steps", steps)):
+            print(f"      {what}: " + ", ".join(f"{k.split('__')[-1]} {v} s" for k, v in parts.items()), flush=True)
     return results
 
 
@@ -205,7 +212,7 @@ def p5(rows: int, work: Path) -> dict:
 # --- P8 --------------------------------------------------------------------------------------------------------
 def p8(rows: int, work: Path) -> dict:
     with platform(work / "p8") as (settings, instance, defs):
-        loop = Loop(defs, instance)
+        loop = Loop(defs, instance, run_log_level="WARNING")
         for d in range(6):
             land(settings, d, rows)
         loop.settle()
@@ -222,9 +229,93 @@ def p8(rows: int, work: Path) -> dict:
     return {"latency_s": round(latency, 1), "steps_s": round(compute, 1), "ratio": latency / compute}
 
 
+def p8_daemon(rows: int, work: Path, timeout: float = 900) -> dict:
+    """P8 under a real `dagster-daemon` (sensors, automation, the queued run coordinator and a process per run)."""
+    from mlplatform.lib.deployer import free_port
+
+    home = work / "p8-daemon"
+    env = {**os.environ, "MLPLATFORM_HOME": str(home), "DAGSTER_HOME": str(home / "dagster"),
+           "MLPLATFORM_STAGING_PORT": str(free_port()), "MLPLATFORM_PRODUCTION_PORT": str(free_port())}
+    for name in ("BENTOML_HOME", "MLFLOW_TRACKING_URI"):
+        env.pop(name, None)
+    settings = Settings.from_env(env)
+    subprocess.run([sys.executable, "-c", "from mlplatform.settings import get_settings; get_settings().export()"],
+                   env=env, check=True)  # the instance's dagster.yaml, as `mlplatform dev` writes it
+    deployer = build_definitions([CREDIT], settings).resources["deployment"].deployer()
+
+    def serving() -> int | None:
+        record = deployer.deployments.read("staging")
+        return record.primary.model_version if record else None
+
+    def wait(what: str, done) -> float:  # noqa: ANN001
+        deadline = time.monotonic() + timeout
+        while not done():
+            if daemon.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"{what}: daemon exited or timed out; log {log}")
+            time.sleep(0.5)
+        return time.perf_counter()
+
+    for d in range(6):
+        land(settings, d, rows)
+    log = home / "daemon.log"
+    with log.open("wb") as out:
+        daemon = subprocess.Popen([str(Path(sys.executable).parent / "dagster-daemon"), "run", "-w",
+                                   str(ROOT / "workspace.yaml")], env=env, cwd=ROOT, stdout=out,
+                                  stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        with dg.DagsterInstance.from_config(str(home / "dagster")) as instance:
+            def quiet() -> bool:
+                return not instance.get_run_records(dg.RunsFilter(statuses=[
+                    dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED,
+                    dg.DagsterRunStatus.NOT_STARTED]), limit=1)
+
+            wait("first model in staging", lambda: serving() is not None)
+            served = serving()
+            time.sleep(35)  # one more automation tick: nothing else is asked once the first model serves
+            wait("quiet", quiet)
+            before = {r.dagster_run.run_id for r in instance.get_run_records()}
+            land(settings, 6, rows)
+            landed = time.perf_counter()
+            wait("the ingest run", lambda: len(instance.get_run_records()) > len(before))
+            new = [r for r in instance.get_run_records() if r.dagster_run.run_id not in before]
+            detected = min(r.create_timestamp.timestamp() for r in new) - (time.time() - time.perf_counter())
+            live = wait("a new model in staging", lambda: serving() not in (None, served))
+            wait("quiet", quiet)
+            runs = [r for r in instance.get_run_records() if r.dagster_run.run_id not in before
+                    and "dagster/schedule_name" not in r.dagster_run.tags]  # the hourly monitoring is not the path
+            compute = sum(compute_seconds(instance, r.dagster_run.run_id) for r in runs)
+            jobs = sorted(r.dagster_run.job_name for r in runs)
+            offset = time.time() - time.perf_counter() + landed  # wall clock of the landing
+            timeline = []
+            for r in sorted(runs, key=lambda r: r.create_timestamp):
+                stats = instance.get_run_stats(r.dagster_run.run_id)
+                what = r.dagster_run.tags.get("dagster/partition") or "unpartitioned"
+                assets = sorted(k.path[-1] for k in r.dagster_run.asset_selection or [])
+                timeline.append({"run": f"{r.dagster_run.job_name}[{what}] {','.join(assets)}",
+                                 "created_s": round(r.create_timestamp.timestamp() - offset, 1),
+                                 "started_s": round((stats.start_time or 0) - offset, 1),
+                                 "ended_s": round((stats.end_time or 0) - offset, 1),
+                                 "steps_s": round(compute_seconds(instance, r.dagster_run.run_id), 1)})
+    finally:
+        os.killpg(daemon.pid, 15)
+        daemon.wait(60)
+        deployer.stop_env("staging")
+    latency, sensor_wait = live - landed, detected - landed
+    ratio = (latency - sensor_wait) / compute
+    print(f"  P8 (dagster-daemon) landed file → v{serving()} serving in staging: {latency:.1f} s, of which "
+          f"{sensor_wait:.1f} s until the landing sensor's tick; runs {', '.join(jobs)}: steps {compute:.1f} s; "
+          f"({latency:.1f} − {sensor_wait:.1f}) / {compute:.1f} = {ratio:.2f}; staging serves it at {latency:.1f} s",
+          flush=True)
+    for t in timeline:
+        print(f"      {t['run']:60} created {t['created_s']:6.1f} s, ran {t['started_s']:6.1f} → {t['ended_s']:6.1f} s, "
+              f"steps {t['steps_s']:5.1f} s", flush=True)
+    return {"latency_s": round(latency, 1), "sensor_wait_s": round(sensor_wait, 1), "steps_s": round(compute, 1),
+            "runs": jobs, "ratio": ratio, "timeline": timeline}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", default="p3,p4,p5,p8")
+    parser.add_argument("--only", default="p3,p4,p5,p8,p8-daemon")
     parser.add_argument("--rows", type=int, default=1000, help="rows per landed file")
     parser.add_argument("--sizes", default="10,30,90", help="P4 history sizes (partitions)")
     args = parser.parse_args()
@@ -240,6 +331,8 @@ def main() -> None:
             out["P5"] = p5(args.rows, work)
         if "p8" in only:
             out["P8"] = p8(args.rows, work)
+        if "p8-daemon" in only:
+            out["P8 (dagster-daemon)"] = p8_daemon(args.rows, work)
     print(json.dumps(out, indent=2, default=str))
 
 

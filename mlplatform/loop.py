@@ -37,6 +37,7 @@ class Run:
     compute_seconds: float
     tags: dict[str, str] = field(default_factory=dict)
     error: str = ""
+    run_id: str = ""
 
     def line(self) -> str:
         where = f" [{self.partition}]" if self.partition else ""
@@ -116,7 +117,7 @@ class Loop:
         requested = sorted(k.to_user_string() for k in assets) if assets else [job.name]
         run = Run(source, job.name, partition, requested, _materialized(result), result.success,
                   time.perf_counter() - started, compute_seconds(self.instance, result.run_id), tags,
-                  "" if result.success else _error(result))
+                  "" if result.success else _error(result), result.run_id)
         self.runs.append(run)
         self.log(run.line())
         return run

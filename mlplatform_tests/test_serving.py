@@ -236,7 +236,7 @@ def test_api_keys_compare_in_constant_time_and_auth_cannot_be_disabled_outside_l
 
 
 @pytest.mark.e2e
-def test_a_real_bentoml_serve_of_the_built_bento_answers_behind_its_api_key(service):
+def test_a_real_bentoml_serve_of_the_built_bento_answers_behind_its_api_key(service, tmp_path):
     import os
     import subprocess
     import sys
@@ -249,7 +249,7 @@ def test_a_real_bentoml_serve_of_the_built_bento_answers_behind_its_api_key(serv
     port, secret = free_port(), "s3cret-key-for-test"
     home = built.path.parents[2]
     env = {**os.environ, "BENTOML_HOME": str(home), "MLPLATFORM_AUTH": "on", "MLPLATFORM_API_KEYS": secret,
-           "BENTOML_DO_NOT_TRACK": "True"}
+           "BENTOML_DO_NOT_TRACK": "True", "MLPLATFORM_PREDICTION_LOG_DIR": str(tmp_path / "predictions")}
     server = subprocess.Popen([str(Path(sys.executable).with_name("bentoml")), "serve", str(built.path),
                                "--host", "127.0.0.1", "--port", str(port)],
                               env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
@@ -272,6 +272,14 @@ def test_a_real_bentoml_serve_of_the_built_bento_answers_behind_its_api_key(serv
             assert answer.json()["probabilities"] == pytest.approx([round(float(expected[0, 1]), 6)])
             bad = client.post("/predict", json={"rows": [{**ROW, "age": 7}]}, headers={"x-api-key": secret})
             assert bad.status_code == 400 and bad.json()["detail"][0]["loc"] == ["rows", 0, "age"]
+            # rows may name their entities (one id per row): the log keeps them for the labels that land later
+            named = client.post("/predict", json={"rows": [ROW, ROW], "entity_ids": [41, 42]},
+                                headers={"x-api-key": secret})
+            assert named.status_code == 200 and len(named.json()["probabilities"]) == 2
+            uneven = client.post("/predict", json={"rows": [ROW, ROW], "entity_ids": [41]},
+                                 headers={"x-api-key": secret})
+            assert uneven.status_code == 400
+            assert "entity_ids: 1 ids for 2 rows; give one id per row" in uneven.json()["detail"][0]["msg"]
             assert client.get("/livez").status_code == 200
             metrics = client.get("/metrics")
             assert metrics.status_code == 200 and "bentoml_service_request_total" in metrics.text
@@ -286,3 +294,9 @@ def test_a_real_bentoml_serve_of_the_built_bento_answers_behind_its_api_key(serv
         server.terminate()
         output = server.communicate(timeout=30)[0].decode(errors="replace")
     assert secret not in output
+    from mlplatform.lib.predlog import day_frame
+
+    day = time.strftime("%Y-%m-%d", time.gmtime())
+    logged = day_frame({"staging": tmp_path / "predictions"}, day, CREDIT)
+    assert logged["request_id"].nunique() == 2  # the two answered requests; refused ones are not logged
+    assert logged["customer_id"].tolist() == [None, 41, 42]

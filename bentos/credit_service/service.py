@@ -56,9 +56,13 @@ class ModelService:
 
     @bentoml.api
     async def predict(self, rows: Annotated[RowsType, RowsField],  # type: ignore[valid-type]
-                      ctx: bentoml.Context) -> serving.Prediction:
-        """A batch of feature rows → probability of default and label per row."""
-        return self._answer([r.model_dump() for r in rows], ctx)
+                      ctx: bentoml.Context, entity_ids: serving.EntityIdList = None) -> serving.Prediction:
+        """A batch of feature rows → probability of default and label per row. `entity_ids` (optional, one per
+        row) are logged with the answers, so live performance can join the labels that land later."""
+        problem = serving.entity_ids_problem(len(rows), entity_ids)
+        if problem:
+            raise bentoml.exceptions.InvalidArgument(problem)
+        return self._answer([r.model_dump() for r in rows], ctx, **({"entity_ids": entity_ids} if entity_ids else {}))
 
     def _answer(self, rows: list[dict[str, Any]], ctx: bentoml.Context, **logged: Any) -> serving.Prediction:
         proba, labels = self.scorer.score(rows, self.threshold)

@@ -89,15 +89,16 @@ def _entry(raw: dict[str, Any]) -> dict[str, Any]:
     """A logged line with the documented fields, whichever way it was written."""
     if "answer" not in raw:
         return raw
-    answer = raw["answer"]
-    return {"request_id": answer["request_id"], "at": raw["at"], "model": answer["model"],
-            "model_version": answer["model_version"], "role": raw["role"], "rows": raw["request"]["rows"],
-            "probabilities": answer["probabilities"], "labels": answer["labels"]}
+    answer, request = raw["answer"], raw["request"]
+    entry = {"request_id": answer["request_id"], "at": raw["at"], "model": answer["model"],
+             "model_version": answer["model_version"], "role": raw["role"], "rows": request["rows"],
+             "probabilities": answer["probabilities"], "labels": answer["labels"]}
+    return entry | ({"entity_ids": request["entity_ids"]} if request.get("entity_ids") else {})
 
 
 def day_frame(folders: Mapping[str, Path], day: str, spec: Any) -> Any:
     """One row per scored row of a day's logged requests, across environments (env, request, version, role,
-    the entity where the request named it (`predict_entity`), the contract features, probability, label)."""
+    the entity where the request named it (`predict_entity`, or `predict` with `entity_ids`), the contract features, probability, label)."""
     import pandas as pd
 
     records = []
