@@ -98,7 +98,8 @@ def _entry(raw: dict[str, Any]) -> dict[str, Any]:
 
 def day_frame(folders: Mapping[str, Path], day: str, spec: Any) -> Any:
     """One row per scored row of a day's logged requests, across environments (env, request, version, role,
-    the entity where the request named it (`predict_entity`, or `predict` with `entity_ids`), the contract features, probability, label)."""
+    the entity where the request named it (`predict_entity`, or `predict` with `entity_ids`; else missing), the
+    contract features, probability, label)."""
     import pandas as pd
 
     records = []
@@ -114,4 +115,5 @@ def day_frame(folders: Mapping[str, Path], day: str, spec: Any) -> Any:
                "probability", "label"]
     frame = pd.DataFrame.from_records(records, columns=columns)
     frame["at"] = pd.to_datetime(frame["at"], unit="s", utc=True)
+    frame[spec.entity] = frame[spec.entity].astype("Int64")
     return frame.sort_values(["at", "request_id"], kind="stable").reset_index(drop=True)
