@@ -1,4 +1,5 @@
-# Everything runs from a virtualenv in .venv with the exact versions of requirements.lock.
+# Everything runs from a virtualenv in .venv with the exact versions of requirements.lock. Its bytecode is compiled
+# at install: where PYTHONDONTWRITEBYTECODE is set, every process would otherwise recompile each module it imports.
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
@@ -29,6 +30,7 @@ bench: install  ## benchmarks/ (ratios measured side by side in one run)
 	$(BIN)/python benchmarks/bench_training.py
 	$(BIN)/python benchmarks/bench_training_scale.py
 	$(BIN)/python benchmarks/bench_serving.py
+	$(BIN)/python benchmarks/bench_loop.py
 
 dev: install  ## the Dagster UI and daemon on 127.0.0.1:3000
 	$(BIN)/mlplatform dev
