@@ -24,17 +24,11 @@ ROWS = credit_day(9, 40)[CREDIT.contract_feature_names].to_dict("records")
 
 def _candidate(home: Path, version: str, c: float) -> Candidate:
     """A logistic regression (regularisation `c`) registered as `version`, packaged as a Bento with a smoke set."""
-    import mlflow
-
-    from mlplatform.lib.tracking import pip_requirements
-
     raw = pd.concat([credit_day(d, 400) for d in range(3)], ignore_index=True)
     frame = featurize(raw, CREDIT).assign(**{CREDIT.label: raw[CREDIT.label]})
     pipeline, _, _ = fit(frame, CREDIT, TrainParams("logistic_regression", c, 200, 42, 1))
-    model_dir = home / f"model-v{version}"
-    mlflow.sklearn.save_model(pipeline, str(model_dir), pip_requirements=pip_requirements())  # not inferred: ~15 s
     labels = {"mlflow_model": CREDIT.model_name, "mlflow_version": version}
-    built = bento.package(CREDIT, str(model_dir), "", home / "bentoml", "staging", labels,
+    built = bento.package(CREDIT, pipeline, home / "bentoml", "staging", labels,
                           {**labels, "decision_threshold": 0.3}, smoke_rows=ROWS[:16],
                           model_card=f"# Model card: {CREDIT.model_name} v{version}\n")
     return Candidate(built.tag, str(built.path), CREDIT.model_name, version, {"mlflow_run": f"run-{version}"})

@@ -46,7 +46,7 @@ def build(spec: Spec, promotion: str = "manual", sources: Sources = CHECKOUT) ->
                                            config=spec.gates.decision_threshold),
               automation_condition=rebuild_on_change(partitioned=False), output_required=False)
     def bento(context: dg.AssetExecutionContext, model: DataFrame, evaluation: DataFrame, training_set: DataFrame,
-              bentos: BentoStore, mlflow: MlflowTracking) -> Iterator:
+              bentos: BentoStore) -> Iterator:
         """The candidate in the BentoML model store and a Bento (with smoke set and model card) built from
         bentos/credit_service with the lock file."""
         if unchanged(context):
@@ -62,8 +62,8 @@ def build(spec: Spec, promotion: str = "manual", sources: Sources = CHECKOUT) ->
         metadata = {**labels, "mlflow_run_id": reg.run_id, "git_commit": lineage.get("git.commit", ""),
                     "decision_threshold": spec.gates.decision_threshold, "roc_auc": evaluation.metrics["roc_auc"]}
         rows = packaging.holdout_rows(training_set, spec, model.params.holdout_days, SMOKE_ROWS)
-        built = packaging.package(spec, reg.model_uri, mlflow.tracking_uri, Path(bentos.home), bentos.env, labels,
-                                  metadata, smoke_rows=rows, model_card=evaluation.files["model_card"].read_text())
+        built = packaging.package(spec, model.pipeline, Path(bentos.home), bentos.env, labels, metadata,
+                                  smoke_rows=rows, model_card=evaluation.files["model_card"].read_text())
         candidate = Candidate(built.tag, str(built.path), reg.name, reg.version,
                               {**labels, "mlflow_run_id": reg.run_id, "git_commit": lineage.get("git.commit", "")})
         yield dg.Output(candidate, data_version=dg.DataVersion(built.tag), metadata={

@@ -1,12 +1,16 @@
 """Packaging: a registered model into the BentoML model store, then a Bento from `bentos/<service>/`.
 
 `package()` runs the BentoML work in a child process with its own BENTOML_HOME: BentoML keeps its stores in
-process-wide singletons, so one process could otherwise write into another platform's store.
+process-wide singletons, so one process could otherwise write into another platform's store. The child gets the
+fitted pipeline that was registered (pickled, not re-read from MLflow: loading MLflow's skops artifact imports all of
+scikit-learn, seconds per Bento); the blocking `prediction_contract` gate has already proved that the registered
+artifact answers exactly like it.
 """
 
 import contextlib
 import json
 import os
+import pickle
 import shutil
 import subprocess
 import sys
@@ -89,19 +93,22 @@ def build(spec: Spec, model_tag: str, context: Path, env: str, labels: dict[str,
     return BuiltBento(str(bento.tag), path, model_tag, size, path / "env" / "docker" / "Dockerfile")
 
 
-def package(spec: Spec, model_uri: str, tracking_uri: str, bentoml_home: Path, env: str,
-            labels: dict[str, str], metadata: dict[str, Any], smoke_rows: list[dict[str, Any]] | None = None,
+def package(spec: Spec, pipeline: Any, bentoml_home: Path, env: str, labels: dict[str, str],
+            metadata: dict[str, Any], smoke_rows: list[dict[str, Any]] | None = None,
             model_card: str = "") -> BuiltBento:
-    """Load the registered model from MLflow, save it to the store and build its Bento, in a child process.
+    """Save the registered `pipeline` to the store and build its Bento, in a child process.
 
-    The Bento carries `smoke.json` (`smoke_rows` with the registered model's probabilities: the deployer's smoke
-    test) and `model_card.md`.
+    The Bento carries `smoke.json` (`smoke_rows` with the pipeline's probabilities: the deployer's smoke test) and
+    `model_card.md`.
     """
-    request = {"spec": spec.name, "model_uri": model_uri, "tracking_uri": tracking_uri, "env": env, "labels": labels,
-               "metadata": metadata, "smoke_rows": smoke_rows or [], "model_card": model_card}
     environ = {**os.environ, "BENTOML_HOME": str(bentoml_home), "BENTOML_DO_NOT_TRACK": "True"}
-    done = subprocess.run([sys.executable, "-m", "mlplatform.lib.bento"], input=json.dumps(request), text=True,
-                          capture_output=True, env=environ, cwd=ROOT, timeout=900)
+    with tempfile.TemporaryDirectory(prefix="mlplatform-package-") as tmp:
+        model_file = Path(tmp) / "pipeline.pkl"
+        model_file.write_bytes(pickle.dumps(pipeline, protocol=pickle.HIGHEST_PROTOCOL))
+        request = {"spec": spec.name, "pipeline": str(model_file), "env": env, "labels": labels,
+                   "metadata": metadata, "smoke_rows": smoke_rows or [], "model_card": model_card}
+        done = subprocess.run([sys.executable, "-m", "mlplatform.lib.bento"], input=json.dumps(request), text=True,
+                              capture_output=True, env=environ, cwd=ROOT, timeout=900)
     if done.returncode != 0:
         raise RuntimeError(f"building the Bento failed (exit {done.returncode}):\n{done.stderr[-4000:]}")
     result = json.loads(done.stdout.strip().splitlines()[-1])
@@ -110,15 +117,11 @@ def package(spec: Spec, model_uri: str, tracking_uri: str, bentoml_home: Path, e
 
 
 def _main() -> None:
-    import mlflow
-
     from mlplatform.specs import SPECS
 
     request = json.loads(sys.stdin.read())
     spec = next(s for s in SPECS if s.name == request["spec"])
-    if request["tracking_uri"]:
-        mlflow.set_tracking_uri(request["tracking_uri"])
-    pipeline = mlflow.sklearn.load_model(request["model_uri"])
+    pipeline = pickle.loads(Path(request["pipeline"]).read_bytes())  # written by package() just before
     model_tag = save_model(spec, pipeline, request["labels"], request["metadata"])
     extra = {"model_card.md": request["model_card"] or f"# {spec.model_name}\n\n(no model card was given)\n"}
     if request["smoke_rows"]:
