@@ -31,19 +31,31 @@ def judge_drift(context: dg.AssetExecutionContext, spec: Spec, kind: str, curren
     from mlplatform.lib import drift, tracking
     from mlplatform.lib.hashing import frame_version
 
-    reference = tracking.training_reference(mlflow.client(), spec)
-    if reference is None:
-        note = "no registered model yet: nothing to compare against"
+    # A landed batch is judged against a reference it is not part of: the champion's, else the newest version's
+    # that was not trained on it (when the chain retrained on the batch before its drift run, as the daemon may).
+    skipped, reference, base = [], None, None
+    for candidate in tracking.training_references(mlflow.client(), spec):
+        snapshot = artifacts.snapshot(spec, candidate.data_version)
+        if not snapshot.exists():
+            raise dg.Failure(f"{spec.name}: the training set snapshot of model v{candidate.model_version} is "
+                             f"missing: {snapshot}")
+        base = pd.read_parquet(snapshot)
+        if kind == "data" and context.partition_key in set(base["_partition"].unique()):
+            skipped.append(f"v{candidate.model_version}")
+            continue
+        reference = candidate
+        break
+    if reference is None or base is None:
+        note = (f"every registered model ({', '.join(skipped)}) was trained on {context.partition_key}: nothing "
+                "independent to compare against") if skipped else "no registered model yet: nothing to compare against"
         return [dg.Output(pd.DataFrame(), data_version=dg.DataVersion("no-reference"), metadata={"reference": note}),
                 dg.AssetCheckResult(check_name="drift", passed=True, description=note)]
-    snapshot = artifacts.snapshot(spec, reference.data_version)
-    if not snapshot.exists():
-        raise dg.Failure(f"{spec.name}: the training set snapshot of model v{reference.model_version} is missing: "
-                         f"{snapshot}")
     path = artifacts.drift_report(spec, kind, context.partition_key)
-    result = drift.detect(pd.read_parquet(snapshot), current, spec, report=path)
+    result = drift.detect(base, current, spec, report=path)
     frame = result.frame()
-    whose = f"v{reference.model_version} ({'champion' if reference.is_champion else 'newest, none promoted'})"
+    trained_on = f"{', '.join(skipped)} {'was' if len(skipped) == 1 else 'were'} trained on this batch"
+    role = "champion" if reference.is_champion else "newest, none promoted" if not skipped else trained_on
+    whose = f"v{reference.model_version} ({role})"
     metadata = {"drifted_share": float(result.share), "drifted_features": len(result.drifted),
                 "current_rows": result.current_rows, "reference_rows": result.reference_rows,
                 "reference_model": whose, "reference_data_version": reference.data_version,

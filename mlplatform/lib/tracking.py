@@ -2,6 +2,7 @@
 
 import hashlib
 import subprocess
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -127,19 +128,21 @@ class Reference:
     is_champion: bool
 
 
+def training_references(client: Any, spec: Spec) -> Iterator[Reference]:
+    """The training references a batch can be judged against, best first: the champion's, then every other
+    registered version's, newest first (read lazily: usually the first one serves)."""
+    champion = champion_version(client, spec)
+    versions = sorted(client.search_model_versions(f"name='{spec.model_name}'"), key=lambda v: -int(v.version))
+    for version in sorted(versions, key=lambda v: str(v.version) != champion):  # stable: the champion first
+        run = client.get_run(version.run_id)
+        yield Reference(str(version.version), run.data.tags["training_set.data_version"],
+                        str(version.version) == champion)
+
+
 def training_reference(client: Any, spec: Spec) -> Reference | None:
     """The champion's training reference, else (nothing promoted yet) the newest registered version's; None
     when no version is registered."""
-    champion = champion_version(client, spec)
-    if champion is None:
-        versions = client.search_model_versions(f"name='{spec.model_name}'")
-        if not versions:
-            return None
-        version = max(versions, key=lambda v: int(v.version))
-    else:
-        version = client.get_model_version(spec.model_name, champion)
-    run = client.get_run(version.run_id)
-    return Reference(str(version.version), run.data.tags["training_set.data_version"], champion is not None)
+    return next(training_references(client, spec), None)
 
 
 def move_champion(client: Any, spec: Spec, version: str, by: str, reason: str) -> str | None:
