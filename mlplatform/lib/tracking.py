@@ -139,12 +139,6 @@ def training_references(client: Any, spec: Spec) -> Iterator[Reference]:
                         str(version.version) == champion)
 
 
-def training_reference(client: Any, spec: Spec) -> Reference | None:
-    """The champion's training reference, else (nothing promoted yet) the newest registered version's; None
-    when no version is registered."""
-    return next(training_references(client, spec), None)
-
-
 def move_champion(client: Any, spec: Spec, version: str, by: str, reason: str) -> str | None:
     """Give `version` the `champion` alias; the version that held it is recorded on the new one and returned."""
     previous = champion_version(client, spec)
