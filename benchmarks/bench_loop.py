@@ -159,6 +159,12 @@ def p3(rows: int, work: Path) -> list[dict]:
 
 
 # --- P4 --------------------------------------------------------------------------------------------------------
+def step_seconds(instance: dg.DagsterInstance, runs: list) -> dict[str, float]:
+    """Each step's duration in these loop runs, by step key."""
+    return {s.step_key: round((s.end_time or 0) - (s.start_time or 0), 1)
+            for r in runs for s in instance.get_run_step_stats(r.run_id)}
+
+
 def p4(rows: int, sizes: list[int], work: Path) -> list[dict]:
     results = []
     for n in sizes:
@@ -174,10 +180,8 @@ def p4(rows: int, sizes: list[int], work: Path) -> list[dict]:
             loop.settle()
             one = time.perf_counter() - started
             chain = sum(r.seconds for r in loop.runs[since:] if r.partition is None)
-            steps = {s.step_key: round((s.end_time or 0) - (s.start_time or 0), 1) for r in loop.runs[since:]
-                     if r.partition is None for s in instance.get_run_step_stats(r.run_id)}
-            own = {s.step_key: round((s.end_time or 0) - (s.start_time or 0), 1) for r in loop.runs[since:]
-                   if r.partition is not None for s in instance.get_run_step_stats(r.run_id)}
+            steps = step_seconds(instance, [r for r in loop.runs[since:] if r.partition is None])
+            own = step_seconds(instance, [r for r in loop.runs[since:] if r.partition is not None])
         results.append({"partitions": n, "full_rebuild_s": round(full, 1), "one_partition_s": round(one, 1),
                         "ratio": one / full, "partition_work_s": round(one - chain, 1), "chain_s": round(chain, 1),
                         "chain_steps_s": steps, "partition_steps_s": own})
@@ -314,8 +318,8 @@ def p8_daemon(rows: int, work: Path, timeout: float = 900) -> dict:
           f"({latency:.1f} − {sensor_wait:.1f}) / {compute:.1f} = {ratio:.2f}; minus the automation sensor's wait "
           f"({automation_wait:.1f} s) as well: {both:.2f}", flush=True)
     for t in timeline:
-        print(f"      {t['run']:60} created {t['created_s']:6.1f} s, ran {t['started_s']:6.1f} → {t['ended_s']:6.1f} s, "
-              f"steps {t['steps_s']:5.1f} s", flush=True)
+        print(f"      {t['run']:60} created {t['created_s']:6.1f} s, ran {t['started_s']:6.1f} → "
+              f"{t['ended_s']:6.1f} s, steps {t['steps_s']:5.1f} s", flush=True)
     return {"latency_s": round(latency, 1), "sensor_wait_s": round(sensor_wait, 1), "steps_s": round(compute, 1),
             "runs": jobs, "ratio": ratio, "automation_wait_s": round(automation_wait, 1),
             "ratio_minus_both_sensor_waits": both, "timeline": timeline}

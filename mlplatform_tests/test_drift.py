@@ -76,13 +76,13 @@ def test_each_landed_file_is_judged_against_the_models_training_set_with_severit
     check, metadata = _drift_of(platform, "2026-01-05")
     assert not check.passed and check.severity == dg.AssetCheckSeverity.ERROR and check.description == drifted
     assert metadata["reference_model"] == "v1 (newest, none promoted)"
+    assert metadata["current_rows"] == 400 and metadata["drifted_share"] == pytest.approx(0.3)
+    assert metadata["report"].endswith("drift/credit/data/2026-01-05.html")
+    assert "num_late_payments" in Path(metadata["report"]).read_text()
     # retrained on the batch before its drift was judged (the daemon may run them in either order): still v1
     assert platform.train().success
     check, again = _drift_of(platform, "2026-01-05")
     assert check.description == drifted and again["reference_model"] == "v1 (v2 was trained on this batch)"
-    assert metadata["current_rows"] == 400 and metadata["drifted_share"] == pytest.approx(0.3)
-    assert metadata["report"].endswith("drift/credit/data/2026-01-05.html")
-    assert "num_late_payments" in Path(metadata["report"]).read_text()
     # a day of production traffic from the shifted population, answered by v1 and logged by the service
     from mlplatform.lib.predlog import PredictionLog
 

@@ -31,41 +31,32 @@ def judge_drift(context: dg.AssetExecutionContext, spec: Spec, kind: str, curren
     from mlplatform.lib import drift, tracking
     from mlplatform.lib.hashing import frame_version
 
-    # A landed batch is judged against a reference it is not part of: the champion's, else the newest version's
-    # that was not trained on it (when the chain retrained on the batch before its drift run, as the daemon may).
-    skipped, reference, base = [], None, None
-    for candidate in tracking.training_references(mlflow.client(), spec):
-        snapshot = artifacts.snapshot(spec, candidate.data_version)
+    def read(reference: tracking.Reference) -> pd.DataFrame:
+        snapshot = artifacts.snapshot(spec, reference.data_version)
         if not snapshot.exists():
-            raise dg.Failure(f"{spec.name}: the training set snapshot of model v{candidate.model_version} is "
+            raise dg.Failure(f"{spec.name}: the training set snapshot of model v{reference.model_version} is "
                              f"missing: {snapshot}")
-        base = pd.read_parquet(snapshot)
-        if kind == "data" and context.partition_key in set(base["_partition"].unique()):
-            skipped.append(f"v{candidate.model_version}")
-            continue
-        reference = candidate
-        break
-    if reference is None or base is None:
-        note = (f"every registered model ({', '.join(skipped)}) was trained on {context.partition_key}: nothing "
-                "independent to compare against") if skipped else "no registered model yet: nothing to compare against"
+        return pd.read_parquet(snapshot)
+
+    base = drift.baseline(tracking.training_references(mlflow.client(), spec), read,
+                          context.partition_key if kind == "data" else None)
+    if base.rows is None:
+        note = base.absent(context.partition_key)
         return [dg.Output(pd.DataFrame(), data_version=dg.DataVersion("no-reference"), metadata={"reference": note}),
                 dg.AssetCheckResult(check_name="drift", passed=True, description=note)]
     path = artifacts.drift_report(spec, kind, context.partition_key)
-    result = drift.detect(base, current, spec, report=path)
+    result = drift.detect(base.rows, current, spec, report=path)
     frame = result.frame()
-    trained_on = f"{', '.join(skipped)} {'was' if len(skipped) == 1 else 'were'} trained on this batch"
-    role = "champion" if reference.is_champion else "newest, none promoted" if not skipped else trained_on
-    whose = f"v{reference.model_version} ({role})"
     metadata = {"drifted_share": float(result.share), "drifted_features": len(result.drifted),
                 "current_rows": result.current_rows, "reference_rows": result.reference_rows,
-                "reference_model": whose, "reference_data_version": reference.data_version,
+                "reference_model": base.whose(), "reference_data_version": base.data_version,
                 "severity": result.severity if result.judged else "not judged", "summary": result.summary(),
                 "features": table(frame) if len(frame) else "none tested"}
     if traffic:
         metadata["traffic"] = traffic
     if result.judged:
         metadata["report"] = dg.MetadataValue.path(str(path))
-    version = f"{frame_version(frame) if len(frame) else 'empty'}-{reference.data_version}"
+    version = f"{frame_version(frame) if len(frame) else 'empty'}-{base.data_version}"
     check = dg.AssetCheckResult(check_name="drift", passed=result.severity == "none",
                                 severity=SEVERITY.get(result.severity, dg.AssetCheckSeverity.WARN),
                                 description=result.summary(),

@@ -7,6 +7,7 @@ the reference's size only, which on a reference of thousands of rows judges a 50
 flags noise as drift.)
 """
 
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -57,6 +58,49 @@ class DriftResult:
         names = ", ".join(self.drifted) or "none"
         return (f"{len(self.drifted)} of {len(self.columns)} features drifted ({self.share:.0%}, severity "
                 f"{self.severity}): {names}")
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """What a batch is judged against: a model version's training rows, and the versions passed over because
+    they were trained on the batch itself (`model_version` is None when no version qualifies)."""
+
+    model_version: str | None
+    data_version: str
+    is_champion: bool
+    rows: pd.DataFrame | None
+    skipped: tuple[str, ...]
+
+    def whose(self) -> str:
+        """The reference as the asset's metadata names it."""
+        if self.is_champion:
+            role = "champion"
+        elif not self.skipped:
+            role = "newest, none promoted"
+        else:
+            role = f"{', '.join(self.skipped)} {'was' if len(self.skipped) == 1 else 'were'} trained on this batch"
+        return f"v{self.model_version} ({role})"
+
+    def absent(self, partition: str | None) -> str:
+        """Why there is nothing to judge against."""
+        if self.skipped:
+            return (f"every registered model ({', '.join(self.skipped)}) was trained on {partition}: nothing "
+                    "independent to compare against")
+        return "no registered model yet: nothing to compare against"
+
+
+def baseline(references: Iterable[Any], read: Callable[[Any], pd.DataFrame], partition: str | None) -> Baseline:
+    """The first of `references` (best first: the champion, then the newest) whose training rows, as `read` gives
+    them, do not contain `partition` (a landed batch; None for live traffic, which no training set holds): a batch
+    is never judged against a model trained on it (the daemon may retrain on a batch before judging its drift)."""
+    skipped: list[str] = []
+    for reference in references:
+        rows = read(reference)
+        if partition is not None and partition in set(rows["_partition"].unique()):
+            skipped.append(f"v{reference.model_version}")
+            continue
+        return Baseline(reference.model_version, reference.data_version, reference.is_champion, rows, tuple(skipped))
+    return Baseline(None, "", False, None, tuple(skipped))
 
 
 def severity(share: float, policy: Monitoring) -> str:
