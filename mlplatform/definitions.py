@@ -21,6 +21,10 @@ from mlplatform.settings import Settings, get_settings
 from mlplatform.specs import SPECS, Spec
 
 FEATURE_REPO = Path(__file__).resolve().parent.parent / "feature_repo"
+# Every run (the jobs and the runs the automation sensor asks for) executes its steps in one process: they are pandas
+# work on one machine, and the multiprocess executor's fresh interpreter per step costs seconds of imports per asset,
+# more than the steps themselves take on a day of data.
+EXECUTOR = dg.in_process_executor
 
 
 def resources(settings: Settings) -> dict[str, object]:
@@ -58,7 +62,7 @@ def build_definitions(specs: Sequence[Spec], settings: Settings, sources: Source
         schedules.append(sensors.monitoring_schedule(spec, watch))
     all_sensors.append(sensors.automation_sensor())
     return dg.Definitions(assets=assets, jobs=all_jobs, sensors=all_sensors, schedules=schedules,
-                          resources=resources(settings))
+                          resources=resources(settings), executor=EXECUTOR)
 
 
 defs = build_definitions(SPECS, get_settings())

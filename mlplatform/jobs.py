@@ -1,7 +1,6 @@
 """Jobs: per-partition ingestion and the unpartitioned training chain (training set → model → evaluation, gates).
 
-Both run in one process: their steps are pandas work on one machine, and a fresh interpreter per step (the
-multiprocess executor) costs several seconds of start-up per asset, more than the steps themselves.
+Every run executes in one process (the code location's default executor, `definitions.EXECUTOR`).
 """
 
 import dagster as dg
@@ -26,7 +25,6 @@ def job_name(spec: Spec, primary: bool, base: str) -> str:
 def ingest_job(spec: Spec, primary: bool) -> UnresolvedAssetJobDefinition:
     selection = dg.AssetSelection.assets(*(key(spec, n) for n in INGEST_ASSETS))
     return dg.define_asset_job(job_name(spec, primary, "ingest"), selection=selection, partitions_def=landed_files(spec),
-                               executor_def=dg.in_process_executor,
                                description=f"One landed file of {spec.name}: raw → validated → labels, features")
 
 
@@ -35,7 +33,6 @@ def training_job(spec: Spec, primary: bool, promotion: str = "manual") -> Unreso
     names = TRAINING_ASSETS + (("production",) if promotion == "automatic" else ())
     selection = dg.AssetSelection.assets(*(key(spec, n) for n in names))
     return dg.define_asset_job(job_name(spec, primary, "training"), selection=selection,
-                               executor_def=dg.in_process_executor,
                                description=f"The unpartitioned chain of {spec.name}, from the training set to "
                                            f"staging{' and production' if promotion == 'automatic' else ''}")
 
@@ -43,7 +40,6 @@ def training_job(spec: Spec, primary: bool, promotion: str = "manual") -> Unreso
 def promote_job(spec: Spec, primary: bool) -> UnresolvedAssetJobDefinition:
     """What staging serves, to production (`mlplatform promote` runs it)."""
     return dg.define_asset_job(job_name(spec, primary, "promote"), selection=[key(spec, "production")],
-                               executor_def=dg.in_process_executor,
                                description=f"Promote the version staging serves to production ({spec.name})")
 
 
@@ -51,7 +47,6 @@ def monitoring_job(spec: Spec, primary: bool) -> UnresolvedAssetJobDefinition:
     """One serving day: the logged predictions, their drift and the live performance of each version."""
     selection = dg.AssetSelection.assets(*(key(spec, n) for n in MONITORING_ASSETS))
     return dg.define_asset_job(job_name(spec, primary, "monitoring"), selection=selection,  # partitioned by day
-                               executor_def=dg.in_process_executor,
                                description=f"One UTC day of {spec.name}'s traffic: predictions → live drift, live "
                                            f"performance")
 
@@ -87,7 +82,7 @@ def rollback_job(spec: Spec, primary: bool) -> dg.JobDefinition:
         context.log_event(observation(spec, "production", deployer.deployments.audit_entries("production")[-1]))
         context.log.info(f"production serves v{restored.primary.model_version} again: {config.reason}")
 
-    @dg.job(name=job_name(spec, primary, "rollback"), executor_def=dg.in_process_executor,
+    @dg.job(name=job_name(spec, primary, "rollback"),
             description=f"Roll {spec.name}'s production back to its previous deployment")
     def rollback() -> None:
         rollback_production()

@@ -125,9 +125,21 @@ class Settings:
         dagster_home.mkdir(parents=True, exist_ok=True)
         config = dagster_home / "dagster.yaml"
         if not config.exists():
-            # sqlite storage in DAGSTER_HOME is Dagster's default. One run at a time: the embedded Feast and MLflow
-            # stores are single-writer sqlite files (raise it with Postgres, Redis and a real run launcher).
-            config.write_text("telemetry:\n  enabled: false\nconcurrency:\n  runs:\n    max_concurrent_runs: 1\n")
+            config.write_text(DAGSTER_YAML)
+
+
+# sqlite storage in DAGSTER_HOME is Dagster's default. One run at a time: the embedded Feast and MLflow stores are
+# single-writer sqlite files (raise it with Postgres, Redis and a real run launcher). The queue is read each second,
+# not each 5 s: a landed file's path to staging is three queued runs, one after the other.
+DAGSTER_YAML = """\
+telemetry:
+  enabled: false
+concurrency:
+  runs:
+    max_concurrent_runs: 1
+run_queue:
+  dequeue_interval_seconds: 1
+"""
 
 
 @cache

@@ -64,3 +64,4 @@ def test_export_points_dagster_at_the_home_with_one_run_at_a_time(tmp_path, monk
     assert os.environ["MLFLOW_TRACKING_URI"] == settings.mlflow_tracking_uri
     with dg.DagsterInstance.from_config(str(tmp_path / "dagster")) as instance:
         assert instance.get_concurrency_config().run_queue_config.max_concurrent_runs == 1
+        assert instance.run_coordinator.dequeue_interval_seconds == 1
