@@ -14,11 +14,15 @@ BentoML; staging really served on 127.0.0.1):
   P8  a landed file to a new model serving in staging through the loop (the sensors and automation ticks run in
       process, back to back; the daemon would add its tick interval and a process start per run), over the sum
       of the compute steps. Target ≤ 1.5.
-  P8 (dagster-daemon)  the same under a real `dagster-daemon run` (queued runs, one at a time, a process per run):
-      from landing to staging serving the new version, minus the wait for the landing sensor's tick, over the
-      steps' compute (which now includes each run process's heavy imports); also minus the automation sensor's wait.
+  P8 (dagster-daemon)  the same under a real `dagster-daemon run` (queued runs, one at a time, a process per run),
+      once per automation interval (`--intervals`, default the platform's 10 s and Dagster's usual 30 s): from
+      landing to staging serving the new version, minus the wait for the landing sensor's tick, over the compute
+      of the steps on the path (the runs that started before staging served it; their steps include each run
+      process's heavy imports); also minus the automation sensor's wait, the daemon's cost per automation
+      evaluation and its idle CPU.
 
-Run: `.venv/bin/python benchmarks/bench_loop.py [--only p3,p4,p5,p8,p8-daemon] [--rows 1000] [--sizes 10,30,90]`
+Run: `.venv/bin/python benchmarks/bench_loop.py [--only p3,p4,p5,p8,p8-daemon] [--rows 1000] [--sizes 10,30,90]
+[--intervals 10,30]`
 """
 
 import argparse
@@ -236,13 +240,45 @@ def p8(rows: int, work: Path) -> dict:
     return {"latency_s": round(latency, 1), "steps_s": round(compute, 1), "ratio": latency / compute}
 
 
-def p8_daemon(rows: int, work: Path, timeout: float = 900) -> dict:
-    """P8 under a real `dagster-daemon` (sensors, automation, the queued run coordinator and a process per run)."""
+def automation_ticks(instance: dg.DagsterInstance, after: float) -> list[float]:
+    """Durations of the automation sensor's evaluations since `after` (wall clock)."""
+    from dagster._core.scheduler.instigation import InstigatorType
+
+    states = [s for s in instance.all_instigator_state(instigator_type=InstigatorType.SENSOR)
+              if s.instigator_name == "automation_sensor"]
+    ticks = [t for s in states for t in instance.get_ticks(s.instigator_origin_id, s.selector_id, after=after)]
+    return [t.end_timestamp - t.timestamp for t in ticks if t.end_timestamp]
+
+
+def idle_cpu(pid: int, seconds: float = 60) -> float:
+    """CPU seconds per second of the daemon and its children (code server, sensors) while nothing runs."""
+    import psutil
+
+    def used() -> dict[int, float]:
+        root, out = psutil.Process(pid), {}
+        for proc in [root, *root.children(recursive=True)]:
+            try:
+                times = proc.cpu_times()
+                out[proc.pid] = times.user + times.system
+            except psutil.NoSuchProcess:
+                pass
+        return out
+
+    before = used()
+    time.sleep(seconds)
+    after = used()  # a process that started in the window counts from zero; one that ended is not counted
+    return sum(after[p] - before.get(p, 0.0) for p in after) / seconds
+
+
+def p8_daemon(rows: int, work: Path, interval: int, timeout: float = 900) -> dict:
+    """P8 under a real `dagster-daemon` (sensors, automation every `interval` s, the queued run coordinator and a
+    process per run)."""
     from mlplatform.lib.deployer import free_port
 
-    home = work / "p8-daemon"
+    home = work / f"p8-daemon-{interval}"
     env = {**os.environ, "MLPLATFORM_HOME": str(home), "DAGSTER_HOME": str(home / "dagster"),
-           "MLPLATFORM_STAGING_PORT": str(free_port()), "MLPLATFORM_PRODUCTION_PORT": str(free_port())}
+           "MLPLATFORM_STAGING_PORT": str(free_port()), "MLPLATFORM_PRODUCTION_PORT": str(free_port()),
+           "MLPLATFORM_AUTOMATION_INTERVAL": str(interval)}
     for name in ("BENTOML_HOME", "MLFLOW_TRACKING_URI"):
         env.pop(name, None)
     settings = Settings.from_env(env)
@@ -278,7 +314,9 @@ def p8_daemon(rows: int, work: Path, timeout: float = 900) -> dict:
 
             wait("first model in staging", lambda: serving() is not None)
             served = serving()
-            time.sleep(35)  # one more automation tick: nothing else is asked once the first model serves
+            time.sleep(interval + 5)  # one more automation tick: nothing else is asked once the first model serves
+            wait("quiet", quiet)
+            idle = idle_cpu(daemon.pid)
             wait("quiet", quiet)
             before = {r.dagster_run.run_id for r in instance.get_run_records()}
             land(settings, 6, rows)
@@ -288,11 +326,16 @@ def p8_daemon(rows: int, work: Path, timeout: float = 900) -> dict:
             detected = min(r.create_timestamp.timestamp() for r in new) - (time.time() - time.perf_counter())
             live = wait("a new model in staging", lambda: serving() not in (None, served))
             wait("quiet", quiet)
+            offset = time.time() - time.perf_counter() + landed  # wall clock of the landing
+            ticks = automation_ticks(instance, offset)
             runs = [r for r in instance.get_run_records() if r.dagster_run.run_id not in before
                     and "dagster/schedule_name" not in r.dagster_run.tags]  # the hourly monitoring is not the path
-            compute = sum(compute_seconds(instance, r.dagster_run.run_id) for r in runs)
-            jobs = sorted(r.dagster_run.job_name for r in runs)
-            offset = time.time() - time.perf_counter() + landed  # wall clock of the landing
+            # the path: the runs that started before staging served the new version (the batch's own drift run,
+            # queued behind the chain, starts after it and is left out)
+            path = [r for r in runs if (instance.get_run_stats(r.dagster_run.run_id).start_time or 0)
+                    < offset + live - landed]
+            compute = sum(compute_seconds(instance, r.dagster_run.run_id) for r in path)
+            jobs = sorted(r.dagster_run.job_name for r in path)
             timeline = []
             for r in sorted(runs, key=lambda r: r.create_timestamp):
                 stats = instance.get_run_stats(r.dagster_run.run_id)
@@ -313,16 +356,20 @@ def p8_daemon(rows: int, work: Path, timeout: float = 900) -> dict:
     ingest = next(t for t in timeline if t["run"].startswith("ingest_job"))
     automation_wait = min(t["created_s"] for t in timeline if t is not ingest) - ingest["ended_s"]
     both = (latency - sensor_wait - automation_wait) / compute
-    print(f"  P8 (dagster-daemon) landed file → v{serving()} serving in staging: {latency:.1f} s, of which "
-          f"{sensor_wait:.1f} s until the landing sensor's tick; runs {', '.join(jobs)}: steps {compute:.1f} s; "
-          f"({latency:.1f} − {sensor_wait:.1f}) / {compute:.1f} = {ratio:.2f}; minus the automation sensor's wait "
-          f"({automation_wait:.1f} s) as well: {both:.2f}", flush=True)
+    tick = sum(ticks) / len(ticks) if ticks else float("nan")
+    print(f"  P8 (dagster-daemon, automation every {interval} s) landed file → v{serving()} serving in staging: "
+          f"{latency:.1f} s, of which {sensor_wait:.1f} s until the landing sensor's tick; runs on the path "
+          f"{', '.join(jobs)}: steps {compute:.1f} s; ({latency:.1f} − {sensor_wait:.1f}) / {compute:.1f} = "
+          f"{ratio:.2f}; minus the automation sensor's wait ({automation_wait:.1f} s) as well: {both:.2f}; "
+          f"automation evaluations: {len(ticks)}, {tick:.2f} s each; idle daemon CPU {idle:.0%} of a core",
+          flush=True)
     for t in timeline:
         print(f"      {t['run']:60} created {t['created_s']:6.1f} s, ran {t['started_s']:6.1f} → "
               f"{t['ended_s']:6.1f} s, steps {t['steps_s']:5.1f} s", flush=True)
-    return {"latency_s": round(latency, 1), "sensor_wait_s": round(sensor_wait, 1), "steps_s": round(compute, 1),
-            "runs": jobs, "ratio": ratio, "automation_wait_s": round(automation_wait, 1),
-            "ratio_minus_both_sensor_waits": both, "timeline": timeline}
+    return {"interval_s": interval, "latency_s": round(latency, 1), "sensor_wait_s": round(sensor_wait, 1),
+            "steps_s": round(compute, 1), "runs": jobs, "ratio": ratio, "automation_wait_s": round(automation_wait, 1),
+            "ratio_minus_both_sensor_waits": both, "automation_tick_s": tick, "idle_daemon_cpu": idle,
+            "timeline": timeline}
 
 
 def main() -> None:
@@ -330,6 +377,7 @@ def main() -> None:
     parser.add_argument("--only", default="p3,p4,p5,p8,p8-daemon")
     parser.add_argument("--rows", type=int, default=1000, help="rows per landed file")
     parser.add_argument("--sizes", default="10,30,90", help="P4 history sizes (partitions)")
+    parser.add_argument("--intervals", default="10,30", help="P8 (dagster-daemon) automation intervals (seconds)")
     args = parser.parse_args()
     only = set(args.only.split(","))
     out: dict = {}
@@ -344,7 +392,7 @@ def main() -> None:
         if "p8" in only:
             out["P8"] = p8(args.rows, work)
         if "p8-daemon" in only:
-            out["P8 (dagster-daemon)"] = p8_daemon(args.rows, work)
+            out["P8 (dagster-daemon)"] = [p8_daemon(args.rows, work, int(i)) for i in args.intervals.split(",")]
     print(json.dumps(out, indent=2, default=str))
 
 

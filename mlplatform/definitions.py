@@ -60,7 +60,7 @@ def build_definitions(specs: Sequence[Spec], settings: Settings, sources: Source
         all_sensors += [sensors.landing_sensor(spec, ingest), sensors.retrain_sensor(spec, train, settings.retraining),
                         sensors.rollback_sensor(spec, back)]
         schedules.append(sensors.monitoring_schedule(spec, watch))
-    all_sensors.append(sensors.automation_sensor())
+    all_sensors.append(sensors.automation_sensor(settings.automation_interval))
     return dg.Definitions(assets=assets, jobs=all_jobs, sensors=all_sensors, schedules=schedules,
                           resources=resources(settings), executor=EXECUTOR)
 

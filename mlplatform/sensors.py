@@ -63,10 +63,11 @@ def landing_sensor(spec: Spec, job: UnresolvedAssetJobDefinition) -> dg.SensorDe
     return watch
 
 
-def automation_sensor() -> dg.AutomationConditionSensorDefinition:
+def automation_sensor(interval: int) -> dg.AutomationConditionSensorDefinition:
+    """Every asset's automation condition, evaluated each `interval` seconds (Settings.automation_interval)."""
     return dg.AutomationConditionSensorDefinition("automation_sensor", target=dg.AssetSelection.all(),
                                                   default_status=dg.DefaultSensorStatus.RUNNING,
-                                                  minimum_interval_seconds=30)
+                                                  minimum_interval_seconds=interval)
 
 
 def monitoring_schedule(spec: Spec, job: UnresolvedAssetJobDefinition) -> dg.ScheduleDefinition:

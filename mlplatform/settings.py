@@ -34,6 +34,9 @@ class Settings:
     retraining: str = "on_new_data"
     staging_port: int = 3100
     production_port: int = 3200
+    # seconds between the daemon's automation evaluations: a landed file waits up to this long twice (after
+    # ingestion, after training) before the next run is asked for; each evaluation costs about a second of CPU
+    automation_interval: int = 10
 
     @property
     def dagster_home(self) -> Path:
@@ -94,6 +97,9 @@ class Settings:
             if not raw.isdigit() or not 0 < int(raw) < 65536:
                 raise SettingsError(f"MLPLATFORM_{name.upper()}_PORT={raw!r}: expected a port number (1-65535)")
             ports[name] = int(raw)
+        interval = environ.get("MLPLATFORM_AUTOMATION_INTERVAL", "10")
+        if not interval.isdigit() or not 1 <= int(interval) <= 86400:
+            raise SettingsError(f"MLPLATFORM_AUTOMATION_INTERVAL={interval!r}: expected whole seconds (1-86400)")
         return cls(
             env=env,
             home=home,
@@ -105,6 +111,7 @@ class Settings:
             retraining=retraining,
             staging_port=ports["staging"],
             production_port=ports["production"],
+            automation_interval=int(interval),
         )
 
     def environ(self) -> dict[str, str]:
@@ -113,7 +120,8 @@ class Settings:
                "MLPLATFORM_FEAST_ONLINE_STORE": self.feast_online_store, "MLPLATFORM_REDIS": self.redis_connection,
                "MLPLATFORM_PROMOTION": self.promotion, "MLPLATFORM_RETRAINING": self.retraining,
                "MLPLATFORM_STAGING_PORT": str(self.staging_port),
-               "MLPLATFORM_PRODUCTION_PORT": str(self.production_port)}
+               "MLPLATFORM_PRODUCTION_PORT": str(self.production_port),
+               "MLPLATFORM_AUTOMATION_INTERVAL": str(self.automation_interval)}
         return env | ({"MLFLOW_TRACKING_URI": self.mlflow_uri} if self.mlflow_uri else {})
 
     def export(self) -> None:

@@ -34,6 +34,19 @@ def test_online_store_choice_is_checked(tmp_path):
         Settings.from_env({"MLPLATFORM_HOME": str(tmp_path), "MLPLATFORM_FEAST_ONLINE_STORE": "dynamo"})
 
 
+def test_automation_interval_reaches_the_automation_sensor_and_is_checked(tmp_path):
+    from mlplatform.definitions import build_definitions
+    from mlplatform.specs import SPECS
+
+    settings = Settings.from_env({"MLPLATFORM_HOME": str(tmp_path), "MLPLATFORM_AUTOMATION_INTERVAL": "7"})
+    assert Settings.from_env(settings.environ()) == settings
+    sensor = build_definitions(SPECS, settings).resolve_sensor_def("automation_sensor")
+    assert sensor.minimum_interval_seconds == 7
+    assert Settings.from_env({"MLPLATFORM_HOME": str(tmp_path)}).automation_interval == 10
+    with pytest.raises(SettingsError, match=r"MLPLATFORM_AUTOMATION_INTERVAL='0.5': expected whole seconds"):
+        Settings.from_env({"MLPLATFORM_HOME": str(tmp_path), "MLPLATFORM_AUTOMATION_INTERVAL": "0.5"})
+
+
 def test_spec_rejects_a_column_named_twice():
     with pytest.raises(ValueError, match=r"column names used twice: \['x'\]"):
         Spec(name="s", entity="id", timestamp="ts", label="y", numeric=(Numeric("x"), Numeric("x")))
