@@ -286,9 +286,9 @@ def p8_daemon(rows: int, work: Path, interval: int, timeout: float = 900) -> dic
                    env=env, check=True)  # the instance's dagster.yaml, as `mlplatform dev` writes it
     deployer = build_definitions([CREDIT], settings).resources["deployment"].deployer()
 
-    def serving() -> int | None:
-        record = deployer.deployments.read("staging")
-        return record.primary.model_version if record else None
+    def serving() -> int | None:  # the version staging's router routes to (the record it has applied)
+        record, state = deployer.deployments.read("staging"), deployer.router_state("staging")
+        return record.primary.model_version if record and state and state.get("sequence") == record.sequence else None
 
     def wait(what: str, done) -> float:  # noqa: ANN001
         deadline = time.monotonic() + timeout

@@ -8,7 +8,6 @@ from dagster._core.definitions.unresolved_asset_job_definition import Unresolved
 
 from mlplatform.assets import key
 from mlplatform.assets.deployment import observation
-from mlplatform.partitions import landed_files
 from mlplatform.resources import DeploymentTarget, MlflowTracking
 from mlplatform.specs import Spec
 
@@ -24,7 +23,7 @@ def job_name(spec: Spec, primary: bool, base: str) -> str:
 
 def ingest_job(spec: Spec, primary: bool) -> UnresolvedAssetJobDefinition:
     selection = dg.AssetSelection.assets(*(key(spec, n) for n in INGEST_ASSETS))
-    return dg.define_asset_job(job_name(spec, primary, "ingest"), selection=selection, partitions_def=landed_files(spec),
+    return dg.define_asset_job(job_name(spec, primary, "ingest"), selection=selection,  # partitioned as its assets
                                description=f"One landed file of {spec.name}: raw → validated → labels, features")
 
 

@@ -123,7 +123,7 @@ def serve(settings: Settings, frame: pd.DataFrame, version: str, role: str, inve
                    [int(p >= 0.3) for p in scores[s:s + 20]], role=role, entity_ids=ids[s:s + 20])
 
 
-LONGEST_FIRST = ("test_cli.py", "test_rebuild.py", "test_deployment.py")  # each runs for minutes
+LONGEST_FIRST = ("test_cli.py", "test_rebuild.py", "test_deployment.py", "test_daemon.py")  # each runs for minutes
 
 
 def pytest_collection_modifyitems(items: list) -> None:
