@@ -34,8 +34,8 @@ class Settings:
     retraining: str = "on_new_data"
     staging_port: int = 3100
     production_port: int = 3200
-    # seconds between the daemon's automation evaluations: a landed file waits up to this long twice (after
-    # ingestion, after training) before the next run is asked for; each evaluation costs about a second of CPU
+    # seconds between the daemon's automation evaluations: an ingested file waits up to this long before its
+    # drift run and the training chain are asked for; each evaluation costs about half a second of CPU
     automation_interval: int = 10
 
     @property
