@@ -55,7 +55,12 @@ def test_the_daemon_takes_landed_files_to_a_model_answering_in_staging(tmp_path,
     try:
         with dg.DagsterInstance.from_config(str(home / "dagster")) as instance:
             deadline = time.monotonic() + 480
-            while not instance.fetch_materializations(dg.AssetRecordsFilter(asset_key=staging), limit=1).records:
+
+            def deployed() -> bool:  # staging is materialized and the run that did it has finished
+                records = instance.fetch_materializations(dg.AssetRecordsFilter(asset_key=staging), limit=1).records
+                return bool(records) and instance.get_run_by_id(records[0].run_id).is_finished
+
+            while not deployed():
                 assert daemon.poll() is None, f"dagster-daemon exited:\n{log.read_text()[-3000:]}"
                 assert time.monotonic() < deadline, f"nothing in staging after 480 s:\n{log.read_text()[-3000:]}"
                 time.sleep(1)
