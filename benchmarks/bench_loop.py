@@ -331,8 +331,8 @@ def p8_daemon(rows: int, work: Path, interval: int, sample: int = 0, timeout: fl
             ticks = automation_ticks(instance, offset)
             runs = [r for r in instance.get_run_records() if r.dagster_run.run_id not in before
                     and "dagster/schedule_name" not in r.dagster_run.tags]  # the hourly monitoring is not the path
-            # the path: the runs that started before staging served the new version (the batch's own drift run,
-            # queued behind the chain, starts after it and is left out)
+            # the path: the runs that started before staging served the new version (the batch's drift run counts
+            # when it ran before the chain, not when it was queued behind it)
             path = [r for r in runs if (instance.get_run_stats(r.dagster_run.run_id).start_time or 0)
                     < offset + live - landed]
             compute = sum(compute_seconds(instance, r.dagster_run.run_id) for r in path)
