@@ -97,7 +97,7 @@ class Settings:
             if not raw.isdigit() or not 0 < int(raw) < 65536:
                 raise SettingsError(f"MLPLATFORM_{name.upper()}_PORT={raw!r}: expected a port number (1-65535)")
             ports[name] = int(raw)
-        interval = environ.get("MLPLATFORM_AUTOMATION_INTERVAL", "10")
+        interval = environ.get("MLPLATFORM_AUTOMATION_INTERVAL", str(cls.automation_interval))
         if not interval.isdigit() or not 1 <= int(interval) <= 86400:
             raise SettingsError(f"MLPLATFORM_AUTOMATION_INTERVAL={interval!r}: expected whole seconds (1-86400)")
         return cls(
@@ -138,7 +138,7 @@ class Settings:
 
 # sqlite storage in DAGSTER_HOME is Dagster's default. One run at a time: the embedded Feast and MLflow stores are
 # single-writer sqlite files (raise it with Postgres, Redis and a real run launcher). The queue is read each second,
-# not each 5 s: a landed file's path to staging is three queued runs, one after the other.
+# not each 5 s: a landed file's path to staging is two or three queued runs, one after the other.
 DAGSTER_YAML = """\
 telemetry:
   enabled: false

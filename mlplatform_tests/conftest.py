@@ -14,6 +14,11 @@ from mlplatform.lib.predlog import PredictionLog
 from mlplatform.settings import Settings
 from mlplatform.specs import CREDIT, Spec
 
+# one valid application, as a client sends it to /predict
+ROW = {"age": 30, "income": 50000.0, "loan_amount": 10000.0, "loan_term_months": 36, "credit_utilization": 0.3,
+       "num_late_payments": 0, "employment_years": 5.0, "num_open_accounts": 3, "home_ownership": "rent",
+       "purpose": "car"}
+
 
 @dataclass
 class Platform:

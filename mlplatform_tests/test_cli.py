@@ -10,15 +10,13 @@ import httpx
 import pytest
 
 from mlplatform.lib.deployer import free_port
+from mlplatform_tests.conftest import ROW
 from mlplatform_tests.test_definitions import EXPECTED_ASSETS
 
 BIN = Path(sys.executable).parent
 REPO = Path(__file__).resolve().parent.parent
 COMMANDS = ["demo-data", "ingest", "demo", "reproduce", "retry", "dev", "paths", "serve", "status", "promote",
             "rollback", "audit", "stop", "plan", "loop"]
-ROW = {"age": 30, "income": 50000.0, "loan_amount": 10000.0, "loan_term_months": 36, "credit_utilization": 0.3,
-       "num_late_payments": 0, "employment_years": 5.0, "num_open_accounts": 3, "home_ownership": "rent",
-       "purpose": "car"}
 PORTS = {"MLPLATFORM_STAGING_PORT": str(free_port()), "MLPLATFORM_PRODUCTION_PORT": str(free_port())}
 
 

@@ -20,11 +20,9 @@ from mlplatform.lib.deployer import free_port
 from mlplatform.lineage import AUTOMATION_TAG, SENSOR_TAG
 from mlplatform.settings import Settings
 from mlplatform.specs import CREDIT
+from mlplatform_tests.conftest import ROW
 
 REPO = Path(__file__).resolve().parent.parent
-ROW = {"age": 30, "income": 50000.0, "loan_amount": 10000.0, "loan_term_months": 36, "credit_utilization": 0.3,
-       "num_late_payments": 0, "employment_years": 5.0, "num_open_accounts": 3, "home_ownership": "rent",
-       "purpose": "car"}
 DAYS = 6
 
 

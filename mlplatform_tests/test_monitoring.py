@@ -7,10 +7,7 @@ import pandas as pd
 
 from mlplatform.lib.predlog import PredictionLog
 from mlplatform.specs import CREDIT
-
-ROW = {"age": 30, "income": 50000.0, "loan_amount": 10000.0, "loan_term_months": 36, "credit_utilization": 0.3,
-       "num_late_payments": 0, "employment_years": 5.0, "num_open_accounts": 3, "home_ownership": "rent",
-       "purpose": "car"}
+from mlplatform_tests.conftest import ROW
 
 
 def test_a_days_prediction_logs_become_one_row_per_scored_row_with_version_and_role(platform):

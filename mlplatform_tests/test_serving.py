@@ -11,10 +11,7 @@ from mlplatform.lib.features import featurize
 from mlplatform.lib.train import TrainParams, fit
 from mlplatform.specs import CREDIT
 from mlplatform.lib.deployer import free_port
-
-ROW = {"age": 30, "income": 50000.0, "loan_amount": 10000.0, "loan_term_months": 36, "credit_utilization": 0.3,
-       "num_late_payments": 0, "employment_years": 5.0, "num_open_accounts": 3, "home_ownership": "rent",
-       "purpose": "car"}
+from mlplatform_tests.conftest import ROW
 
 
 @pytest.fixture(scope="module")
