@@ -7,7 +7,7 @@ UV_VERSION := 0.13.8
 STAMP := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | cksum | cut -d' ' -f1)
 PYTEST_ARGS ?=
 
-.PHONY: install demo test bench dev lock clean
+.PHONY: install demo test test-fast lint bench dev lock clean
 
 $(STAMP): requirements.lock pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), f"Python 3.11 is required, found {sys.version.split()[0]}"'
@@ -24,6 +24,13 @@ demo: install  ## generate demo data, ingest it and build the training set on th
 
 test: install  ## the whole suite, on two workers (one test file per worker: module fixtures such as built Bentos are built once)
 	$(BIN)/pytest -n 2 --dist loadfile $(PYTEST_ARGS)
+
+test-fast: install  ## the inner loop: unit and in-process tests only (no real servers, CLIs or daemon: those are in e2e/)
+	$(BIN)/pytest -n 2 --dist loadfile -m "not e2e" --ignore=mlplatform_tests/e2e $(PYTEST_ARGS)
+
+lint: install  ## ruff (lint and import order) and mypy, both configured in pyproject.toml
+	$(BIN)/ruff check .
+	$(BIN)/mypy
 
 bench: install  ## benchmarks/ (ratios measured side by side in one run)
 	$(BIN)/python benchmarks/bench_foundation.py

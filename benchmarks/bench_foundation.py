@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from mlplatform.lib.demo_data import corrupt, credit_day
-from mlplatform.lib.validation import validate_landed
+from mlplatform.lib.data.demo import corrupt, credit_day
+from mlplatform.lib.data.validation import validate_landed
 from mlplatform.specs import CREDIT, Spec
 
 ROOT = Path(__file__).resolve().parent.parent

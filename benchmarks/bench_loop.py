@@ -43,11 +43,11 @@ import dagster as dg
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from mlplatform.assets import PROJECT, Sources  # noqa: E402
+from mlplatform.code_versions import PROJECT, Sources  # noqa: E402
 from mlplatform.definitions import build_definitions  # noqa: E402
-from mlplatform.lib.demo_data import DEMO_START, credit_day, write_frame  # noqa: E402
-from mlplatform.lineage import CODE_VERSION, DATA_VERSION, triggers  # noqa: E402
-from mlplatform.loop import Loop, compute_seconds  # noqa: E402
+from mlplatform.lib.data.demo import DEMO_START, credit_day, write_frame  # noqa: E402
+from mlplatform.orchestration.freshness import CODE_VERSION, DATA_VERSION, triggers  # noqa: E402
+from mlplatform.orchestration.loop import Loop, compute_seconds  # noqa: E402
 from mlplatform.settings import Settings  # noqa: E402
 from mlplatform.specs import CREDIT, Gates  # noqa: E402
 
@@ -55,7 +55,7 @@ from mlplatform.specs import CREDIT, Gates  # noqa: E402
 @contextmanager
 def platform(home: Path, sources: Sources | None = None, spec=CREDIT):  # noqa: ANN001, ANN201
     """A fresh platform home: settings, a Dagster instance in it, definitions; stops staging afterwards."""
-    from mlplatform.lib.deployer import free_port
+    from mlplatform.deploy.processes import free_port
 
     settings = Settings.from_env({"MLPLATFORM_HOME": str(home), "MLPLATFORM_STAGING_PORT": str(free_port()),
                                   "MLPLATFORM_PRODUCTION_PORT": str(free_port())})
@@ -151,10 +151,10 @@ def p3(rows: int, work: Path) -> list[dict]:
         measure("new partition", files={"2026-01-04"})
         write_frame(credit_day(1, rows, seed=7), settings.landing_root / "credit" / "2026-01-02.csv")
         measure("changed partition", files={"2026-01-02"})
-        features_py = root / "mlplatform" / "lib" / "features.py"
+        features_py = root / "mlplatform" / "lib" / "features" / "featurize.py"
         features_py.write_text(features_py.read_text() + "\n# edited\n")
         measure("feature code")
-        evaluate_py = root / "mlplatform" / "lib" / "evaluate.py"
+        evaluate_py = root / "mlplatform" / "lib" / "evaluation" / "metrics.py"
         evaluate_py.write_text(evaluate_py.read_text() + "\n# edited\n")
         measure("evaluation code")
         measure("gate threshold", dataclasses.replace(spec, gates=Gates(floors=(("roc_auc", 0.6), ("pr_auc", 0.25)))))
@@ -242,10 +242,7 @@ def p8(rows: int, work: Path) -> dict:
 
 def automation_ticks(instance: dg.DagsterInstance, after: float) -> list[float]:
     """Durations of the automation sensor's evaluations since `after` (wall clock)."""
-    from dagster._core.scheduler.instigation import InstigatorType
-
-    states = [s for s in instance.all_instigator_state(instigator_type=InstigatorType.SENSOR)
-              if s.instigator_name == "automation_sensor"]
+    states = [s for s in instance.all_instigator_state() if s.instigator_name == "automation_sensor"]
     ticks = [t for s in states for t in instance.get_ticks(s.instigator_origin_id, s.selector_id, after=after)]
     return [t.end_timestamp - t.timestamp for t in ticks if t.end_timestamp]
 
@@ -273,7 +270,7 @@ def idle_cpu(pid: int, seconds: float = 60) -> float:
 def p8_daemon(rows: int, work: Path, interval: int, sample: int = 0, timeout: float = 900) -> dict:
     """P8 under a real `dagster-daemon` (sensors, automation every `interval` s, the queued run coordinator and a
     process per run)."""
-    from mlplatform.lib.deployer import free_port
+    from mlplatform.deploy.processes import free_port
 
     home = work / f"p8-daemon-{sample}-{interval}s"
     env = {**os.environ, "MLPLATFORM_HOME": str(home), "DAGSTER_HOME": str(home / "dagster"),

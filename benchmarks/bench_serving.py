@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks import loadgen  # noqa: E402
-from mlplatform.lib.deployer import free_port  # noqa: E402
+from mlplatform.deploy.processes import free_port  # noqa: E402
 
 ROW = {"age": 30, "income": 50000.0, "loan_amount": 10000.0, "loan_term_months": 36, "credit_utilization": 0.3,
        "num_late_payments": 0, "employment_years": 5.0, "num_open_accounts": 3, "home_ownership": "rent",
@@ -40,10 +40,10 @@ def prepare(work: Path) -> None:
     import mlflow
     import pandas as pd
 
-    from mlplatform.lib import bento
-    from mlplatform.lib.demo_data import credit_day
-    from mlplatform.lib.features import featurize
-    from mlplatform.lib.train import TrainParams, fit
+    from mlplatform.deploy import packaging
+    from mlplatform.lib.data.demo import credit_day
+    from mlplatform.lib.features.featurize import featurize
+    from mlplatform.lib.training.train import TrainParams, fit
     from mlplatform.specs import CREDIT
 
     raw = pd.concat([credit_day(d, 2000) for d in range(8)], ignore_index=True)
@@ -53,15 +53,15 @@ def prepare(work: Path) -> None:
     mlflow.sklearn.save_model(pipeline, str(work / "mlflow_model"), pyfunc_predict_fn="predict_proba",
                               input_example=holdout[CREDIT.feature_names].head(2))
     labels = {"mlflow_version": "1"}
-    tag = bento.save_model(CREDIT, pipeline, labels, {"mlflow_version": "1", "decision_threshold": 0.3})
-    built = bento.build(CREDIT, tag, bento.stage_context(work / "context"), "local", labels)
+    tag = packaging.save_model(CREDIT, pipeline, labels, {"mlflow_version": "1", "decision_threshold": 0.3})
+    built = packaging.build(CREDIT, tag, packaging.stage_context(work / "context"), "local", labels)
     (work / "bento.json").write_text(json.dumps({"path": str(built.path)}))
     # in-process scoring, for reference: the pandas path (featurize + pipeline) and the compiled scorer
     import timeit
 
-    from mlplatform.lib import serving
+    from mlplatform.serving.scorer import Scorer
 
-    scorer, rows = serving.Scorer(pipeline, CREDIT), [ROW]
+    scorer, rows = Scorer(pipeline, CREDIT), [ROW]
 
     def through_pipeline(batch: list[dict]) -> None:
         pipeline.predict_proba(featurize(pd.DataFrame(batch), CREDIT, keys=False)[CREDIT.feature_names])
@@ -215,7 +215,7 @@ def main() -> None:
 def featurized_row() -> dict:
     import pandas as pd
 
-    from mlplatform.lib.features import featurize
+    from mlplatform.lib.features.featurize import featurize
     from mlplatform.specs import CREDIT
 
     return featurize(pd.DataFrame([ROW]), CREDIT, keys=False)[CREDIT.feature_names].iloc[0].to_dict()

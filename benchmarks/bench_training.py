@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from mlplatform.lib import tracking, train
-from mlplatform.lib.demo_data import credit_day
-from mlplatform.lib.features import featurize
+from mlplatform.lib.data.demo import credit_day
+from mlplatform.lib.features.featurize import featurize
+from mlplatform.lib.training import tracking, train
 from mlplatform.specs import CREDIT
 
 

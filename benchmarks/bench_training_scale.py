@@ -47,11 +47,11 @@ GB = 1024**3
 
 def prepare(folder: Path, days: int, rows_per_day: int, seed: int) -> None:
     """Offline parquet per partition (as the features asset writes it) and pickled label rows (as the IO manager)."""
-    from mlplatform.lib import online
-    from mlplatform.lib.demo_data import DEMO_START, credit_day
-    from mlplatform.lib.features import featurize
-    from mlplatform.lib.training_set import label_rows
-    from mlplatform.lib.validation import validate_landed
+    from mlplatform.lib.data.demo import DEMO_START, credit_day
+    from mlplatform.lib.data.validation import validate_landed
+    from mlplatform.lib.features import online
+    from mlplatform.lib.features.featurize import featurize
+    from mlplatform.lib.features.training_set import label_rows
     from mlplatform.resources import FeastStore
     from mlplatform.specs import CREDIT
 
@@ -107,10 +107,11 @@ def chain(folder: Path, mlflow_uri: str, meter: Meter) -> dict[str, object]:
     import pandas as pd
     from mlflow.tracking import MlflowClient
 
-    from mlplatform.lib import assessment, tracking, train
-    from mlplatform.lib.gates import Thresholds
+    from mlplatform.lib.evaluation import assessment
+    from mlplatform.lib.evaluation.gates import Thresholds
+    from mlplatform.lib.features.training_set import training_set
     from mlplatform.lib.hashing import frame_version
-    from mlplatform.lib.training_set import training_set
+    from mlplatform.lib.training import tracking, train
     from mlplatform.resources import FeastStore
     from mlplatform.schemas import training_set_schema
     from mlplatform.specs import CREDIT as spec
@@ -206,7 +207,7 @@ def report(results: list[dict[str, object]], days: int) -> None:
         print(f"  {name:14}{cells}  {large['seconds'][name] / small['seconds'][name]:10.2f}x"
               f"  {large['peak'][name] / small['peak'][name]:10.2f}x")
     totals = [sum(r["seconds"].values()) for r in results]
-    cells = "".join(f" {t:10.2f} {r['max_rss'] / GB:13.2f}" for t, r in zip(totals, results))
+    cells = "".join(f" {t:10.2f} {r['max_rss'] / GB:13.2f}" for t, r in zip(totals, results, strict=True))
     print(f"  {'total':14}{cells}  {totals[-1] / totals[0]:10.2f}x  {large['max_rss'] / small['max_rss']:10.2f}x")
     print(f"  {'RSS before':14}" + "".join(f" {'':10} {r['baseline_rss'] / GB:13.2f}" for r in results)
           + "  (after imports and warm-up, before the measured chain)")

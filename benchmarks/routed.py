@@ -2,7 +2,7 @@
 
 Run: `python benchmarks/routed.py BENTO_PATH --port P`: starts `bentoml serve` of the Bento on a free loopback
 port (environment variables as given), records it as the primary of a throwaway staging record and runs the
-router (`python -m mlplatform.lib.router`) on P; SIGTERM stops both.
+router (`python -m mlplatform.deploy.router`) on P; SIGTERM stops both.
 """
 
 import argparse
@@ -18,8 +18,8 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from mlplatform.lib.deployer import free_port  # noqa: E402
-from mlplatform.lib.deployment import Backend, Deployments, Record, now  # noqa: E402
+from mlplatform.deploy.processes import free_port  # noqa: E402
+from mlplatform.deploy.records import Backend, Deployments, Record, now  # noqa: E402
 
 
 def main() -> None:
@@ -42,7 +42,7 @@ def main() -> None:
                 env="staging", sequence=1, created_at=now(), created_by="bench", reason="bench",
                 primary=Backend(bento_tag="bench:1", bento_path=args.bento, model="credit_model", model_version="1",
                                 port=backend_port, pid=children[0].pid)))
-            children.append(subprocess.Popen([sys.executable, "-m", "mlplatform.lib.router", "--root", root, "--env",
+            children.append(subprocess.Popen([sys.executable, "-m", "mlplatform.deploy.router", "--root", root, "--env",
                                               "staging", "--port", str(args.port)], cwd=ROOT))
             children[-1].wait()
         finally:

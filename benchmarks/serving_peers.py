@@ -11,21 +11,23 @@ import joblib
 from fastapi import FastAPI
 from pydantic import BaseModel, Field
 
-from mlplatform.lib import serving
+from mlplatform.serving.answer import request_id
+from mlplatform.serving.request import MAX_ROWS, row_model
+from mlplatform.serving.scorer import Scorer
 from mlplatform.specs import CREDIT
 
 PIPELINE = joblib.load(os.environ["MLPLATFORM_BENCH_PIPELINE"])
-SCORER = serving.Scorer(PIPELINE, CREDIT)
-Row = serving.row_model(CREDIT)
+SCORER = Scorer(PIPELINE, CREDIT)
+Row = row_model(CREDIT)
 
 
 class Request(BaseModel):
-    rows: Annotated[list[Row], Field(min_length=1, max_length=serving.MAX_ROWS)]  # type: ignore[valid-type]
+    rows: Annotated[list[Row], Field(min_length=1, max_length=MAX_ROWS)]  # type: ignore[valid-type]
 
 
 def _answer(request: Request) -> dict[str, Any]:
     proba, labels = SCORER.score([r.model_dump() for r in request.rows], 0.3)
-    return {"request_id": serving.request_id(), "model": CREDIT.model_name, "model_version": "1",
+    return {"request_id": request_id(), "model": CREDIT.model_name, "model_version": "1",
             "probabilities": proba, "labels": labels}
 
 

@@ -1,6 +1,6 @@
 """Feast definitions of every spec, for the `feast` CLI; the platform applies the same objects from its registry asset."""
 
-from mlplatform.lib.feast_repo import feast_objects, offline_dir
+from mlplatform.lib.features.feast_repo import feast_objects, offline_dir
 from mlplatform.settings import get_settings
 from mlplatform.specs import SPECS
 

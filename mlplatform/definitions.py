@@ -2,12 +2,12 @@
 defaults."""
 
 from collections.abc import Sequence
-from pathlib import Path
 
 import dagster as dg
 
 from mlplatform import jobs, sensors
-from mlplatform.assets import CHECKOUT, Sources, data, deployment, evaluation, features, monitoring, training
+from mlplatform.assets import data, deployment, evaluation, features, monitoring, training
+from mlplatform.code_versions import CHECKOUT, Sources
 from mlplatform.resources import (
     Artifacts,
     BentoStore,
@@ -17,10 +17,10 @@ from mlplatform.resources import (
     MlflowTracking,
     Quarantine,
 )
-from mlplatform.settings import Settings, get_settings
+from mlplatform.settings import PROJECT, Settings, get_settings
 from mlplatform.specs import SPECS, Spec
 
-FEATURE_REPO = Path(__file__).resolve().parent.parent / "feature_repo"
+FEATURE_REPO = PROJECT / "feature_repo"
 # Every run (the jobs and the runs the automation sensor asks for) executes its steps in one process: they are pandas
 # work on one machine, and the multiprocess executor's fresh interpreter per step costs seconds of imports per asset,
 # more than the steps themselves take on a day of data.

@@ -3,49 +3,58 @@
 Every run executes in one process (the code location's default executor, `definitions.EXECUTOR`).
 """
 
-import dagster as dg
-from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
+from typing import Any, TypeAlias
 
-from mlplatform.assets import key
+import dagster as dg
+
+from mlplatform.assets._shared import key
 from mlplatform.assets.deployment import observation
 from mlplatform.resources import DeploymentTarget, MlflowTracking
 from mlplatform.specs import Spec
 
+# What dg.define_asset_job returns (its class is not part of Dagster's public API).
+AssetJob: TypeAlias = Any
+
 INGEST_ASSETS = ("feature_registry", "raw", "validated", "labels", "features")
 TRAINING_ASSETS = ("training_set", "model", "evaluation", "bento", "staging")
 MONITORING_ASSETS = ("predictions", "live_drift", "live_performance")
+PROMOTE_ASSETS = ("production",)
+# Each job's assets (by name within a spec); the plan names the job of a stale asset from this. Under automatic
+# promotion `training_job` also materializes production.
+ASSETS_BY_JOB = {"ingest": INGEST_ASSETS, "training": TRAINING_ASSETS, "promote": PROMOTE_ASSETS,
+                 "monitoring": MONITORING_ASSETS}
 
 
-def job_name(spec: Spec, primary: bool, base: str) -> str:
-    """The primary spec's jobs are `ingest_job` and `training_job`; others are prefixed with their name."""
-    return f"{base}_job" if primary else f"{spec.name}_{base}_job"
+def job_name(spec_name: str, primary: bool, base: str) -> str:
+    """The primary spec's jobs are `ingest_job`, `training_job`, ...; others are prefixed with the spec's name."""
+    return f"{base}_job" if primary else f"{spec_name}_{base}_job"
 
 
-def ingest_job(spec: Spec, primary: bool) -> UnresolvedAssetJobDefinition:
+def ingest_job(spec: Spec, primary: bool) -> AssetJob:
     selection = dg.AssetSelection.assets(*(key(spec, n) for n in INGEST_ASSETS))
-    return dg.define_asset_job(job_name(spec, primary, "ingest"), selection=selection,  # partitioned as its assets
+    return dg.define_asset_job(job_name(spec.name, primary, "ingest"), selection=selection,  # partitioned as its assets
                                description=f"One landed file of {spec.name}: raw → validated → labels, features")
 
 
-def training_job(spec: Spec, primary: bool, promotion: str = "manual") -> UnresolvedAssetJobDefinition:
+def training_job(spec: Spec, primary: bool, promotion: str = "manual") -> AssetJob:
     """Training set → model → evaluation (gates) → Bento → staging, and production under automatic promotion."""
     names = TRAINING_ASSETS + (("production",) if promotion == "automatic" else ())
     selection = dg.AssetSelection.assets(*(key(spec, n) for n in names))
-    return dg.define_asset_job(job_name(spec, primary, "training"), selection=selection,
+    return dg.define_asset_job(job_name(spec.name, primary, "training"), selection=selection,
                                description=f"The unpartitioned chain of {spec.name}, from the training set to "
                                            f"staging{' and production' if promotion == 'automatic' else ''}")
 
 
-def promote_job(spec: Spec, primary: bool) -> UnresolvedAssetJobDefinition:
+def promote_job(spec: Spec, primary: bool) -> AssetJob:
     """What staging serves, to production (`mlplatform promote` runs it)."""
-    return dg.define_asset_job(job_name(spec, primary, "promote"), selection=[key(spec, "production")],
+    return dg.define_asset_job(job_name(spec.name, primary, "promote"), selection=[key(spec, "production")],
                                description=f"Promote the version staging serves to production ({spec.name})")
 
 
-def monitoring_job(spec: Spec, primary: bool) -> UnresolvedAssetJobDefinition:
+def monitoring_job(spec: Spec, primary: bool) -> AssetJob:
     """One serving day: the logged predictions, their drift and the live performance of each version."""
     selection = dg.AssetSelection.assets(*(key(spec, n) for n in MONITORING_ASSETS))
-    return dg.define_asset_job(job_name(spec, primary, "monitoring"), selection=selection,  # partitioned by day
+    return dg.define_asset_job(job_name(spec.name, primary, "monitoring"), selection=selection,  # partitioned by day
                                description=f"One UTC day of {spec.name}'s traffic: predictions → live drift, live "
                                            f"performance")
 
@@ -68,7 +77,7 @@ def rollback_job(spec: Spec, primary: bool) -> dg.JobDefinition:
     @dg.op(name=rollback_op(spec))
     def rollback_production(context: dg.OpExecutionContext, config: RollbackConfig, deployment: DeploymentTarget,
                             mlflow: MlflowTracking) -> None:
-        from mlplatform.lib import promotion
+        from mlplatform.deploy import promotion
 
         deployer = deployment.deployer()
         record = deployer.deployments.read("production")
@@ -81,7 +90,7 @@ def rollback_job(spec: Spec, primary: bool) -> dg.JobDefinition:
         context.log_event(observation(spec, "production", deployer.deployments.audit_entries("production")[-1]))
         context.log.info(f"production serves v{restored.primary.model_version} again: {config.reason}")
 
-    @dg.job(name=job_name(spec, primary, "rollback"),
+    @dg.job(name=job_name(spec.name, primary, "rollback"),
             description=f"Roll {spec.name}'s production back to its previous deployment")
     def rollback() -> None:
         rollback_production()

@@ -2,12 +2,15 @@
 
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import dagster as dg
 from pydantic import PrivateAttr
 
 from mlplatform.specs import Spec
+
+if TYPE_CHECKING:
+    from mlplatform.deploy.deployer import Deployer
 
 
 class LandingZone(dg.ConfigurableResource):
@@ -19,7 +22,7 @@ class LandingZone(dg.ConfigurableResource):
         return Path(self.root) / (spec.landing or spec.name)
 
     def files(self, spec: Spec) -> dict[str, Path]:
-        from mlplatform.lib.landing import landed_files
+        from mlplatform.lib.data.landing import landed_files
 
         return landed_files(self.folder(spec), spec.file_formats)
 
@@ -74,7 +77,7 @@ class FeastStore(dg.ConfigurableResource):
         if self._store is None:
             from feast import FeatureStore
 
-            from mlplatform.lib.feast_repo import repo_config
+            from mlplatform.lib.features.feast_repo import repo_config
 
             Path(self.feast_dir).mkdir(parents=True, exist_ok=True)
             config = repo_config(Path(self.feast_dir), Path(self.repo_path), self.online_store, self.redis_connection)
@@ -82,13 +85,13 @@ class FeastStore(dg.ConfigurableResource):
         return self._store
 
     def offline_dir(self, spec: Spec) -> Path:
-        from mlplatform.lib.feast_repo import offline_dir
+        from mlplatform.lib.features.feast_repo import offline_dir
 
         return offline_dir(Path(self.feast_dir), spec)
 
     def apply(self, spec: Spec) -> list[str]:
         """Register the spec's entity, source, feature view and feature service; returns their names."""
-        from mlplatform.lib.feast_repo import feast_objects
+        from mlplatform.lib.features.feast_repo import feast_objects
 
         objects = feast_objects(spec, self.offline_dir(spec))
         self.store().apply(objects)
@@ -154,21 +157,22 @@ class DeploymentTarget(dg.ConfigurableResource):
     feast_online_store: str = "sqlite"
     redis_connection: str = "127.0.0.1:6379"
 
-    def deployer(self) -> Any:
-        from mlplatform.lib.deployer import Deployer
-        from mlplatform.lib.deployment import Deployments
+    def deployer(self) -> "Deployer":
+        from mlplatform.deploy.embedded import EmbeddedDeployer
+        from mlplatform.deploy.records import Deployments
 
         online = {"MLPLATFORM_FEAST_DIR": self.feast_dir, "MLPLATFORM_FEAST_ONLINE_STORE": self.feast_online_store,
                   "MLPLATFORM_REDIS": self.redis_connection} if self.feast_dir else {}
-        return Deployer(Deployments(Path(self.root)), Path(self.bentoml_home),
-                        ports={"staging": self.staging_port, "production": self.production_port}, backend_env=online)
+        return EmbeddedDeployer(Deployments(Path(self.root)), Path(self.bentoml_home),
+                                ports={"staging": self.staging_port, "production": self.production_port},
+                                backend_env=online)
 
     def error_rate(self, env: str) -> tuple[float, int] | None:
         """The serving primary's share of failed prediction requests since it started, from its /metrics (through
         the environment's router); None when nothing answers."""
         import urllib.request
 
-        from mlplatform.lib.triggers import error_rate
+        from mlplatform.lib.monitoring.triggers import error_rate
 
         try:
             with urllib.request.urlopen(f"{self.deployer().router_url(env)}/metrics", timeout=5) as answer:

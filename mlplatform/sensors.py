@@ -6,12 +6,11 @@ from datetime import timedelta
 from typing import Any
 
 import dagster as dg
-from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
 
-from mlplatform import lineage
-from mlplatform.assets import key
-from mlplatform.jobs import INGEST_ASSETS, rollback_op
-from mlplatform.lib import triggers
+from mlplatform.assets._shared import key
+from mlplatform.jobs import INGEST_ASSETS, AssetJob, rollback_op
+from mlplatform.lib.monitoring import triggers
+from mlplatform.orchestration import freshness
 from mlplatform.partitions import landed_files
 from mlplatform.resources import DeploymentTarget, LandingZone
 from mlplatform.specs import Spec
@@ -19,19 +18,19 @@ from mlplatform.specs import Spec
 HISTORY = 1000  # newest materializations read per monitoring asset
 
 
-def landing_sensor(spec: Spec, job: UnresolvedAssetJobDefinition) -> dg.SensorDefinition:
+def landing_sensor(spec: Spec, job: AssetJob) -> dg.SensorDefinition:
     parts = landed_files(spec)
 
     @dg.sensor(name=f"{spec.name}_landing_sensor", job=job, minimum_interval_seconds=30,
                default_status=dg.DefaultSensorStatus.RUNNING)
     def watch(context: dg.SensorEvaluationContext, landing: LandingZone) -> dg.SensorResult:
         """A new or changed landed file adds its partition and runs ingestion for that partition only."""
-        from mlplatform.lib.landing import LandedFileError, content_hash
+        from mlplatform.lib.data.landing import LandedFileError, content_hash
 
         seen: dict[str, list] = json.loads(context.cursor) if context.cursor else {}
         # The Feast registry joins an ingest run only when it is missing or stale (its own code version).
         registry = key(spec, "feature_registry")
-        fresh = not lineage.reasons(context.instance, context.repository_def.asset_graph, registry)
+        fresh = not freshness.reasons(context.instance, context.repository_def.asset_graph, registry)
         selection = [key(spec, n) for n in INGEST_ASSETS if not (fresh and n == "feature_registry")]
         known = set(context.instance.get_dynamic_partitions(parts.name))
         requests, new_keys = [], []
@@ -70,7 +69,7 @@ def automation_sensor(interval: int) -> dg.AutomationConditionSensorDefinition:
                                                   minimum_interval_seconds=interval)
 
 
-def monitoring_schedule(spec: Spec, job: UnresolvedAssetJobDefinition) -> dg.ScheduleDefinition:
+def monitoring_schedule(spec: Spec, job: AssetJob) -> dg.ScheduleDefinition:
     """Each hour, today's traffic so far; in the first hour of a day, the whole of yesterday's as well."""
 
     @dg.schedule(name=f"{spec.name}_monitoring_schedule", job=job, cron_schedule="5 * * * *", execution_timezone="UTC",
@@ -100,25 +99,13 @@ def drift_batches(instance: dg.DagsterInstance, spec: Spec, kind: str) -> list[t
     """Judged drift batches newest first: landed files in the order they were judged, days by date."""
     found = latest_per_partition(instance, key(spec, f"{kind}_drift"))
     order = sorted(found, reverse=True) if kind == "live" else list(found)
-    return [triggers.Batch(kind, p, str(found[p].get("severity", "not judged")),
-                           str(found[p].get("reference_data_version", "")), str(found[p].get("summary", "")),
-                           found[p]["_id"]) for p in order]
+    return [triggers.Batch.from_metadata(kind, p, found[p], found[p]["_id"]) for p in order]
 
 
 def performance_days(instance: dg.DagsterInstance, spec: Spec, limit: int | None = None) -> list[triggers.Day]:
     """Live performance per serving day, newest first: each production version's labelled rows and metrics."""
     found = latest_per_partition(instance, key(spec, "live_performance"))
-    days = []
-    for partition in sorted(found, reverse=True)[:limit]:
-        meta, versions = found[partition], {}
-        for name, value in meta.items():
-            parts = name.split("/")
-            if len(parts) == 3 and parts[0] == "production" and parts[1].startswith("v"):
-                versions.setdefault(parts[1][1:], {})[parts[2]] = float(value)
-        days.append(triggers.Day(partition, versions, str(meta.get("production_version", "")),
-                                 bool(meta.get("judged", False)), bool(meta.get("below_floor", False)),
-                                 str(meta.get("performance", "")), meta["_id"]))
-    return days
+    return [triggers.Day.from_metadata(p, found[p], found[p]["_id"]) for p in sorted(found, reverse=True)[:limit]]
 
 
 def unseen_labels(instance: dg.DagsterInstance, spec: Spec) -> tuple[list[str], str, int]:
@@ -133,7 +120,7 @@ def unseen_labels(instance: dg.DagsterInstance, spec: Spec) -> tuple[list[str], 
     return sorted({r.asset_materialization.partition for r in labels}), version or triggers.NEVER_TRAINED, after
 
 
-def retrain_sensor(spec: Spec, job: UnresolvedAssetJobDefinition, retraining: str = "on_new_data",
+def retrain_sensor(spec: Spec, job: AssetJob, retraining: str = "on_new_data",
                    ) -> dg.SensorDefinition:
     """`retraining="on_trigger"`: automation does not train, so this sensor also starts the first training."""
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
+PROJECT = Path(__file__).resolve().parent.parent  # the checkout: mlplatform/, bentos/, feature_repo/, the lock file
 ENVIRONMENTS = ("local", "staging", "production")
 ONLINE_STORES = ("sqlite", "redis")
 PROMOTION_POLICIES = ("manual", "automatic")

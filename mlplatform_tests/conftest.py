@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 
 from mlplatform.definitions import build_definitions
-from mlplatform.lib.demo_data import credit_day, write_frame
-from mlplatform.lib.predlog import PredictionLog
+from mlplatform.lib.data.demo import credit_day, write_frame
+from mlplatform.serving.predlog import PredictionLog
 from mlplatform.settings import Settings
 from mlplatform.specs import CREDIT, Spec
 
@@ -71,7 +71,7 @@ def make_settings(home: Path, **extra: str) -> Settings:
 
 @pytest.fixture
 def platform(tmp_path: Path):
-    from mlplatform.lib.deployer import free_port
+    from mlplatform.deploy.processes import free_port
 
     ports = {"MLPLATFORM_STAGING_PORT": str(free_port()), "MLPLATFORM_PRODUCTION_PORT": str(free_port())}
     settings = make_settings(tmp_path / ".mlplatform", **ports)  # hidden, like the default home

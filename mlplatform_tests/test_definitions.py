@@ -2,6 +2,7 @@
 
 import subprocess
 import sys
+from datetime import UTC
 
 import dagster as dg
 
@@ -130,7 +131,7 @@ def test_a_new_partition_makes_automation_request_only_the_unpartitioned_chain(t
 
 
 def test_automation_builds_nothing_from_a_partition_that_failed_its_gate(tracked_platform):
-    from mlplatform.lib.demo_data import corrupt, credit_day
+    from mlplatform.lib.data.demo import corrupt, credit_day
 
     platform = tracked_platform
     ingest_days(platform, range(3))
@@ -143,13 +144,13 @@ def test_automation_builds_nothing_from_a_partition_that_failed_its_gate(tracked
 
 
 def test_the_monitoring_schedule_collects_today_each_hour_and_closes_yesterday_after_midnight():
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     from mlplatform.definitions import defs
 
     schedule = defs.resolve_schedule_def("credit_monitoring_schedule")
     assert schedule.cron_schedule == "5 * * * *" and schedule.execution_timezone == "UTC"
-    at = {h: dg.build_schedule_context(scheduled_execution_time=datetime(2026, 3, 10, h, 5, tzinfo=timezone.utc))
+    at = {h: dg.build_schedule_context(scheduled_execution_time=datetime(2026, 3, 10, h, 5, tzinfo=UTC))
           for h in (0, 13)}
     midnight, afternoon = (schedule(at[h]) for h in (0, 13))
     assert [r.partition_key for r in midnight] == ["2026-03-10", "2026-03-09"]

@@ -4,7 +4,7 @@ import os
 
 import dagster as dg
 
-from mlplatform.lib.landing import content_hash
+from mlplatform.lib.data.landing import content_hash
 
 
 def tick(platform, cursor: str | None = None) -> dg.SensorResult:  # noqa: ANN001

@@ -1,20 +1,24 @@
 """The model service: feature rows (or entity ids, looked up in the Feast online store) in, default probabilities
 out, validated against the spec, behind API keys.
 
-`POST /predict` is answered by the hot path (`mlplatform.lib.hotpath`: the same request model, scorer and answer
-as the `predict` API below, without BentoML's per-request dispatch, with micro-batching of concurrent requests);
-MLPLATFORM_HOT_PATH=off routes it through BentoML's API dispatch instead.
+`POST /predict` is answered by the hot path (`mlplatform.serving.hotpath`: the same request model, scorer and
+answer as the `predict` API below, without BentoML's per-request dispatch, with micro-batching of concurrent
+requests); MLPLATFORM_HOT_PATH=off routes it through BentoML's API dispatch instead. Every MLPLATFORM_* variable
+the service reads is in `mlplatform.serving.settings.ServingSettings`.
 """
 
 import asyncio
-import os
 from pathlib import Path
 from typing import Annotated, Any
 
 import bentoml
 from pydantic import BaseModel, Field
 
-from mlplatform.lib import entities, hotpath, predlog, serving
+from mlplatform.serving import auth, hotpath, online, predlog, request
+from mlplatform.serving.answer import Answers
+from mlplatform.serving.metrics import PredictionMetrics
+from mlplatform.serving.scorer import Scorer
+from mlplatform.serving.settings import ServingSettings
 from mlplatform.specs import SPECS
 
 
@@ -27,17 +31,17 @@ class ServiceArgs(BaseModel):
 
 
 args = bentoml.use_arguments(ServiceArgs)
+SETTINGS = ServingSettings.from_env(args.env)
 SPEC = next(s for s in SPECS if s.name == args.spec)
-Row = serving.row_model(SPEC)
-RowsType, RowsField = serving.rows_field(SPEC)
+Row = request.row_model(SPEC)
+RowsType, RowsField = request.rows_field(SPEC)
 HOT = hotpath.Target()
-HOT.enabled = serving.switch("hot_path", args.env)
-VALIDATE = serving.switch("validation", args.env)
-EntityIds = Annotated[list[Annotated[int, Field(ge=0)]], Field(min_length=1, max_length=serving.MAX_ROWS)]
+HOT.enabled = SETTINGS.hot_path
+EntityIds = Annotated[list[Annotated[int, Field(ge=0)]], Field(min_length=1, max_length=request.MAX_ROWS)]
 
 
 @bentoml.service(name=f"{SPEC.name}_service", workers=1, traffic={"timeout": 10},
-                 **serving.service_config(args.env, ("/predict", "/predict_entity", "/info")))
+                 **SETTINGS.service_config(("/predict", "/predict_entity", "/info")))
 class ModelService:
     """Serves one registered model version, packed into the Bento."""
 
@@ -46,38 +50,39 @@ class ModelService:
     def __init__(self) -> None:
         self.model = bentoml.sklearn.load_model(self.bento_model)
         self.lineage: dict[str, Any] = dict(self.bento_model.info.metadata)
-        self.threshold = float(self.lineage.get("decision_threshold", SPEC.gates.decision_threshold))
+        threshold = float(self.lineage.get("decision_threshold", SPEC.gates.decision_threshold))
         self.version = str(self.lineage.get("mlflow_version", self.bento_model.tag.version))
-        self.scorer = serving.Scorer(self.model, SPEC)
-        self.metrics = serving.PredictionMetrics(SPEC.model_name, serving.switch("metrics", args.env))
-        self.log = predlog.PredictionLog.from_env(SPEC.model_name, self.version)
-        HOT.bind(self.scorer, SPEC.model_name, self.version, self.threshold, self.metrics, self.log)
-        self.online = entities.OnlineFeatures(SPEC, os.environ).open_in_background()
+        self.threshold = threshold
+        self.scorer = Scorer(self.model, SPEC)
+        self.answers = Answers(SPEC.model_name, self.version, threshold,
+                               PredictionMetrics(SPEC.model_name, SETTINGS.metrics))
+        self.log = predlog.PredictionLog(SETTINGS.prediction_log_dir, SPEC.model_name, self.version)
+        HOT.bind(self.scorer, self.answers, self.log)
+        self.online = online.OnlineFeatures(SPEC, SETTINGS.feast_dir, SETTINGS.feast_online_store,
+                                            SETTINGS.redis).open_in_background()
 
     @bentoml.api
     async def predict(self, rows: Annotated[RowsType, RowsField],  # type: ignore[valid-type]
-                      ctx: bentoml.Context, entity_ids: serving.EntityIdList = None) -> serving.Prediction:
+                      ctx: bentoml.Context, entity_ids: request.EntityIdList = None) -> request.Prediction:
         """A batch of feature rows → probability of default and label per row. `entity_ids` (optional, one per
         row) are logged with the answers, so live performance can join the labels that land later."""
-        problem = serving.entity_ids_problem(len(rows), entity_ids)
+        problem = request.entity_ids_problem(len(rows), entity_ids)
         if problem:
             raise bentoml.exceptions.InvalidArgument(problem)
         return self._answer([r.model_dump() for r in rows], ctx, **({"entity_ids": entity_ids} if entity_ids else {}))
 
-    def _answer(self, rows: list[dict[str, Any]], ctx: bentoml.Context, **logged: Any) -> serving.Prediction:
-        proba, labels = self.scorer.score(rows, self.threshold)
-        self.metrics.record(self.version, proba, labels)
-        answer = serving.Prediction(request_id=serving.request_id(), model=SPEC.model_name,
-                                    model_version=self.version, probabilities=proba, labels=labels)
-        self.log.append(answer.request_id, rows, proba, labels, predlog.role_of(ctx.request.headers.raw), **logged)
+    def _answer(self, rows: list[dict[str, Any]], ctx: bentoml.Context, **logged: Any) -> request.Prediction:
+        answer = self.answers.build(self.scorer.proba(rows))
+        self.log.append(answer.request_id, rows, answer.probabilities, answer.labels,
+                        predlog.role_of(ctx.request.headers.raw), **logged)
         return answer
 
     @bentoml.api(route="/predict_entity")
-    async def predict_entity(self, entity_ids: EntityIds, ctx: bentoml.Context) -> serving.Prediction:
+    async def predict_entity(self, entity_ids: EntityIds, ctx: bentoml.Context) -> request.Prediction:
         """Entity ids → their features from the Feast online store (as training used them) → predictions."""
         try:
             rows = await asyncio.to_thread(self.online.rows, entity_ids)
-        except entities.UnknownEntities as err:
+        except online.UnknownEntities as err:
             raise bentoml.exceptions.NotFound(str(err)) from err
         except RuntimeError as err:
             raise bentoml.exceptions.ServiceUnavailable(str(err)) from err
@@ -91,13 +96,13 @@ class ModelService:
                 "decision_threshold": self.threshold, "lineage": self.lineage,
                 "model_card": card.read_text() if card.exists() else None}
 
-    if serving.switch("bentoml_batching", args.env, default=False):  # measured by benchmarks/bench_serving.py only
+    if SETTINGS.bentoml_batching:  # measured by benchmarks/bench_serving.py only
         @bentoml.api(route="/predict_batched", batchable=True, max_batch_size=1000, max_latency_ms=10)
         async def predict_batched(self, rows: list[Row]) -> list[float]:  # type: ignore[valid-type]
             """BentoML's adaptive batching of rows across requests (probabilities only)."""
             return self.scorer.proba([r.model_dump() for r in rows]).round(6).tolist()
 
 
-ModelService.add_asgi_middleware(serving.Guard, keys=serving.load_api_keys(), required=serving.auth_required(args.env))
-ModelService.add_asgi_middleware(hotpath.HotPath, target=HOT,
-                                 request_model=serving.request_model(SPEC) if VALIDATE else serving.unchecked_request())
+ModelService.add_asgi_middleware(auth.Guard, keys=list(SETTINGS.api_keys), required=SETTINGS.auth_required)
+ModelService.add_asgi_middleware(hotpath.HotPath, target=HOT, request_model=request.request_model(SPEC)
+                                 if SETTINGS.validation else request.unchecked_request())

@@ -5,8 +5,9 @@ from collections.abc import Iterator
 import dagster as dg
 from pydantic import create_model
 
-from mlplatform.assets import CHECKOUT, DataFrame, Sources, key, rebuild_on_change, table, table_schema
-from mlplatform.lineage import unchanged
+from mlplatform.assets._shared import DataFrame, key, rebuild_on_change, table, table_schema
+from mlplatform.code_versions import CHECKOUT, Sources
+from mlplatform.orchestration.freshness import unchanged
 from mlplatform.partitions import landed_files
 from mlplatform.resources import LandingZone, Quarantine
 from mlplatform.specs import Spec
@@ -27,13 +28,13 @@ def build(spec: Spec, sources: Sources = CHECKOUT) -> list[dg.AssetsDefinition]:
     ValidationConfig = validation_config(spec)
 
     @dg.asset(key=raw_key, partitions_def=parts, group_name=GROUP,
-              code_version=sources.version("mlplatform/lib/landing.py", config=spec.file_formats),
+              code_version=sources.version("mlplatform.lib.data.landing", config=spec.file_formats),
               kinds={"pandas", "file"},
               check_specs=[dg.AssetCheckSpec("readable", asset=raw_key, blocking=True,
                                              description="The landed file is a readable CSV or Parquet table")])
     def raw(context: dg.AssetExecutionContext, landing: LandingZone, quarantine: Quarantine) -> Iterator:
         """The landed file as read, with its content hash as data version."""
-        from mlplatform.lib.landing import LandedFileError, content_hash, read_landed
+        from mlplatform.lib.data.landing import LandedFileError, content_hash, read_landed
 
         path = landing.path(spec, context.partition_key)
         digest = content_hash(path) if path.exists() else "missing"
@@ -53,7 +54,7 @@ def build(spec: Spec, sources: Sources = CHECKOUT) -> list[dg.AssetsDefinition]:
         yield dg.AssetCheckResult(check_name="readable", passed=True, metadata={"rows": len(frame)})
 
     @dg.asset(key=validated_key, ins={"raw": dg.AssetIn(raw_key)}, partitions_def=parts, group_name=GROUP,
-              code_version=sources.version("mlplatform/lib/validation.py", "mlplatform/lib/hashing.py",
+              code_version=sources.version("mlplatform.lib.data.validation", "mlplatform.lib.hashing",
                                            config=(contract, spec.max_bad_row_share)),
               kinds={"pandas", "pandera"}, automation_condition=rebuild_on_change(partitioned=True),
               check_specs=[dg.AssetCheckSpec("bad_row_share", asset=validated_key, blocking=True,
@@ -61,8 +62,8 @@ def build(spec: Spec, sources: Sources = CHECKOUT) -> list[dg.AssetsDefinition]:
     def validated(context: dg.AssetExecutionContext, config: ValidationConfig, raw: DataFrame,
                   quarantine: Quarantine) -> Iterator:
         """Rows that meet the dataset contract; the others are quarantined with the checks they failed."""
+        from mlplatform.lib.data.validation import validate_landed
         from mlplatform.lib.hashing import frame_version
-        from mlplatform.lib.validation import validate_landed
 
         result = validate_landed(raw, spec)
         qpath = quarantine.keep_rows(spec, context.partition_key, result.quarantined) if len(result.quarantined) else None
@@ -83,14 +84,14 @@ def build(spec: Spec, sources: Sources = CHECKOUT) -> list[dg.AssetsDefinition]:
     @dg.asset(key=key(spec, "labels"), ins={"validated": dg.AssetIn(validated_key)},
               partitions_def=parts, output_required=False,
               group_name=GROUP, kinds={"pandas"}, automation_condition=rebuild_on_change(partitioned=True),
-              code_version=sources.version("mlplatform/lib/training_set.py::label_rows", "mlplatform/lib/hashing.py",
+              code_version=sources.version("mlplatform.lib.data.labels", "mlplatform.lib.hashing",
                                            config=contract))
     def labels(context: dg.AssetExecutionContext, validated: DataFrame) -> Iterator:
         """Label events (entity, time, label, fairness slice): the rows a training set is built for."""
         if unchanged(context):
             return
+        from mlplatform.lib.data.labels import label_rows
         from mlplatform.lib.hashing import frame_version
-        from mlplatform.lib.training_set import label_rows
 
         rows = label_rows(validated, spec)
         yield dg.Output(rows, data_version=dg.DataVersion(frame_version(rows)),

@@ -6,8 +6,10 @@ from typing import Any, Literal
 
 import dagster as dg
 
-from mlplatform.assets import CHECKOUT, DataFrame, Sources, key, rebuild_on_change
-from mlplatform.lineage import unchanged
+from mlplatform.assets._shared import DataFrame, key, rebuild_on_change
+from mlplatform.code_versions import CHECKOUT, Sources
+from mlplatform.deploy.packaging import bento_modules
+from mlplatform.orchestration.freshness import unchanged
 from mlplatform.resources import BentoStore, DeploymentTarget, MlflowTracking
 from mlplatform.specs import Spec
 
@@ -33,16 +35,17 @@ def observation(spec: Spec, env: str, entry: dict[str, Any]) -> dg.AssetObservat
 
 
 def build(spec: Spec, promotion: str = "manual", sources: Sources = CHECKOUT) -> list[dg.AssetsDefinition]:
-    service = [f"mlplatform/lib/{m}.py" for m in ("bento", "serving", "hotpath", "asgi", "predlog", "online")]
-    deployer = [f"mlplatform/lib/{m}.py" for m in ("deployer", "deployment", "router", "compose")]
+    service = ("mlplatform.deploy.packaging", *bento_modules())
+    deployer = tuple(f"mlplatform.deploy.{m}" for m in ("deployer", "embedded", "processes", "records", "router",
+                                                        "compose"))
     bento_key, staging_key, production_key = key(spec, "bento"), key(spec, "staging"), key(spec, "production")
 
     @dg.asset(key=bento_key, ins={"model": dg.AssetIn(key(spec, "model")),
                                   "evaluation": dg.AssetIn(key(spec, "evaluation")),
                                   "training_set": dg.AssetIn(key(spec, "training_set"))},
               group_name=GROUP, kinds={"bentoml", "docker"},
-              code_version=sources.version(*service, "bentos/credit_service/service.py",
-                                           "bentos/credit_service/bentofile.yaml", "requirements.lock",
+              code_version=sources.version(*service, files=("bentos/credit_service/service.py",
+                                           "bentos/credit_service/bentofile.yaml", "requirements.lock"),
                                            config=spec.gates.decision_threshold),
               automation_condition=rebuild_on_change(partitioned=False), output_required=False)
     def bento(context: dg.AssetExecutionContext, model: DataFrame, evaluation: DataFrame, training_set: DataFrame,
@@ -51,8 +54,8 @@ def build(spec: Spec, promotion: str = "manual", sources: Sources = CHECKOUT) ->
         bentos/credit_service with the lock file."""
         if unchanged(context):
             return
-        from mlplatform.lib import bento as packaging
-        from mlplatform.lib.deployer import Candidate
+        from mlplatform.deploy import packaging
+        from mlplatform.deploy.deployer import Candidate
 
         if not evaluation.passed:  # the blocking checks already stop this; never package a failed candidate
             raise dg.Failure(f"{evaluation.model} v{evaluation.version} failed its gates; nothing is packaged")
@@ -81,7 +84,7 @@ def build(spec: Spec, promotion: str = "manual", sources: Sources = CHECKOUT) ->
         what it served)."""
         if unchanged(context):
             return
-        from mlplatform.lib.deployment import DeploymentError
+        from mlplatform.deploy.records import DeploymentError
 
         deployer = deployment.deployer()
         reason = config.reason or f"gated candidate {bento.model} v{bento.model_version} (run {context.run.run_id[:8]})"
@@ -93,7 +96,7 @@ def build(spec: Spec, promotion: str = "manual", sources: Sources = CHECKOUT) ->
                          metadata=served(deployer, "staging", record) | audit_tail(deployer, "staging"))
 
     @dg.asset(key=production_key, ins={"staged": dg.AssetIn(staging_key)}, group_name=GROUP,
-              code_version=sources.version(*deployer, "mlplatform/lib/promotion.py"),
+              code_version=sources.version(*deployer, "mlplatform.deploy.promotion"),
               kinds={"bentoml", "mlflow"},
               automation_condition=rebuild_on_change(partitioned=False) if promotion == "automatic" else None,
               output_required=False)
@@ -103,8 +106,8 @@ def build(spec: Spec, promotion: str = "manual", sources: Sources = CHECKOUT) ->
         the MLflow `champion` alias (blue/green; canary and shadow first run next to the champion)."""
         if unchanged(context):
             return
-        from mlplatform.lib.deployment import DeploymentError
-        from mlplatform.lib.promotion import promote
+        from mlplatform.deploy.promotion import promote
+        from mlplatform.deploy.records import DeploymentError
 
         deployer = deployment.deployer()
         reason = config.reason or f"promote {staged.model} v{staged.model_version} (run {context.run.run_id[:8]})"

@@ -5,8 +5,9 @@ from collections.abc import Iterator
 import dagster as dg
 from pydantic import create_model
 
-from mlplatform.assets import CHECKOUT, DataFrame, Sources, key, rebuild_on_change
-from mlplatform.lineage import unchanged
+from mlplatform.assets._shared import DataFrame, key, rebuild_on_change
+from mlplatform.code_versions import CHECKOUT, Sources
+from mlplatform.orchestration.freshness import unchanged
 from mlplatform.resources import Artifacts, MlflowTracking
 from mlplatform.specs import Spec
 
@@ -31,7 +32,7 @@ def evaluation_config(spec: Spec) -> type[dg.Config]:
                         min_slice_rows=(int, g.min_slice_rows))
 
 
-EVALUATION_CODE = ("evaluate", "gates", "assessment", "report")
+EVALUATION_CODE = tuple(f"mlplatform.lib.evaluation.{m}" for m in ("metrics", "gates", "assessment", "report"))
 
 
 def build(spec: Spec, sources: Sources = CHECKOUT) -> list[dg.AssetsDefinition]:
@@ -43,16 +44,16 @@ def build(spec: Spec, sources: Sources = CHECKOUT) -> list[dg.AssetsDefinition]:
     @dg.asset(key=eval_key, ins={"training_set": dg.AssetIn(key(spec, "training_set")),
                                  "model": dg.AssetIn(key(spec, "model"))},
               group_name=GROUP, kinds={"scikitlearn", "mlflow"},
-              code_version=sources.version(*(f"mlplatform/lib/{m}.py" for m in EVALUATION_CODE), config=spec.gates),
+              code_version=sources.version(*EVALUATION_CODE, config=spec.gates),
               check_specs=checks, automation_condition=rebuild_on_change(partitioned=False), output_required=False)
     def evaluation(context: dg.AssetExecutionContext, config: EvaluationConfig, training_set: DataFrame,
                    model: DataFrame, mlflow: MlflowTracking, artifacts: Artifacts) -> Iterator:
         """Holdout metrics of the challenger and the champion, slices, importance, report, model card and gates."""
         if unchanged(context):
             return
-        from mlplatform.lib import tracking
-        from mlplatform.lib.assessment import assess
-        from mlplatform.lib.gates import Thresholds
+        from mlplatform.lib.evaluation.assessment import assess
+        from mlplatform.lib.evaluation.gates import Thresholds
+        from mlplatform.lib.training import tracking
 
         client, reg = mlflow.client(), model.registered
         champion = tracking.load_champion(client, mlflow.tracking_uri, spec)

@@ -5,8 +5,9 @@ from pathlib import Path
 
 import dagster as dg
 
-from mlplatform.assets import CHECKOUT, DataFrame, Sources, key, rebuild_on_change, table
-from mlplatform.lib.feast_repo import definitions_version
+from mlplatform.assets._shared import DataFrame, key, rebuild_on_change, table
+from mlplatform.code_versions import CHECKOUT, Sources
+from mlplatform.lib.features.feast_repo import definitions_version
 from mlplatform.partitions import landed_files
 from mlplatform.resources import FeastStore
 from mlplatform.specs import Spec
@@ -38,8 +39,8 @@ def build(spec: Spec, sources: Sources = CHECKOUT) -> list[dg.AssetsDefinition]:
 
     @dg.asset(key=features_key, ins={"validated": dg.AssetIn(key(spec, "validated"))}, deps=[registry_key],
               partitions_def=parts, group_name=GROUP, kinds={"pandas", "feast"},
-              code_version=sources.version("mlplatform/lib/features.py", "mlplatform/lib/online.py",
-                                           "mlplatform/lib/hashing.py", config=(spec.entity, spec.derived)),
+              code_version=sources.version("mlplatform.lib.features.featurize", "mlplatform.lib.features.online",
+                                           "mlplatform.lib.hashing", config=(spec.entity, spec.derived)),
               automation_condition=rebuild_on_change(partitioned=True),
               check_specs=[dg.AssetCheckSpec("online_offline_parity", asset=features_key, blocking=True,
                                              description="Online values equal offline values as of the latest time")])
@@ -47,8 +48,8 @@ def build(spec: Spec, sources: Sources = CHECKOUT) -> list[dg.AssetsDefinition]:
         """Engineered features of a partition: written as the Feast offline source and pushed online."""
         import pandas as pd
 
-        from mlplatform.lib import online
-        from mlplatform.lib.features import featurize
+        from mlplatform.lib.features import online
+        from mlplatform.lib.features.featurize import featurize
         from mlplatform.lib.hashing import frame_version
 
         frame = featurize(validated, spec)

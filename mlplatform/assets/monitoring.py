@@ -7,7 +7,9 @@ from datetime import timedelta
 
 import dagster as dg
 
-from mlplatform.assets import CHECKOUT, DataFrame, Sources, key, rebuild_on_change, table
+from mlplatform.assets._shared import DataFrame, key, rebuild_on_change, table
+from mlplatform.code_versions import CHECKOUT, Sources
+from mlplatform.lib.monitoring import triggers
 from mlplatform.partitions import SERVING_DAYS, landed_files
 from mlplatform.resources import Artifacts, DeploymentTarget, MlflowTracking
 from mlplatform.specs import Spec
@@ -28,8 +30,9 @@ def judge_drift(context: dg.AssetExecutionContext, spec: Spec, kind: str, curren
     """The drift of `current` against the champion's training reference: an output and its check result."""
     import pandas as pd
 
-    from mlplatform.lib import drift, tracking
     from mlplatform.lib.hashing import frame_version
+    from mlplatform.lib.monitoring import drift
+    from mlplatform.lib.training import tracking
 
     def read(reference: tracking.Reference) -> pd.DataFrame:
         snapshot = artifacts.snapshot(spec, reference.data_version)
@@ -49,8 +52,9 @@ def judge_drift(context: dg.AssetExecutionContext, spec: Spec, kind: str, curren
     frame = result.frame()
     metadata = {"drifted_share": float(result.share), "drifted_features": len(result.drifted),
                 "current_rows": result.current_rows, "reference_rows": result.reference_rows,
-                "reference_model": base.whose(), "reference_data_version": base.data_version,
-                "severity": result.severity if result.judged else "not judged", "summary": result.summary(),
+                "reference_model": base.whose(),
+                **triggers.Batch(kind, context.partition_key, result.severity if result.judged else "not judged",
+                                 base.data_version, result.summary()).metadata(),
                 "features": table(frame) if len(frame) else "none tested"}
     if traffic:
         metadata["traffic"] = traffic
@@ -67,20 +71,20 @@ def judge_drift(context: dg.AssetExecutionContext, spec: Spec, kind: str, curren
 
 def build(spec: Spec, sources: Sources = CHECKOUT) -> list[dg.AssetsDefinition]:
     m = spec.monitoring
-    drift_version = sources.version("mlplatform/lib/drift.py", config=(
+    drift_version = sources.version("mlplatform.lib.monitoring.drift", config=(
         spec.contract_feature_names, m.drift_warn_share, m.drift_error_share, m.min_drift_rows))
     predictions_key, deployed = key(spec, "predictions"), [key(spec, "staging"), key(spec, "production")]
     data_drift_key, live_drift_key = key(spec, "data_drift"), key(spec, "live_drift")
     live_performance_key, labels_key = key(spec, "live_performance"), key(spec, "labels")
 
     @dg.asset(key=predictions_key, deps=deployed, partitions_def=SERVING_DAYS, group_name=GROUP,
-              code_version=sources.version("mlplatform/lib/predlog.py", config=spec.contract_feature_names),
+              code_version=sources.version("mlplatform.serving.predlog", config=spec.contract_feature_names),
               kinds={"pandas"})
     def predictions(context: dg.AssetExecutionContext, deployment: DeploymentTarget) -> dg.Output:
         """Every row the staging and production services scored on the day (UTC), with version and role."""
-        from mlplatform.lib.deployment import ENVIRONMENTS
+        from mlplatform.deploy.records import ENVIRONMENTS
         from mlplatform.lib.hashing import frame_version
-        from mlplatform.lib.predlog import day_frame
+        from mlplatform.serving.predlog import day_frame
 
         deployments = deployment.deployer().deployments
         folders = {env: deployments.predictions_dir(env) for env in ENVIRONMENTS}
@@ -124,9 +128,9 @@ def build(spec: Spec, sources: Sources = CHECKOUT) -> list[dg.AssetsDefinition]:
                        + [f"{n} ≤ {v}" for n, v in spec.gates.ceilings])
 
     @dg.asset(key=live_performance_key, group_name=GROUP, kinds={"scikitlearn", "pandas"},
-              code_version=sources.version("mlplatform/lib/live.py",
-                                           "mlplatform/lib/evaluate.py::expected_calibration_error",
-                                           "mlplatform/lib/evaluate.py::calibration_bins", config=(
+              code_version=sources.version("mlplatform.lib.monitoring.live",
+                                           "mlplatform.lib.evaluation.metrics:expected_calibration_error",
+                                           "mlplatform.lib.evaluation.metrics:calibration_bins", config=(
                                                m.label_window_days, m.min_label_rows, spec.gates.floors,
                                                spec.gates.ceilings)),
               ins={"predictions": dg.AssetIn(predictions_key),
@@ -143,8 +147,8 @@ def build(spec: Spec, sources: Sources = CHECKOUT) -> list[dg.AssetsDefinition]:
         headline metric and calibration on them; production's primary version is judged against the gates."""
         import pandas as pd
 
-        from mlplatform.lib import live
         from mlplatform.lib.hashing import frame_version
+        from mlplatform.lib.monitoring import live
 
         # the IO manager hands over one partition unwrapped, and None before any exists
         parts = labels.values() if isinstance(labels, dict) else [labels]
@@ -160,15 +164,15 @@ def build(spec: Spec, sources: Sources = CHECKOUT) -> list[dg.AssetsDefinition]:
             for name in ("labelled_rows", *live.HEADLINE):
                 value = getattr(row, name)
                 if pd.notna(value):
-                    metadata[f"{row.env}/v{row.model_version}/{name}"] = float(value)
+                    metadata[triggers.Day.metric_key(row.env, row.model_version, name)] = float(value)
         primary = live.headline(versions)
         if primary is None:
             check = dg.AssetCheckResult(check_name="performance_floor", passed=True,
                                         description="no production traffic on this day")
         else:
             verdict = live.judge(primary, spec)
-            metadata.update(production_version=verdict.version, judged=verdict.judged,
-                            below_floor=verdict.judged and not verdict.passed, performance=verdict.summary())
+            metadata.update(triggers.Day.verdict_metadata(verdict.version, verdict.judged,
+                                                          verdict.judged and not verdict.passed, verdict.summary()))
             for name in live.HEADLINE:  # the headline series, plotted over days in the UI
                 if pd.notna(primary[name]):
                     metadata[name] = float(primary[name])

@@ -5,8 +5,9 @@ from collections.abc import Iterator
 import dagster as dg
 from pydantic import create_model
 
-from mlplatform.assets import CHECKOUT, DataFrame, Sources, key, rebuild_on_change, table
-from mlplatform.lineage import unchanged
+from mlplatform.assets._shared import DataFrame, key, rebuild_on_change, table
+from mlplatform.code_versions import CHECKOUT, Sources
+from mlplatform.orchestration.freshness import unchanged
 from mlplatform.resources import Artifacts, FeastStore, MlflowTracking
 from mlplatform.specs import Spec
 
@@ -30,7 +31,7 @@ def build(spec: Spec, retraining: str = "on_new_data", sources: Sources = CHECKO
     # Features are read through Feast, not loaded as an input: a dependency, so new feature values rebuild the set.
     @dg.asset(key=set_key, ins={"labels": labels_in}, deps=[key(spec, "feature_registry"), key(spec, "features")],
               group_name=GROUP, kinds={"pandas", "feast", "pandera"},
-              code_version=sources.version("mlplatform/lib/training_set.py", "mlplatform/lib/hashing.py",
+              code_version=sources.version("mlplatform.lib.features.training_set", "mlplatform.lib.hashing",
                                            config=(spec.feature_service_name, spec.feature_names)),
               automation_condition=rebuild_on_change(partitioned=False) if retraining == "on_new_data" else None,
               output_required=False, check_specs=[dg.AssetCheckSpec("schema", asset=set_key, blocking=True,
@@ -42,12 +43,12 @@ def build(spec: Spec, retraining: str = "on_new_data", sources: Sources = CHECKO
             return
         import pandera.pandas as pa
 
+        from mlplatform.lib.features.training_set import training_set as build_set
         from mlplatform.lib.hashing import frame_version
-        from mlplatform.lib.training_set import training_set as build_set
         from mlplatform.schemas import training_set_schema
 
         if not isinstance(labels, dict):  # the IO manager hands over a single partition unwrapped
-            labels = dict(zip(context.asset_partition_keys_for_input("labels"), [labels]))
+            labels = dict(zip(context.asset_partition_keys_for_input("labels"), [labels], strict=False))  # no key at all before any partition exists
         labels = {k: v for k, v in labels.items() if v is not None}  # partitions that never passed their gates
         if not labels:
             raise dg.Failure(f"{spec.name}: no partition has validated features yet; ingest a landed file first")
@@ -70,7 +71,7 @@ def build(spec: Spec, retraining: str = "on_new_data", sources: Sources = CHECKO
             metadata={"failures": table(failures) if failures is not None else "none"})
 
     @dg.asset(key=model_key, ins={"training_set": dg.AssetIn(set_key)}, group_name=GROUP,
-              code_version=sources.version("mlplatform/lib/train.py", config=(
+              code_version=sources.version("mlplatform.lib.training.train", config=(
                   spec.estimator, spec.regularization_c, spec.max_iter, spec.seed, spec.holdout_days)),
               kinds={"scikitlearn", "mlflow"}, automation_condition=rebuild_on_change(partitioned=False),
               retry_policy=dg.RetryPolicy(max_retries=2, delay=5), output_required=False)
@@ -79,8 +80,8 @@ def build(spec: Spec, retraining: str = "on_new_data", sources: Sources = CHECKO
         """A fitted scikit-learn Pipeline, tracked in MLflow and registered as the `challenger` version."""
         if unchanged(context):
             return
-        from mlplatform.lib import tracking, train
         from mlplatform.lib.hashing import frame_version
+        from mlplatform.lib.training import tracking, train
 
         params = train.TrainParams(**config.model_dump())
         try:

@@ -1,1 +1,1 @@
-"""Dagster-free logic: every function here is unit-testable on plain DataFrames and files."""
+"""Dagster-free ML logic, one subpackage per stage (mirrors `mlplatform/assets/`); shared helpers at this level."""

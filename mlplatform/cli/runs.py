@@ -1,0 +1,146 @@
+"""Commands for runs: reproduce a version, retry a failed run, the loop, the plan, the UI, paths."""
+
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from mlplatform.cli._common import app, fail, spec_named
+from mlplatform.settings import PROJECT, get_settings
+
+
+@app.command()
+def reproduce(
+    version: Annotated[str, typer.Argument(help="Registered model version number, e.g. 3.")],
+    spec: Annotated[str | None, typer.Option(help="Spec name (default: the first spec).")] = None,
+) -> None:
+    """Re-train a registered model version from its recorded training set, params and seed; compare predictions."""
+    from mlplatform.definitions import resources
+    from mlplatform.lib.training.reproduce import ReproductionError
+    from mlplatform.lib.training.reproduce import reproduce as run
+
+    settings = get_settings()
+    settings.export()
+    chosen, res = spec_named(spec), resources(settings)
+    try:
+        outcome = run(res["mlflow"].client(), settings.mlflow_tracking_uri, chosen, version,
+                      lambda data_version: res["artifacts"].snapshot(chosen, data_version))
+    except ReproductionError as err:
+        raise typer.BadParameter(str(err), param_hint="VERSION") from err
+    typer.echo(outcome.report())
+    raise typer.Exit(0 if outcome.identical else 1)
+
+
+@app.command()
+def retry(run_id: Annotated[str, typer.Argument(help="Id of a failed Dagster run.")]) -> None:
+    """Re-execute a failed run from failure: only failed and skipped steps run, on the earlier steps' outputs."""
+    import dagster as dg
+
+    from mlplatform.orchestration import runner
+
+    settings = get_settings()
+    settings.export()
+    try:
+        ok, text = runner.reexecute_from_failure(run_id, settings, dg.DagsterInstance.get())
+    except ValueError as err:
+        raise typer.BadParameter(str(err), param_hint="RUN_ID") from err
+    typer.echo(text)
+    raise typer.Exit(0 if ok else 1)
+
+
+@app.command()
+def loop(
+    passes: Annotated[int, typer.Option(min=1, help="At most this many passes over sensors and automation.")] = 12,
+) -> None:
+    """The daemon's work in this process, until nothing more is asked: landing, retraining and rollback sensors,
+    then automation, run by run. With MLPLATFORM_RETRAINING=on_trigger only the retrain sensor trains (persistent
+    drift, live performance below its floor); `dagster-daemon` (or `mlplatform dev`) runs the same continuously."""
+    import warnings
+
+    import dagster as dg
+
+    from mlplatform.definitions import build_definitions
+    from mlplatform.orchestration.loop import Loop
+    from mlplatform.specs import SPECS
+
+    warnings.filterwarnings("ignore", category=dg.BetaWarning)
+    settings = get_settings()
+    settings.export()
+    with dg.DagsterInstance.get() as instance:
+        runner = Loop(build_definitions(SPECS, settings), instance, log=typer.echo,
+                      state=settings.dagster_home / "loop-state.json", run_log_level="WARNING")
+        try:
+            runs = runner.settle(max_passes=passes)
+        except RuntimeError as err:
+            fail(err)
+        for run in runs:
+            if "mlplatform/reason" in run.tags:
+                typer.echo(f"{run.tags['mlplatform/trigger']}: {run.tags['mlplatform/reason']}")
+    failed = [r for r in runs if not r.ok]
+    typer.echo(f"settled: {len(runs)} runs, {len(failed)} failed")
+    raise typer.Exit(1 if failed else 0)
+
+
+@app.command()
+def plan(
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    check: Annotated[bool, typer.Option(help="CI mode: exit 1 when anything would rebuild.")] = False,
+) -> None:
+    """What is stale and why (never materialized, new partition, code version changed, upstream data changed),
+    and which jobs and partitions would run. Reads the instance of $DAGSTER_HOME (point it at the platform's
+    own, e.g. its Postgres storage, to see what a pull request would rebuild); changes nothing."""
+    import json
+    import warnings
+
+    import dagster as dg
+
+    from mlplatform.definitions import build_definitions
+    from mlplatform.orchestration import plan as planning
+    from mlplatform.partitions import landed_files
+    from mlplatform.specs import SPECS
+
+    warnings.filterwarnings("ignore", category=dg.BetaWarning)
+    settings = get_settings()
+    settings.export()
+    defs = build_definitions(SPECS, settings)
+    landed = {landed_files(s).name: list(defs.resources["landing"].files(s)) for s in SPECS}
+    with dg.DagsterInstance.get() as instance:
+        entries = planning.plan(instance, defs.resolve_asset_graph(), landed, SPECS[0].name)
+    runs = planning.summary(entries)
+    if as_json:
+        typer.echo(json.dumps({"stale": [e.as_dict() for e in entries], "runs": runs}, indent=2))
+    elif not entries:
+        typer.echo("everything is fresh: nothing would rebuild")
+    else:
+        typer.echo(f"{len(entries)} asset partitions would rebuild:")
+        for e in entries:
+            where = f"[{e.partition}]" if e.partition else ""
+            typer.echo(f"  {e.asset + where:44} {'; '.join(e.reasons)}")
+        typer.echo("would run:")
+        for run in runs:
+            parts = f" partitions {', '.join(run['partitions'])}:" if run["partitions"] else ":"
+            typer.echo(f"  {run['job']:16}{parts} {', '.join(run['assets'])}")
+    raise typer.Exit(1 if check and entries else 0)
+
+
+@app.command()
+def dev(port: Annotated[int, typer.Option(help="Port of the UI.")] = 3000) -> None:
+    """Start the Dagster UI and daemon (sensors, automation) on 127.0.0.1 with this project's instance."""
+    settings = get_settings()
+    settings.export()
+    workspace = PROJECT / "workspace.yaml"
+    dagster = Path(sys.executable).with_name("dagster")
+    os.execv(str(dagster), [str(dagster), "dev", "-w", str(workspace), "-h", "127.0.0.1", "-p", str(port)])
+
+
+@app.command()
+def paths() -> None:
+    """Print the environment and where each piece of state lives."""
+    s = get_settings()
+    rows = {"environment": s.env, "home": s.home, "landing": s.landing_root, "quarantine": s.quarantine_dir,
+            "dagster home": s.dagster_home, "feast": s.feast_dir, "mlflow": s.mlflow_tracking_uri,
+            "bentoml home": s.bentoml_home, "feast online store": s.feast_online_store}
+    for name, value in rows.items():
+        typer.echo(f"{name:20} {value}")

@@ -1,0 +1,166 @@
+"""Packaging: a registered model into the BentoML model store, then a Bento from `bentos/<service>/`.
+
+`package()` runs the BentoML work in a child process with its own BENTOML_HOME: BentoML keeps its stores in
+process-wide singletons, so one process could otherwise write into another platform's store. The child gets the
+fitted pipeline that was registered (pickled, not re-read from MLflow: loading MLflow's skops artifact imports all of
+scikit-learn, seconds per Bento); the blocking `prediction_contract` gate has already proved that the registered
+artifact answers exactly like it.
+"""
+
+import contextlib
+import json
+import os
+import pickle
+import shutil
+import subprocess
+import sys
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from mlplatform.settings import PROJECT
+from mlplatform.specs import Spec
+
+ROOT = PROJECT
+SERVICE_DIR = ROOT / "bentos" / "credit_service"
+# What the Bento ships of the platform: the serving package and the modules it imports, and the router with its
+# records (the container project runs the router from the primary's image). Nothing of Dagster or the ML stages.
+BENTO_PACKAGES = ("mlplatform.serving",)
+BENTO_MODULES = ("mlplatform", "mlplatform.specs", "mlplatform.settings", "mlplatform.lib",
+                 "mlplatform.lib.features", "mlplatform.lib.features.featurize", "mlplatform.lib.features.feast_repo",
+                 "mlplatform.deploy", "mlplatform.deploy.records", "mlplatform.deploy.router")
+
+
+def bento_modules() -> list[str]:
+    """Every module the Bento ships, by dotted name (the packages expanded, found without importing them)."""
+    import importlib.util
+
+    names = list(BENTO_MODULES)
+    for package in BENTO_PACKAGES:
+        spec = importlib.util.find_spec(package)
+        folder = Path(next(iter(spec.submodule_search_locations or [])))
+        names += [package] + [f"{package}.{f.stem}" for f in sorted(folder.glob("*.py")) if f.stem != "__init__"]
+    return names
+
+
+def module_path(name: str) -> Path:
+    """Where a shipped module lives relative to the project root (a package: its `__init__.py`)."""
+    from mlplatform.code_versions import module_file
+
+    return module_file(name).relative_to(ROOT)
+
+
+@dataclass(frozen=True)
+class BuiltBento:
+    """A built Bento: its tag, where it lives, what it holds."""
+
+    tag: str
+    path: Path
+    model_tag: str
+    size_bytes: int
+    dockerfile: Path
+
+
+def save_model(spec: Spec, pipeline: Any, labels: dict[str, str], metadata: dict[str, Any]) -> str:
+    """The fitted pipeline into the BentoML model store (under BENTOML_HOME); returns its tag."""
+    import bentoml
+
+    return str(bentoml.sklearn.save_model(spec.model_name, pipeline, labels=labels, metadata=metadata).tag)
+
+
+def stage_context(target: Path, service_dir: Path = SERVICE_DIR, root: Path = ROOT,
+                  extra_files: dict[str, str] | None = None) -> Path:
+    """A build context holding the service, the platform modules it needs (`bento_modules`) and the lock file, plus
+    `extra_files` (name → text: the smoke set and the model card travel inside the Bento)."""
+    if target.exists():
+        shutil.rmtree(target)
+    shutil.copytree(service_dir, target)
+    for name in bento_modules():
+        relative = module_path(name)
+        (target / relative).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(root / relative, target / relative)
+    shutil.copyfile(root / "requirements.lock", target / "requirements.lock")
+    for name, text in (extra_files or {}).items():
+        (target / name).write_text(text)
+    return target
+
+
+def smoke_set(pipeline: Any, spec: Spec, rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Request rows with the probabilities the registered pipeline gives them (what the served Bento must answer)."""
+    import pandas as pd
+
+    from mlplatform.lib.features.featurize import featurize
+
+    x = featurize(pd.DataFrame(rows), spec, keys=False)[spec.feature_names]
+    return {"rows": rows, "probabilities": [float(p) for p in pipeline.predict_proba(x)[:, 1]]}
+
+
+def holdout_rows(frame: Any, spec: Spec, holdout_days: int, limit: int) -> list[dict[str, Any]]:
+    """Up to `limit` holdout rows of a training set as request rows (the contract's features only)."""
+    from mlplatform.lib.training.train import holdout_mask
+
+    held = frame[holdout_mask(frame, spec, holdout_days)].head(limit)
+    return [{k: (v.item() if hasattr(v, "item") else v) for k, v in row.items()}
+            for row in held[spec.contract_feature_names].to_dict("records")]
+
+
+def bento_file(bento_path: Path | str, name: str) -> Path:
+    """A file that travels inside a built Bento (`smoke.json`, `model_card.md`)."""
+    return Path(bento_path) / "src" / name
+
+
+def build(spec: Spec, model_tag: str, context: Path, env: str, labels: dict[str, str]) -> BuiltBento:
+    """Build the Bento for one model tag from a staged context."""
+    import bentoml
+
+    with contextlib.chdir(context):  # BentoML refuses build files outside the working directory
+        bento = bentoml.bentos.build_bentofile(build_ctx=str(context), labels=labels,
+                                               args={"spec": spec.name, "model_tag": model_tag, "env": env})
+    path = Path(bento.path)
+    size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+    return BuiltBento(str(bento.tag), path, model_tag, size, path / "env" / "docker" / "Dockerfile")
+
+
+def package(spec: Spec, pipeline: Any, bentoml_home: Path, env: str, labels: dict[str, str],
+            metadata: dict[str, Any], smoke_rows: list[dict[str, Any]] | None = None,
+            model_card: str = "") -> BuiltBento:
+    """Save the registered `pipeline` to the store and build its Bento, in a child process.
+
+    The Bento carries `smoke.json` (`smoke_rows` with the pipeline's probabilities: the deployer's smoke test) and
+    `model_card.md`.
+    """
+    environ = {**os.environ, "BENTOML_HOME": str(bentoml_home), "BENTOML_DO_NOT_TRACK": "True"}
+    with tempfile.TemporaryDirectory(prefix="mlplatform-package-") as tmp:
+        model_file = Path(tmp) / "pipeline.pkl"
+        model_file.write_bytes(pickle.dumps(pipeline, protocol=pickle.HIGHEST_PROTOCOL))
+        request = {"spec": spec.name, "pipeline": str(model_file), "env": env, "labels": labels,
+                   "metadata": metadata, "smoke_rows": smoke_rows or [], "model_card": model_card}
+        done = subprocess.run([sys.executable, "-m", "mlplatform.deploy.packaging"], input=json.dumps(request), text=True,
+                              capture_output=True, env=environ, cwd=ROOT, timeout=900)
+    if done.returncode != 0:
+        raise RuntimeError(f"building the Bento failed (exit {done.returncode}):\n{done.stderr[-4000:]}")
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    return BuiltBento(result["tag"], Path(result["path"]), result["model_tag"], result["size_bytes"],
+                      Path(result["dockerfile"]))
+
+
+def _main() -> None:
+    from mlplatform.specs import SPECS
+
+    request = json.loads(sys.stdin.read())
+    spec = next(s for s in SPECS if s.name == request["spec"])
+    pipeline = pickle.loads(Path(request["pipeline"]).read_bytes())  # written by package() just before
+    model_tag = save_model(spec, pipeline, request["labels"], request["metadata"])
+    extra = {"model_card.md": request["model_card"] or f"# {spec.model_name}\n\n(no model card was given)\n"}
+    if request["smoke_rows"]:
+        extra["smoke.json"] = json.dumps(smoke_set(pipeline, spec, request["smoke_rows"]))
+    # BentoML refuses build contexts under hidden folders (like the default home `.mlplatform`): stage in tmp
+    with tempfile.TemporaryDirectory(prefix="mlplatform-bento-") as tmp:
+        context = stage_context(Path(tmp) / "context", extra_files=extra)
+        built = build(spec, model_tag, context, request["env"], request["labels"])
+    print(json.dumps({k: str(v) if isinstance(v, Path) else v for k, v in asdict(built).items()}))
+
+
+if __name__ == "__main__":
+    _main()

@@ -1,0 +1,1 @@
+"""Data stage: landed files, the dataset contract (validation), label rows and the demo dataset."""

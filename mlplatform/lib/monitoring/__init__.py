@@ -1,0 +1,1 @@
+"""Monitoring stage: drift, live performance and the retraining and rollback decisions."""

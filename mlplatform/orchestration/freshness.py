@@ -1,0 +1,102 @@
+"""Freshness: whether an asset (partition) is stale, and why, from its materializations' code and data versions.
+
+An asset partition is stale when it was never materialized, when its code version changed since, or when an
+upstream partition it reads got a different data version since (a re-run that reproduced the same data does not
+count). Policy edges are not rebuild triggers: the drift and prediction assets follow staging and production for
+their reference and ordering, not for their content.
+
+Steps of runs that automation or a sensor launched skip when they find themselves fresh (`unchanged`), so a run
+requested for a whole chain materializes only the assets whose inputs really changed; a run started by a person
+always rebuilds.
+"""
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import dagster as dg
+
+DATA_VERSION, CODE_VERSION = "dagster/data_version", "dagster/code_version"
+AUTOMATION_TAG, SENSOR_TAG = "dagster/from_automation_condition", "dagster/sensor_name"
+# Dependencies that order an asset or pick its reference, but do not feed its content.
+NOT_TRIGGERS: Mapping[str, frozenset[str]] = {
+    "data_drift": frozenset({"staging", "production"}),
+    "live_drift": frozenset({"staging", "production"}),
+    "predictions": frozenset({"staging", "production"}),
+}
+
+
+@dataclass(frozen=True)
+class Stale:
+    """One reason an asset partition is stale."""
+
+    kind: str  # never materialized | new partition | code version changed | upstream data changed
+    detail: str = ""
+
+    def __str__(self) -> str:
+        return f"{self.kind}: {self.detail}" if self.detail else self.kind
+
+
+def _version(record: dg.EventLogRecord | None) -> str | None:
+    return record.asset_materialization.tags.get(DATA_VERSION) if record and record.asset_materialization else None
+
+
+def triggers(graph: object, asset_key: dg.AssetKey) -> list[dg.AssetKey]:
+    """The upstream assets whose new data makes `asset_key` stale (its parents minus the policy edges)."""
+    ignored = NOT_TRIGGERS.get(asset_key.path[-1], frozenset())
+    return sorted((p for p in graph.get(asset_key).parent_keys if p.path[-1] not in ignored),
+                  key=lambda k: k.to_user_string())
+
+
+def reasons(instance: dg.DagsterInstance, graph: object, asset_key: dg.AssetKey, partition: str | None = None,
+            ) -> list[Stale]:
+    """Why `asset_key` (`partition`) is stale; empty when its latest materialization is still true."""
+    node = graph.get(asset_key)
+    latest = instance.get_latest_data_version_record(asset_key, partition_key=partition)
+    if latest is None:
+        if partition is not None and instance.get_latest_data_version_record(asset_key) is not None:
+            return [Stale("new partition", partition)]
+        return [Stale("never materialized")]
+    recorded = latest.asset_materialization.tags.get(CODE_VERSION)
+    out = []
+    if node.code_version and recorded != node.code_version:
+        out.append(Stale("code version changed", f"{recorded} → {node.code_version}"))
+    for parent in triggers(graph, asset_key):
+        same_partition = node.is_partitioned and graph.get(parent).partitions_def == node.partitions_def
+        changed = _changed_partitions(instance, graph, parent, partition if same_partition else None,
+                                      latest.storage_id)
+        out += [Stale("upstream data changed", f"{parent.to_user_string()}{f'[{p}]' if p else ''}")
+                for p in changed]
+    return out
+
+
+def _changed_partitions(instance: dg.DagsterInstance, graph: object, parent: dg.AssetKey, partition: str | None,
+                        since: int) -> list[str | None]:
+    """The partitions of `parent` (just `partition` when both share their partitions; otherwise every partition)
+    materialized after storage id `since` with a different data version."""
+    partitioned = graph.get(parent).is_partitioned
+    records = instance.fetch_materializations(dg.AssetRecordsFilter(
+        asset_key=parent, asset_partitions=[partition] if partition else None, after_storage_id=since),
+        limit=10_000).records
+    newest: dict[str | None, dg.EventLogRecord] = {}
+    for record in records:  # newest first
+        newest.setdefault(record.asset_materialization.partition if partitioned else None, record)
+    changed = []
+    for p, record in sorted(newest.items(), key=lambda item: item[0] or ""):
+        before = instance.get_latest_data_version_record(parent, partition_key=p, before_cursor=since + 1)
+        if _version(before) != _version(record):
+            changed.append(p)
+    return changed
+
+
+def unchanged(context: dg.AssetExecutionContext) -> bool:
+    """In a run automation or a sensor launched: whether this asset (partition) is already fresh, so re-running it
+    would reproduce what it has. A run a person started always rebuilds (its config may differ from the last's)."""
+    if AUTOMATION_TAG not in context.run.tags and SENSOR_TAG not in context.run.tags:
+        return False
+    partitioned = context.has_partition_key and context.assets_def.partitions_def is not None
+    partition = context.partition_key if partitioned else None
+    fresh = not reasons(context.instance, context.job_def.asset_layer.asset_graph, context.asset_key, partition)
+    if fresh:
+        context.log.info(f"{context.asset_key.to_user_string()}{f' [{partition}]' if partition else ''} is fresh "
+                         "(same code version, inputs with the same data versions): not rebuilt")
+    return fresh

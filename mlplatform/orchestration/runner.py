@@ -1,0 +1,160 @@
+"""Running the jobs against the project's Dagster instance from the command line (demo, CI)."""
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+
+from mlplatform import jobs
+from mlplatform.assets._shared import key
+from mlplatform.definitions import build_definitions
+from mlplatform.lib.data.landing import content_hash
+from mlplatform.settings import Settings
+from mlplatform.specs import SPECS, Spec
+
+
+@dataclass
+class Outcome:
+    """What a command-line ingestion did, partition by partition."""
+
+    partitions: dict[str, str] = field(default_factory=dict)
+    training: str = "not run"
+    ok: bool = True
+
+    def report(self) -> str:
+        lines = [f"  {partition:32} {status}" for partition, status in self.partitions.items()]
+        return "\n".join(["ingestion:", *lines, f"training_job: {self.training}"])
+
+
+def _failures(result: Any) -> str:  # an ExecuteInProcessResult or the result of execute_job
+    checks = [c for c in result.get_asset_check_evaluations() if not c.passed]
+    if checks:
+        return "; ".join(f"check {c.asset_key.to_user_string()}:{c.check_name} failed: {c.description}" for c in checks)
+    steps = [e for e in result.all_events if e.is_step_failure]
+    return "; ".join(f"{e.step_key}: {_root_message(e.step_failure_data.error)}" for e in steps) or "failed"
+
+
+def _root_message(error: Any) -> str:
+    """The innermost cause's message (Dagster wraps user errors in an 'Error occurred while executing op')."""
+    while error.cause is not None:
+        error = error.cause
+    return error.message.strip().splitlines()[-1] if error.message.strip() else error.cls_name
+
+
+def _trained(result: dg.ExecuteInProcessResult) -> str:
+    """'ok' with the registered model, its headline metric and the gates, when the run trained one."""
+    passed = [c.check_name for c in result.get_asset_check_evaluations() if c.asset_key.path[-1] == "evaluation"]
+    for event in result.get_asset_materialization_events():
+        meta = event.materialization.metadata
+        if "registered_model" in meta:
+            gates = f", gates passed: {', '.join(passed)}" if passed else ""
+            served = [f"; {e.asset_key.path[-1]} serves it at {e.materialization.metadata['url'].value}"
+                      for e in result.get_asset_materialization_events()
+                      if e.asset_key.path[-1] in ("staging", "production")]
+            return (f"ok ({meta['registered_model'].value}, holdout ROC AUC {meta['holdout_roc_auc'].value:.3f}"
+                    f"{gates}){''.join(served)}")
+    return "ok"
+
+
+def _latest_record(instance: dg.DagsterInstance, spec: Spec, asset: str, partition: str | None) -> Any:
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=key(spec, asset), asset_partitions=[partition] if partition else None),
+        limit=1).records
+    return records[0] if records else None
+
+
+def _previous_status(instance: dg.DagsterInstance, spec: Spec, partition: str, digest: str) -> str | None:
+    """'unchanged' when this exact content was ingested through to its labels, 'rejected' when it failed, else None."""
+    raw = _latest_record(instance, spec, "raw", partition)
+    if raw is None or raw.asset_materialization.tags.get("dagster/data_version") != digest:
+        return None
+    labels = _latest_record(instance, spec, "labels", partition)
+    if labels is not None and labels.run_id == raw.run_id:
+        return "unchanged"
+    return "unchanged (rejected earlier: fix or remove the file)"
+
+
+def landing_folder(defs: dg.Definitions, spec: Spec) -> Path:
+    return defs.resources["landing"].folder(spec)
+
+
+def ingest_and_train(spec: Spec, settings: Settings, only: list[str] | None, train: bool,
+                     force: bool = False) -> Outcome:
+    """Add landed files as partitions, ingest each new or changed one (a bad one fails alone), then train."""
+    defs = build_definitions(SPECS, settings)
+    primary = spec == SPECS[0]
+    instance = dg.DagsterInstance.get()
+    files = {k: p for k, p in defs.resources["landing"].files(spec).items() if only is None or k in only}
+    known = set(instance.get_dynamic_partitions(f"{spec.name}_files"))
+    instance.add_dynamic_partitions(f"{spec.name}_files", [k for k in files if k not in known])
+    outcome = Outcome()
+    ingest = defs.resolve_job_def(jobs.job_name(spec.name, primary, "ingest"))
+    for partition, path in files.items():
+        status = None if force else _previous_status(instance, spec, partition, content_hash(path))
+        if status is None:
+            result = ingest.execute_in_process(instance=instance, partition_key=partition, raise_on_error=False)
+            status, outcome.ok = ("ok" if result.success else _failures(result)), outcome.ok and result.success
+        outcome.ok &= not status.startswith("unchanged (rejected")
+        outcome.partitions[partition] = status
+    if only:
+        missing = sorted(set(only) - set(files))
+        if missing:
+            raise ValueError(f"no landed file for partition(s) {', '.join(missing)} in {landing_folder(defs, spec)}")
+    trained = _latest_record(instance, spec, "model", None) is not None
+    if train and trained and "ok" not in outcome.partitions.values():
+        outcome.training = "unchanged (no partition changed)"
+    elif train:
+        result = defs.resolve_job_def(jobs.job_name(spec.name, primary, "training")).execute_in_process(
+            instance=instance, raise_on_error=False)
+        outcome.training = _trained(result) if result.success else _failures(result)
+        outcome.ok &= result.success
+    return outcome
+
+
+def job_for_reexecution(job_name: str, environ: dict[str, str]) -> dg.JobDefinition:
+    """A job rebuilt from the settings of the run it re-executes (the reconstructable entry point)."""
+    return build_definitions(SPECS, Settings.from_env(environ)).resolve_job_def(job_name)
+
+
+def reexecute_from_failure(run_id: str, settings: Settings, instance: dg.DagsterInstance) -> tuple[bool, str]:
+    """Re-execute a failed run's failed and skipped steps, reusing the outputs of the steps that succeeded."""
+    run = instance.get_run_by_id(run_id)
+    if run is None:
+        raise ValueError(f"no run {run_id!r} in the instance at {instance.root_directory}")
+    if run.status != dg.DagsterRunStatus.FAILURE:
+        raise ValueError(f"run {run_id} is {run.status.value}, not FAILURE: nothing to re-execute from failure")
+    job = dg.build_reconstructable_job("mlplatform.orchestration.runner", "job_for_reexecution",
+                                       reconstructable_args=(run.job_name, settings.environ()))
+    options = dg.ReexecutionOptions.from_failure(run_id, instance)
+    with dg.execute_job(job, instance=instance, reexecution_options=options, raise_on_error=False) as result:
+        steps = sorted({e.step_key for e in result.all_events if e.is_step_start})
+        outcome = "ok" if result.success else _failures(result)
+        return result.success, f"run {result.run_id} re-executed {', '.join(steps)}: {outcome}"
+
+
+def promote(spec: Spec, settings: Settings, strategy: str, canary_share: float, reason: str) -> tuple[bool, str]:
+    """Run the promote job (production takes what staging serves) on the project's instance, visible in the UI."""
+    defs = build_definitions(SPECS, settings)
+    job = defs.resolve_job_def(jobs.job_name(spec.name, spec == SPECS[0], "promote"))
+    op = defs.resolve_assets_def(key(spec, "production")).op.name  # the asset's op, as Dagster names it
+    config = {"ops": {op: {"config": {"strategy": strategy, "canary_share": canary_share, "reason": reason}}}}
+    result = job.execute_in_process(
+        instance=dg.DagsterInstance.get(), run_config=config, raise_on_error=False)
+    if not result.success:
+        return False, f"promotion failed: {_failures(result)}"
+    meta = result.get_asset_materialization_events()[-1].materialization.metadata
+    serving = meta["serving"].value
+    roles = ", ".join(f"{role} {b['model_version']}" for role, b in serving.items() if role != "primary")
+    champion = meta["champion"].value
+    return True, (f"production serves {spec.model_name} v{serving['primary']['model_version']} "
+                  f"({serving['primary']['bento']}{'; ' + roles if roles else ''}) with {meta['strategy'].value} at "
+                  f"{meta['url'].value} (record {meta['record'].value}); "
+                  f"champion: {'v' + champion if champion != 'none' else 'none'}")
+
+
+def observe(spec: Spec, env: str, entry: dict[str, Any]) -> None:
+    """Show an operation done outside a run (rollback, strategy change, stop) on the environment's asset page."""
+    from mlplatform.assets.deployment import observation
+
+    dg.DagsterInstance.get().report_runless_asset_event(observation(spec, env, entry))

@@ -1,0 +1,75 @@
+"""The request and answer schema of `predict`, built from the spec: typed, range-checked rows, optional entity
+ids (one per row), at most `MAX_ROWS` rows; unknown fields are refused."""
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
+
+from mlplatform.specs import Spec
+
+MAX_ROWS = 1000
+
+
+class Prediction(BaseModel):
+    """The answer of `predict`: one probability and label per row, which model answered, a request id."""
+
+    request_id: str
+    model: str
+    model_version: str
+    probabilities: list[float]
+    labels: list[int]
+
+
+def row_model(spec: Spec) -> type[BaseModel]:
+    """One request row: every contract feature, typed and range-checked; unknown fields are rejected."""
+    fields: dict[str, Any] = {}
+    for col in spec.numeric:
+        kind = int if col.integer else float
+        kind = kind | None if col.nullable else kind
+        fields[col.name] = (kind, Field(ge=col.min, le=col.max, allow_inf_nan=False, strict=False))
+    for col in spec.categorical:
+        kind = Literal[col.categories]  # type: ignore[valid-type]
+        fields[col.name] = (kind | None if col.nullable else kind, ...)
+    return create_model(f"{spec.name.title()}Row", __config__=ConfigDict(extra="forbid"), **fields)
+
+
+def rows_field(spec: Spec, max_rows: int = MAX_ROWS) -> Any:
+    """The `rows` parameter of `predict`: 1 to `max_rows` rows."""
+    return list[row_model(spec)], Field(min_length=1, max_length=max_rows)
+
+
+EntityIdList = list[Annotated[int, Field(ge=0)]] | None
+
+
+def entity_ids_problem(rows: int, entity_ids: list[int] | None) -> str | None:
+    """What is wrong with a request's optional `entity_ids` (one per row, in order, so that the labels that land
+    later can be joined to the logged answers), or None."""
+    if entity_ids is not None and len(entity_ids) != rows:
+        return f"entity_ids: {len(entity_ids)} ids for {rows} rows; give one id per row, in order, or none"
+    return None
+
+
+def request_model(spec: Spec, max_rows: int = MAX_ROWS) -> type[BaseModel]:
+    """The body of `predict` ({"rows": [...], "entity_ids": [...] optional}), the same validation BentoML applies
+    to the API's parameters."""
+    rows_type, field = rows_field(spec, max_rows)
+
+    def one_id_per_row(request: BaseModel) -> BaseModel:
+        problem = entity_ids_problem(len(request.rows), request.entity_ids)  # type: ignore[attr-defined]
+        if problem:
+            raise ValueError(problem)
+        return request
+
+    return create_model(f"{spec.name.title()}PredictRequest", __config__=ConfigDict(extra="forbid"),
+                        __validators__={"one_id_per_row": model_validator(mode="after")(one_id_per_row)},
+                        rows=(rows_type, field), entity_ids=(EntityIdList, None))
+
+
+def unchecked_request() -> type[BaseModel]:
+    """A `predict` body parsed without the spec's checks: only for measuring what validation costs (local)."""
+
+    class Unchecked(BaseModel):
+        rows: list[dict[str, Any]]
+        entity_ids: list[Any] | None = None
+
+    return Unchecked

@@ -1,0 +1,134 @@
+"""The dataset contract on plain frames and files: exact messages, quarantine and the row invariant."""
+
+import io
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mlplatform.lib.data.demo import corrupt, credit_day, write_corrupt
+from mlplatform.lib.data.landing import LandedFileError, landed_files, partition_key, read_landed
+from mlplatform.lib.data.validation import FAILURES_COLUMN, validate_landed
+from mlplatform.specs import CREDIT
+
+ROW_DEFECTS = {
+    "wrong-dtype": "income: not a number",
+    "nan": "credit_utilization: not_nullable",
+    "inf": "loan_amount: not finite",
+    "out-of-range": "age: less_than_or_equal_to(100)",
+    "unknown-category": "home_ownership: isin(('rent', 'own', 'mortgage', 'other'))",
+    "null-entity": "customer_id: not_nullable",
+}
+
+
+def as_landed_csv(frame: pd.DataFrame) -> pd.DataFrame:
+    """What the platform reads back from a CSV file of this frame."""
+    buffer = io.StringIO()
+    frame.to_csv(buffer, index=False)
+    buffer.seek(0)
+    return pd.read_csv(buffer)
+
+
+@pytest.mark.parametrize("kind,reason", ROW_DEFECTS.items())
+def test_row_defects_quarantine_exactly_the_bad_rows_with_their_reason(kind, reason):
+    landed = as_landed_csv(corrupt(credit_day(0, 400), kind, share=0.03))
+    result = validate_landed(landed, CREDIT)
+    assert len(result.quarantined) == 12
+    assert result.rows_in == len(result.valid) + len(result.quarantined) == 400
+    assert set(result.quarantined[FAILURES_COLUMN]) == {reason}
+    assert result.summary() == f"12 of 400 rows quarantined: {reason} (12 rows)"
+    assert result.valid[CREDIT.entity].dtype == "int64" and result.valid["income"].dtype == "float64"
+
+
+def test_duplicate_keys_quarantine_every_copy_and_name_the_key():
+    landed = corrupt(credit_day(0, 400), "duplicate-keys", share=0.02)
+    result = validate_landed(landed, CREDIT)
+    assert result.summary() == "16 of 400 rows quarantined: (customer_id, event_timestamp): duplicate key (16 rows)"
+    assert not result.valid.duplicated([CREDIT.entity, CREDIT.timestamp]).any()
+    assert result.rows_in == len(result.valid) + len(result.quarantined)
+
+
+def test_a_row_with_several_defects_lists_each_once():
+    landed = credit_day(0, 50)
+    landed.loc[3, "age"] = 150
+    landed.loc[3, "purpose"] = "yacht"
+    result = validate_landed(landed, CREDIT)
+    assert result.quarantined[FAILURES_COLUMN].tolist() == [
+        "age: less_than_or_equal_to(100); purpose: isin(('debt_consolidation', 'car', 'home_improvement', "
+        "'education', 'medical', 'other'))"]
+    assert result.quarantined.index.tolist() == [3]
+
+
+@pytest.mark.parametrize("kind,message", {
+    "missing-column": "missing column 'income'",
+    "extra-column": "unexpected column 'notes'",
+}.items())
+def test_column_defects_reject_the_whole_file(kind, message):
+    result = validate_landed(corrupt(credit_day(0, 100), kind), CREDIT)
+    assert result.file_errors == [message] and result.summary() == message
+    assert result.valid.empty and len(result.quarantined) == result.rows_in == 100
+    assert result.bad_share == 1.0
+
+
+def test_quarantined_rows_keep_the_values_as_landed():
+    landed = as_landed_csv(corrupt(credit_day(0, 100), "wrong-dtype", share=0.05))
+    result = validate_landed(landed, CREDIT)
+    assert set(result.quarantined["income"]) == {"unknown"}
+
+
+def test_valid_rows_come_out_typed_for_the_contract():
+    result = validate_landed(as_landed_csv(credit_day(0, 100)), CREDIT)
+    assert str(result.valid[CREDIT.timestamp].dtype) == "datetime64[ns, UTC]"
+    assert result.quarantined.empty and result.summary() == "all 100 rows valid"
+
+
+@pytest.mark.parametrize("kind,message", {
+    "empty": "x.csv: file is empty (0 bytes)",
+    "truncated-parquet": "x.parquet: not a complete Parquet file (missing PAR1 magic bytes: truncated or corrupt)",
+    "bad-header": "x.csv: rows have more fields than the header (1 names): bad header or delimiter",
+    "not-data": "x.csv: binary content, not a CSV text file",
+}.items())
+def test_unreadable_files_raise_a_message_naming_file_and_defect(tmp_path, kind, message):
+    path = write_corrupt(credit_day(0, 100), kind, tmp_path / "x")
+    with pytest.raises(LandedFileError) as err:
+        read_landed(path)
+    assert str(err.value) == message
+
+
+def test_header_only_csv_and_a_corrupt_parquet_body_are_named(tmp_path):
+    (tmp_path / "h.csv").write_text("customer_id,event_timestamp\n")
+    with pytest.raises(LandedFileError, match=r"^h.csv: CSV has a header but no rows$"):
+        read_landed(tmp_path / "h.csv")
+    bad = tmp_path / "p.parquet"
+    bad.write_bytes(b"PAR1" + np.random.default_rng(0).bytes(500) + b"PAR1")
+    with pytest.raises(LandedFileError, match=r"^p.parquet: corrupt Parquet file: "):
+        read_landed(bad)
+
+
+def test_partition_keys_come_from_file_names_and_collisions_are_refused(tmp_path):
+    assert partition_key(tmp_path / "2026-01-01 batch#2.csv") == "2026-01-01_batch_2"
+    (tmp_path / "a.csv").write_text("x\n1\n")
+    (tmp_path / ".a.csv.tmp").write_text("being written")
+    (tmp_path / "notes.txt").write_text("ignored")
+    assert list(landed_files(tmp_path, ("csv", "parquet"))) == ["a"]
+    (tmp_path / "a.parquet").write_bytes(b"")
+    with pytest.raises(LandedFileError, match="two landed files map to partition 'a': a.csv, a.parquet"):
+        landed_files(tmp_path, ("csv", "parquet"))
+
+
+def test_a_parquet_file_without_rows_is_named(tmp_path):
+    credit_day(0, 5).iloc[0:0].to_parquet(tmp_path / "e.parquet")
+    with pytest.raises(LandedFileError, match=r"^e.parquet: Parquet file has no rows$"):
+        read_landed(tmp_path / "e.parquet")
+
+
+def test_nullable_columns_accept_nulls_but_still_refuse_infinities():
+    from mlplatform.specs import Numeric, Spec
+
+    spec = Spec(name="n", entity="id", timestamp="ts", label="y",
+                numeric=(Numeric("x", nullable=True), Numeric("k", 0, 9, integer=True, nullable=True)))
+    frame = pd.DataFrame({"id": [1, 2, 3], "ts": ["2026-01-01T00:00:00Z"] * 3, "x": [1.0, np.nan, np.inf],
+                          "k": [1, None, 2], "y": [0, 1, 0]})
+    result = validate_landed(frame, spec)
+    assert result.quarantined.index.tolist() == [2] and result.summary().endswith("x: not finite (1 rows)")
+    assert str(result.valid["k"].dtype) == "Int64"
