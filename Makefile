@@ -22,11 +22,11 @@ install: $(STAMP)
 demo: install  ## generate demo data, ingest it and build the training set on the embedded defaults
 	$(BIN)/mlplatform demo
 
-test: install  ## the whole suite, on two workers (one test file per worker: module fixtures such as built Bentos are built once)
-	$(BIN)/pytest -n 2 --dist loadfile $(PYTEST_ARGS)
+test: install  ## the whole suite, on two workers (one test file per worker: module fixtures such as built Bentos are built once; the longest files first, as conftest orders them)
+	$(BIN)/pytest -n 2 --dist loadfile --no-loadscope-reorder $(PYTEST_ARGS)
 
 test-fast: install  ## the inner loop: unit and in-process tests only (no real servers, CLIs or daemon: those are in e2e/)
-	$(BIN)/pytest -n 2 --dist loadfile -m "not e2e" --ignore=mlplatform_tests/e2e $(PYTEST_ARGS)
+	$(BIN)/pytest -n 2 --dist loadfile --no-loadscope-reorder -m "not e2e" --ignore=mlplatform_tests/e2e $(PYTEST_ARGS)
 
 lint: install  ## ruff (lint and import order) and mypy, both configured in pyproject.toml
 	$(BIN)/ruff check .

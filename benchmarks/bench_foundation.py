@@ -36,12 +36,14 @@ def hand_written(frame: pd.DataFrame, spec: Spec) -> tuple[pd.DataFrame, pd.Data
     for name in [spec.entity, spec.label, *(c.name for c in spec.numeric)]:
         out[name] = pd.to_numeric(out[name], errors="coerce")
     out[spec.timestamp] = pd.to_datetime(out[spec.timestamp], utc=True, errors="coerce", format="ISO8601")
-    bad |= out[spec.entity].isna().to_numpy() | (out[spec.entity] < 0).to_numpy() | out[spec.timestamp].isna().to_numpy()
+    bad |= (out[spec.entity].isna().to_numpy() | (out[spec.entity] < 0).to_numpy()
+            | out[spec.timestamp].isna().to_numpy())
     for col in spec.numeric:
         values = out[col.name].to_numpy(dtype=float)
         bad |= ~np.isfinite(values) | (values < col.min) | (values > col.max)
-    for col in [*spec.categorical, spec.sensitive]:
-        bad |= ~out[col.name].isin(col.categories).to_numpy()
+    assert spec.sensitive is not None  # the benchmark's spec has one
+    for cat in [*spec.categorical, spec.sensitive]:
+        bad |= ~out[cat.name].isin(cat.categories).to_numpy()
     bad |= ~out[spec.label].isin([0, 1]).to_numpy()
     bad |= out.duplicated([spec.entity, spec.timestamp], keep=False).to_numpy()
     good = out[~bad].astype({spec.entity: "int64", spec.label: "int64"})

@@ -34,9 +34,11 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Set
 from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 
@@ -46,7 +48,13 @@ sys.path.insert(0, str(ROOT))
 from mlplatform.code_versions import PROJECT, Sources  # noqa: E402
 from mlplatform.definitions import build_definitions  # noqa: E402
 from mlplatform.lib.data.demo import DEMO_START, credit_day, write_frame  # noqa: E402
-from mlplatform.orchestration.freshness import CODE_VERSION, DATA_VERSION, triggers  # noqa: E402
+from mlplatform.orchestration.freshness import (  # noqa: E402
+    CODE_VERSION,
+    DATA_VERSION,
+    materialization_of,
+    tags_of,
+    triggers,
+)
 from mlplatform.orchestration.loop import Loop, compute_seconds  # noqa: E402
 from mlplatform.settings import Settings  # noqa: E402
 from mlplatform.specs import CREDIT, Gates  # noqa: E402
@@ -65,6 +73,7 @@ def platform(home: Path, sources: Sources | None = None, spec=CREDIT):  # noqa: 
         try:
             yield settings, instance, defs
         finally:
+            assert defs.resources is not None
             defs.resources["deployment"].deployer().stop_env("staging")
 
 
@@ -81,8 +90,8 @@ def snapshot(instance: dg.DagsterInstance, graph) -> dict:  # noqa: ANN001
     for asset_key in graph.get_all_asset_keys():
         for record in reversed(instance.fetch_materializations(dg.AssetRecordsFilter(asset_key=asset_key),
                                                                limit=10_000).records):
-            m = record.asset_materialization
-            out[(asset_key, m.partition)] = (m.tags.get(DATA_VERSION), m.tags.get(CODE_VERSION))
+            m, tags = materialization_of(record), tags_of(record)
+            out[(asset_key, m.partition)] = (tags.get(DATA_VERSION), tags.get(CODE_VERSION))
     return out
 
 
@@ -121,7 +130,7 @@ def p3(rows: int, work: Path) -> list[dict]:
     shutil.copytree(PROJECT / "mlplatform", root / "mlplatform", ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copytree(PROJECT / "bentos", root / "bentos")
     shutil.copy(PROJECT / "requirements.lock", root / "requirements.lock")
-    results = []
+    results: list[dict[str, Any]] = []
     with platform(work / "p3", Sources(root)) as (settings, instance, defs):
         loop = Loop(defs, instance, run_log_level="WARNING")
         for d in range(3):
@@ -129,7 +138,7 @@ def p3(rows: int, work: Path) -> list[dict]:
         loop.settle()
         spec = CREDIT
 
-        def measure(kind: str, new_spec=None, files: set[str] = frozenset()) -> None:  # noqa: ANN001
+        def measure(kind: str, new_spec=None, files: Set[str] = frozenset()) -> None:  # noqa: ANN001
             nonlocal spec
             spec = new_spec or spec
             loop.defs = build_definitions([spec], settings, Sources(root))
@@ -281,7 +290,9 @@ def p8_daemon(rows: int, work: Path, interval: int, sample: int = 0, timeout: fl
     settings = Settings.from_env(env)
     subprocess.run([sys.executable, "-c", "from mlplatform.settings import get_settings; get_settings().export()"],
                    env=env, check=True)  # the instance's dagster.yaml, as `mlplatform dev` writes it
-    deployer = build_definitions([CREDIT], settings).resources["deployment"].deployer()
+    resources = build_definitions([CREDIT], settings).resources
+    assert resources is not None
+    deployer = resources["deployment"].deployer()
 
     def serving() -> int | None:  # the version staging's router routes to (the record it has applied)
         record, state = deployer.deployments.read("staging"), deployer.router_state("staging")
@@ -334,7 +345,7 @@ def p8_daemon(rows: int, work: Path, interval: int, sample: int = 0, timeout: fl
                     < offset + live - landed]
             compute = sum(compute_seconds(instance, r.dagster_run.run_id) for r in path)
             jobs = sorted(r.dagster_run.job_name for r in path)
-            timeline = []
+            timeline: list[dict[str, Any]] = []
             for r in sorted(runs, key=lambda r: r.create_timestamp):
                 stats = instance.get_run_stats(r.dagster_run.run_id)
                 what = r.dagster_run.tags.get("dagster/partition") or "unpartitioned"

@@ -53,7 +53,8 @@ def main() -> None:
             train.holdout_auc(pipeline, holdout, CREDIT)
 
         tracked()  # first call pays imports and creates the experiment and registered model
-        with_mlflow, without = [], []
+        with_mlflow: list[float] = []
+        without: list[float] = []
         for _ in range(args.rounds):
             for fn, out in ((tracked, with_mlflow), (untracked, without)):
                 start = time.perf_counter()

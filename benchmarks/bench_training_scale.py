@@ -35,6 +35,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 FEATURE_REPO = ROOT / "feature_repo"
@@ -48,10 +49,10 @@ GB = 1024**3
 def prepare(folder: Path, days: int, rows_per_day: int, seed: int) -> None:
     """Offline parquet per partition (as the features asset writes it) and pickled label rows (as the IO manager)."""
     from mlplatform.lib.data.demo import DEMO_START, credit_day
+    from mlplatform.lib.data.labels import label_rows
     from mlplatform.lib.data.validation import validate_landed
     from mlplatform.lib.features import online
     from mlplatform.lib.features.featurize import featurize
-    from mlplatform.lib.features.training_set import label_rows
     from mlplatform.resources import FeastStore
     from mlplatform.specs import CREDIT
 
@@ -181,7 +182,7 @@ def child(*args: object) -> str:
     return out.stdout.strip().splitlines()[-1] if out.stdout.strip() else ""
 
 
-def run_size(tmp: Path, rows: int, days: int, seed: int) -> dict[str, object]:
+def run_size(tmp: Path, rows: int, days: int, seed: int) -> dict[str, Any]:
     """Prepare the history in one process, measure the chain in a fresh one."""
     folder, warm = tmp / f"rows-{rows}" / "history", tmp / f"rows-{rows}" / "warm-up"
     start = time.perf_counter()
@@ -195,7 +196,7 @@ def run_size(tmp: Path, rows: int, days: int, seed: int) -> dict[str, object]:
     return result
 
 
-def report(results: list[dict[str, object]], days: int) -> None:
+def report(results: list[dict[str, Any]], days: int) -> None:
     small, large = results[0], results[-1]
     grow = large["rows"] / small["rows"]
     head = "".join(f" {r['rows']:>10,} rows" + " " * 9 for r in results)

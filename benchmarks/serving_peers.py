@@ -5,7 +5,7 @@ is read from the joblib file named by MLPLATFORM_BENCH_PIPELINE.
 """
 
 import os
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 
 import joblib
 from fastapi import FastAPI
@@ -26,7 +26,7 @@ class Request(BaseModel):
 
 
 def _answer(request: Request) -> dict[str, Any]:
-    proba, labels = SCORER.score([r.model_dump() for r in request.rows], 0.3)
+    proba, labels = SCORER.score([r.model_dump() for r in cast(list[BaseModel], request.rows)], 0.3)
     return {"request_id": request_id(), "model": CREDIT.model_name, "model_version": "1",
             "probabilities": proba, "labels": labels}
 

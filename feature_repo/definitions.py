@@ -1,4 +1,5 @@
-"""Feast definitions of every spec, for the `feast` CLI; the platform applies the same objects from its registry asset."""
+"""Feast definitions of every spec, for the `feast` CLI; the platform applies the same objects from its registry
+asset."""
 
 from mlplatform.lib.features.feast_repo import feast_objects, offline_dir
 from mlplatform.settings import get_settings

@@ -30,7 +30,7 @@ def module_file(name: str) -> Path:
     except ModuleNotFoundError as err:
         raise UnknownSource(f"code version source {name!r}: no such module ({err})") from err
     if spec is None or not spec.origin or not spec.origin.endswith(".py"):
-        raise UnknownSource(f"code version source {name!r}: no such Python module")
+        raise UnknownSource(f"code version source {name!r}: no such module")
     return Path(spec.origin).resolve()
 
 

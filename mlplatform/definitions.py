@@ -2,6 +2,7 @@
 defaults."""
 
 from collections.abc import Sequence
+from typing import TypedDict
 
 import dagster as dg
 
@@ -27,7 +28,20 @@ FEATURE_REPO = PROJECT / "feature_repo"
 EXECUTOR = dg.in_process_executor
 
 
-def resources(settings: Settings) -> dict[str, object]:
+class Resources(TypedDict):
+    """The code location's resources, by resource key."""
+
+    landing: LandingZone
+    quarantine: Quarantine
+    feast: FeastStore
+    mlflow: MlflowTracking
+    artifacts: Artifacts
+    bentos: BentoStore
+    deployment: DeploymentTarget
+    io_manager: dg.FilesystemIOManager
+
+
+def resources(settings: Settings) -> Resources:
     return {
         "landing": LandingZone(root=str(settings.landing_root)),
         "quarantine": Quarantine(root=str(settings.quarantine_dir)),
@@ -39,7 +53,8 @@ def resources(settings: Settings) -> dict[str, object]:
         "bentos": BentoStore(home=str(settings.bentoml_home), env=settings.env),
         "deployment": DeploymentTarget(root=str(settings.deployments_dir), bentoml_home=str(settings.bentoml_home),
                                        staging_port=settings.staging_port, production_port=settings.production_port,
-                                       feast_dir=str(settings.feast_dir), feast_online_store=settings.feast_online_store,
+                                       feast_dir=str(settings.feast_dir),
+                                       feast_online_store=settings.feast_online_store,
                                        redis_connection=settings.redis_connection),
         "io_manager": dg.FilesystemIOManager(base_dir=str(settings.io_dir)),
     }

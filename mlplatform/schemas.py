@@ -68,6 +68,8 @@ def training_set_schema(spec: Spec) -> pa.DataFrameSchema:
         checks += [pa.Check.le(col.max)] if col.max is not None else []
         columns[col.name] = pa.Column("float64", checks=checks, nullable=col.nullable)
     columns |= {c.name: _categorical_column(c) for c in spec.categorical}
-    columns |= {d.name: pa.Column("float64", pa.Check(np.isfinite, name="finite", error="not finite"), nullable=False) for d in spec.derived}
+    columns |= {d.name: pa.Column("float64", pa.Check(np.isfinite, name="finite", error="not finite"), nullable=False)
+                for d in spec.derived}
     columns[spec.label] = pa.Column("int64", pa.Check.isin([0, 1]), nullable=False)
-    return pa.DataFrameSchema(columns, strict=True, unique=[spec.entity, spec.timestamp], name=f"{spec.name}_training_set")
+    return pa.DataFrameSchema(columns, strict=True, unique=[spec.entity, spec.timestamp],
+                              name=f"{spec.name}_training_set")

@@ -3,7 +3,7 @@ triggers, and the automation sensor for everything downstream."""
 
 import json
 from datetime import timedelta
-from typing import Any
+from typing import Any, cast
 
 import dagster as dg
 
@@ -30,8 +30,10 @@ def landing_sensor(spec: Spec, job: AssetJob) -> dg.SensorDefinition:
         seen: dict[str, list] = json.loads(context.cursor) if context.cursor else {}
         # The Feast registry joins an ingest run only when it is missing or stale (its own code version).
         registry = key(spec, "feature_registry")
+        assert context.repository_def is not None  # the daemon evaluates sensors within their code location
         fresh = not freshness.reasons(context.instance, context.repository_def.asset_graph, registry)
         selection = [key(spec, n) for n in INGEST_ASSETS if not (fresh and n == "feature_registry")]
+        assert parts.name is not None
         known = set(context.instance.get_dynamic_partitions(parts.name))
         requests, new_keys = [], []
         try:
@@ -91,7 +93,8 @@ def latest_per_partition(instance: dg.DagsterInstance, asset_key: dg.AssetKey, l
     for record in records:
         event = record.asset_materialization
         if event is not None and event.partition not in out:
-            out[event.partition] = {"_id": record.storage_id, **{k: v.value for k, v in event.metadata.items()}}
+            partition = cast(str, event.partition)  # the monitoring assets are partitioned
+            out[partition] = {"_id": record.storage_id, **{k: v.value for k, v in event.metadata.items()}}
     return out
 
 
@@ -116,8 +119,10 @@ def unseen_labels(instance: dg.DagsterInstance, spec: Spec) -> tuple[list[str], 
     after = trained.storage_id if trained else 0
     labels = instance.fetch_materializations(dg.AssetRecordsFilter(asset_key=key(spec, "labels"),
                                                                    after_storage_id=after), limit=HISTORY).records
-    version = trained.asset_materialization.tags.get("dagster/data_version", "") if trained else ""
-    return sorted({r.asset_materialization.partition for r in labels}), version or triggers.NEVER_TRAINED, after
+    version = freshness.tags_of(trained).get("dagster/data_version", "") if trained else ""
+    # the labels asset is partitioned by landed file: each materialization names its partition
+    partitions = {cast(str, freshness.materialization_of(r).partition) for r in labels}
+    return sorted(partitions), version or triggers.NEVER_TRAINED, after
 
 
 def retrain_sensor(spec: Spec, job: AssetJob, retraining: str = "on_new_data",

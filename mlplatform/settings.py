@@ -117,7 +117,8 @@ class Settings:
 
     def environ(self) -> dict[str, str]:
         """The environment variables that rebuild exactly these settings (e.g. in a re-executed run)."""
-        env = {"MLPLATFORM_ENV": self.env, "MLPLATFORM_HOME": str(self.home), "MLPLATFORM_LANDING": str(self.landing_root),
+        env = {"MLPLATFORM_ENV": self.env, "MLPLATFORM_HOME": str(self.home),
+               "MLPLATFORM_LANDING": str(self.landing_root),
                "MLPLATFORM_FEAST_ONLINE_STORE": self.feast_online_store, "MLPLATFORM_REDIS": self.redis_connection,
                "MLPLATFORM_PROMOTION": self.promotion, "MLPLATFORM_RETRAINING": self.retraining,
                "MLPLATFORM_STAGING_PORT": str(self.staging_port),

@@ -1,6 +1,8 @@
 """Shared fixtures: a fresh platform home per test, with real Dagster, pandera and Feast underneath."""
 
+import time
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import dagster as dg
@@ -63,6 +65,16 @@ class Platform:
         records = self.instance.fetch_materializations(
             dg.AssetRecordsFilter(asset_key=key, asset_partitions=[partition] if partition else None), limit=1)
         return bool(records.records)
+
+
+@pytest.fixture
+def same_utc_day() -> None:
+    """Start a test that writes prediction logs (filed by UTC day at each write) and then reads "today" with at
+    least 15 minutes of the UTC day left, waiting past midnight otherwise: its writes and its reads fall on one day."""
+    now = datetime.now(UTC)
+    left = (datetime.combine(now.date() + timedelta(days=1), datetime.min.time(), UTC) - now).total_seconds()
+    if left < 15 * 60:
+        time.sleep(left + 1)
 
 
 def make_settings(home: Path, **extra: str) -> Settings:

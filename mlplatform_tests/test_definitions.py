@@ -96,7 +96,8 @@ def test_a_second_spec_ingests_its_own_files_with_no_new_code(tmp_path):
 
 def test_loading_the_code_location_does_not_import_heavy_libraries():
     code = ("import sys, mlplatform.definitions; "
-            "print(sorted(m for m in ('feast', 'mlflow', 'pandas', 'pandera', 'bentoml', 'sklearn', 'evidently') if m in sys.modules))")
+            "print(sorted(m for m in ('feast', 'mlflow', 'pandas', 'pandera', 'bentoml', 'sklearn', 'evidently')"
+            " if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
 

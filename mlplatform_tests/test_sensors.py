@@ -69,7 +69,8 @@ def test_two_files_for_one_partition_skip_the_tick_with_the_reason(platform):
     platform.land("2026-01-01.csv", day=0)
     platform.land("2026-01-01.parquet", day=0)
     result = tick(platform)
-    assert result.run_requests == [] and "two landed files map to partition '2026-01-01'" in result.skip_reason.skip_message
+    assert (result.run_requests == []
+            and "two landed files map to partition '2026-01-01'" in result.skip_reason.skip_message)
 
 
 def test_files_being_written_and_other_files_are_ignored(platform):

@@ -9,7 +9,7 @@ the service reads is in `mlplatform.serving.settings.ServingSettings`.
 
 import asyncio
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 
 import bentoml
 from pydantic import BaseModel, Field
@@ -69,7 +69,8 @@ class ModelService:
         problem = request.entity_ids_problem(len(rows), entity_ids)
         if problem:
             raise bentoml.exceptions.InvalidArgument(problem)
-        return self._answer([r.model_dump() for r in rows], ctx, **({"entity_ids": entity_ids} if entity_ids else {}))
+        return self._answer([r.model_dump() for r in cast("list[BaseModel]", rows)], ctx,
+                            **({"entity_ids": entity_ids} if entity_ids else {}))
 
     def _answer(self, rows: list[dict[str, Any]], ctx: bentoml.Context, **logged: Any) -> request.Prediction:
         answer = self.answers.build(self.scorer.proba(rows))
@@ -100,9 +101,12 @@ class ModelService:
         @bentoml.api(route="/predict_batched", batchable=True, max_batch_size=1000, max_latency_ms=10)
         async def predict_batched(self, rows: list[Row]) -> list[float]:  # type: ignore[valid-type]
             """BentoML's adaptive batching of rows across requests (probabilities only)."""
-            return self.scorer.proba([r.model_dump() for r in rows]).round(6).tolist()
+            return self.scorer.proba([r.model_dump() for r in cast("list[BaseModel]", rows)]).round(6).tolist()
 
 
-ModelService.add_asgi_middleware(auth.Guard, keys=list(SETTINGS.api_keys), required=SETTINGS.auth_required)
-ModelService.add_asgi_middleware(hotpath.HotPath, target=HOT, request_model=request.request_model(SPEC)
-                                 if SETTINGS.validation else request.unchecked_request())
+# `@bentoml.service` made the class a bentoml.Service (mypy keeps class decorators' classes as they are)
+cast("bentoml.Service[ModelService]", ModelService).add_asgi_middleware(
+    auth.Guard, keys=list(SETTINGS.api_keys), required=SETTINGS.auth_required)
+cast("bentoml.Service[ModelService]", ModelService).add_asgi_middleware(
+    hotpath.HotPath, target=HOT,
+    request_model=request.request_model(SPEC) if SETTINGS.validation else request.unchecked_request())

@@ -1,11 +1,12 @@
 """Data layer: a landed file becomes a raw partition, then validated rows, quarantined rows and labels."""
 
 from collections.abc import Iterator
+from typing import Any
 
 import dagster as dg
 from pydantic import create_model
 
-from mlplatform.assets._shared import DataFrame, key, rebuild_on_change, table, table_schema
+from mlplatform.assets._shared import DataFrame, key, rebuild_on_change, spec_config, table, table_schema
 from mlplatform.code_versions import CHECKOUT, Sources
 from mlplatform.orchestration.freshness import unchanged
 from mlplatform.partitions import landed_files
@@ -15,19 +16,32 @@ from mlplatform.specs import Spec
 GROUP = "data"
 
 
-def validation_config(spec: Spec) -> type[dg.Config]:
+class ValidationConfig(dg.Config):
+    """Validation thresholds as run config (each spec's class defaults them to the spec: `validation_config`)."""
+
+    max_bad_row_share: float
+
+
+def validation_config(spec: Spec) -> type[ValidationConfig]:
     """Validation thresholds as run config, defaulting to the spec."""
-    return create_model(f"{spec.name.title()}ValidationConfig", __base__=dg.Config,
+    return create_model(f"{spec.name.title()}ValidationConfig", __base__=ValidationConfig,
                         max_bad_row_share=(float, spec.max_bad_row_share))
 
 
 def build(spec: Spec, sources: Sources = CHECKOUT) -> list[dg.AssetsDefinition]:
-    contract = (spec.entity, spec.timestamp, spec.label, spec.numeric, spec.categorical, spec.sensitive)
-    parts = landed_files(spec)
-    raw_key, validated_key = key(spec, "raw"), key(spec, "validated")
-    ValidationConfig = validation_config(spec)
+    """The data layer of one spec, one partition per landed file: raw → validated → labels."""
+    return [raw_asset(spec, sources), validated_asset(spec, sources), labels_asset(spec, sources)]
 
-    @dg.asset(key=raw_key, partitions_def=parts, group_name=GROUP,
+
+def contract(spec: Spec) -> tuple:
+    """The spec fields the dataset contract reads (part of the code versions of `validated` and `labels`)."""
+    return (spec.entity, spec.timestamp, spec.label, spec.numeric, spec.categorical, spec.sensitive)
+
+
+def raw_asset(spec: Spec, sources: Sources) -> dg.AssetsDefinition:
+    raw_key = key(spec, "raw")
+
+    @dg.asset(key=raw_key, partitions_def=landed_files(spec), group_name=GROUP,
               code_version=sources.version("mlplatform.lib.data.landing", config=spec.file_formats),
               kinds={"pandas", "file"},
               check_specs=[dg.AssetCheckSpec("readable", asset=raw_key, blocking=True,
@@ -38,7 +52,7 @@ def build(spec: Spec, sources: Sources = CHECKOUT) -> list[dg.AssetsDefinition]:
 
         path = landing.path(spec, context.partition_key)
         digest = content_hash(path) if path.exists() else "missing"
-        meta = {"path": dg.MetadataValue.path(str(path)), "sha256": digest}
+        meta: dict[str, Any] = {"path": dg.MetadataValue.path(str(path)), "sha256": digest}
         try:
             frame = read_landed(path)
         except LandedFileError as err:
@@ -53,12 +67,19 @@ def build(spec: Spec, sources: Sources = CHECKOUT) -> list[dg.AssetsDefinition]:
         yield dg.Output(frame, data_version=dg.DataVersion(digest), metadata=meta)
         yield dg.AssetCheckResult(check_name="readable", passed=True, metadata={"rows": len(frame)})
 
+    return raw
+
+
+def validated_asset(spec: Spec, sources: Sources) -> dg.AssetsDefinition:
+    raw_key, validated_key, parts = key(spec, "raw"), key(spec, "validated"), landed_files(spec)
+
     @dg.asset(key=validated_key, ins={"raw": dg.AssetIn(raw_key)}, partitions_def=parts, group_name=GROUP,
               code_version=sources.version("mlplatform.lib.data.validation", "mlplatform.lib.hashing",
-                                           config=(contract, spec.max_bad_row_share)),
+                                           config=(contract(spec), spec.max_bad_row_share)),
               kinds={"pandas", "pandera"}, automation_condition=rebuild_on_change(partitioned=True),
               check_specs=[dg.AssetCheckSpec("bad_row_share", asset=validated_key, blocking=True,
                                              description="Share of rows failing the contract is within the threshold")])
+    @spec_config(validation_config(spec))
     def validated(context: dg.AssetExecutionContext, config: ValidationConfig, raw: DataFrame,
                   quarantine: Quarantine) -> Iterator:
         """Rows that meet the dataset contract; the others are quarantined with the checks they failed."""
@@ -66,10 +87,11 @@ def build(spec: Spec, sources: Sources = CHECKOUT) -> list[dg.AssetsDefinition]:
         from mlplatform.lib.hashing import frame_version
 
         result = validate_landed(raw, spec)
-        qpath = quarantine.keep_rows(spec, context.partition_key, result.quarantined) if len(result.quarantined) else None
+        bad = result.quarantined
+        qpath = quarantine.keep_rows(spec, context.partition_key, bad) if len(bad) else None
         if qpath is None:
             quarantine.clear(spec, context.partition_key)
-        counts = {"rows_in": result.rows_in, "rows_valid": len(result.valid), "rows_quarantined": len(result.quarantined)}
+        counts = {"rows_in": result.rows_in, "rows_valid": len(result.valid), "rows_quarantined": len(bad)}
         yield dg.Output(result.valid, data_version=dg.DataVersion(frame_version(result.valid)),
                         metadata=counts | {"dagster/row_count": len(result.valid), "bad_row_share": result.bad_share,
                                            "quarantine": dg.MetadataValue.path(str(qpath)) if qpath else "none"})
@@ -80,12 +102,18 @@ def build(spec: Spec, sources: Sources = CHECKOUT) -> list[dg.AssetsDefinition]:
                                "file_errors": "; ".join(result.file_errors) or "none",
                                "failures": table(result.failure_counts()), "sample": table(result.sample())})
 
+    return validated
+
+
+def labels_asset(spec: Spec, sources: Sources) -> dg.AssetsDefinition:
+    validated_key, parts = key(spec, "validated"), landed_files(spec)
+
     # Labels do not read features: the training set depends on both, and waits for their blocking checks.
     @dg.asset(key=key(spec, "labels"), ins={"validated": dg.AssetIn(validated_key)},
               partitions_def=parts, output_required=False,
               group_name=GROUP, kinds={"pandas"}, automation_condition=rebuild_on_change(partitioned=True),
               code_version=sources.version("mlplatform.lib.data.labels", "mlplatform.lib.hashing",
-                                           config=contract))
+                                           config=contract(spec)))
     def labels(context: dg.AssetExecutionContext, validated: DataFrame) -> Iterator:
         """Label events (entity, time, label, fairness slice): the rows a training set is built for."""
         if unchanged(context):
@@ -98,4 +126,4 @@ def build(spec: Spec, sources: Sources = CHECKOUT) -> list[dg.AssetsDefinition]:
                          metadata={"dagster/row_count": len(rows), "label_rate": float(rows[spec.label].mean())
                                    if len(rows) else 0.0})
 
-    return [raw, validated, labels]
+    return labels

@@ -35,18 +35,31 @@ def observation(spec: Spec, env: str, entry: dict[str, Any]) -> dg.AssetObservat
 
 
 def build(spec: Spec, promotion: str = "manual", sources: Sources = CHECKOUT) -> list[dg.AssetsDefinition]:
-    service = ("mlplatform.deploy.packaging", *bento_modules())
-    deployer = tuple(f"mlplatform.deploy.{m}" for m in ("deployer", "embedded", "processes", "records", "router",
-                                                        "compose"))
-    bento_key, staging_key, production_key = key(spec, "bento"), key(spec, "staging"), key(spec, "production")
+    """The gated candidate packaged, served in staging, and (by hand or under automatic promotion) promoted."""
+    return [bento_asset(spec, sources), staging_asset(spec, sources), production_asset(spec, promotion, sources)]
+
+
+def bento_code(sources: Sources, config: object) -> str:
+    """The Bento's own code: packaging and the serving package, the service, its bentofile and the lock file. The
+    other modules it ships are versioned where they act (featurize by `features`: unchanged values leave the model
+    and its Bento fresh; the router by the environments)."""
+    served = (m for m in bento_modules() if m.startswith("mlplatform.serving"))
+    files = ("bentos/credit_service/service.py", "bentos/credit_service/bentofile.yaml", "requirements.lock")
+    return sources.version("mlplatform.deploy.packaging", *served, files=files, config=config)
+
+
+DEPLOYER = tuple(f"mlplatform.deploy.{m}" for m in ("deployer", "embedded", "processes", "records", "router",
+                                                    "compose"))
+
+
+def bento_asset(spec: Spec, sources: Sources) -> dg.AssetsDefinition:
+    bento_key = key(spec, "bento")
 
     @dg.asset(key=bento_key, ins={"model": dg.AssetIn(key(spec, "model")),
                                   "evaluation": dg.AssetIn(key(spec, "evaluation")),
                                   "training_set": dg.AssetIn(key(spec, "training_set"))},
               group_name=GROUP, kinds={"bentoml", "docker"},
-              code_version=sources.version(*service, files=("bentos/credit_service/service.py",
-                                           "bentos/credit_service/bentofile.yaml", "requirements.lock"),
-                                           config=spec.gates.decision_threshold),
+              code_version=bento_code(sources, spec.gates.decision_threshold),
               automation_condition=rebuild_on_change(partitioned=False), output_required=False)
     def bento(context: dg.AssetExecutionContext, model: DataFrame, evaluation: DataFrame, training_set: DataFrame,
               bentos: BentoStore) -> Iterator:
@@ -75,8 +88,14 @@ def build(spec: Spec, promotion: str = "manual", sources: Sources = CHECKOUT) ->
             "dockerfile": dg.MetadataValue.path(str(built.dockerfile)), "smoke_rows": len(rows),
             "registered_model": f"{reg.name} v{reg.version}"})
 
+    return bento
+
+
+def staging_asset(spec: Spec, sources: Sources) -> dg.AssetsDefinition:
+    bento_key, staging_key = key(spec, "bento"), key(spec, "staging")
+
     @dg.asset(key=staging_key, ins={"bento": dg.AssetIn(bento_key)}, group_name=GROUP,
-              code_version=sources.version(*deployer),
+              code_version=sources.version(*DEPLOYER),
               kinds={"bentoml"}, automation_condition=rebuild_on_change(partitioned=False), output_required=False)
     def staging(context: dg.AssetExecutionContext, config: DeployConfig, bento: DataFrame,
                 deployment: DeploymentTarget) -> Iterator:
@@ -95,8 +114,14 @@ def build(spec: Spec, promotion: str = "manual", sources: Sources = CHECKOUT) ->
         yield dg.Output(bento, data_version=dg.DataVersion(bento.bento_tag),
                          metadata=served(deployer, "staging", record) | audit_tail(deployer, "staging"))
 
+    return staging
+
+
+def production_asset(spec: Spec, promotion: str, sources: Sources) -> dg.AssetsDefinition:
+    staging_key, production_key = key(spec, "staging"), key(spec, "production")
+
     @dg.asset(key=production_key, ins={"staged": dg.AssetIn(staging_key)}, group_name=GROUP,
-              code_version=sources.version(*deployer, "mlplatform.deploy.promotion"),
+              code_version=sources.version(*DEPLOYER, "mlplatform.deploy.promotion"),
               kinds={"bentoml", "mlflow"},
               automation_condition=rebuild_on_change(partitioned=False) if promotion == "automatic" else None,
               output_required=False)
@@ -120,7 +145,7 @@ def build(spec: Spec, promotion: str = "manual", sources: Sources = CHECKOUT) ->
                          metadata=served(deployer, "production", record) | audit_tail(deployer, "production")
                          | {"champion": champion or "none"})
 
-    return [bento, staging, production]
+    return production
 
 
 def served(deployer: Any, env: str, record: Any) -> dict[str, Any]:

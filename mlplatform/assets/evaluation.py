@@ -5,7 +5,7 @@ from collections.abc import Iterator
 import dagster as dg
 from pydantic import create_model
 
-from mlplatform.assets._shared import DataFrame, key, rebuild_on_change
+from mlplatform.assets._shared import DataFrame, key, rebuild_on_change, spec_config
 from mlplatform.code_versions import CHECKOUT, Sources
 from mlplatform.orchestration.freshness import unchanged
 from mlplatform.resources import Artifacts, MlflowTracking
@@ -20,10 +20,22 @@ GATE_DESCRIPTIONS = {
 }
 
 
-def evaluation_config(spec: Spec) -> type[dg.Config]:
+class EvaluationConfig(dg.Config):
+    """Gate thresholds as run config (each spec's class defaults them to its `Gates`: `evaluation_config`)."""
+
+    decision_threshold: float
+    floors: dict[str, float]
+    ceilings: dict[str, float]
+    max_regression: dict[str, float]
+    max_relative_regression: dict[str, float]
+    fairness_bounds: dict[str, float]
+    min_slice_rows: int
+
+
+def evaluation_config(spec: Spec) -> type[EvaluationConfig]:
     """Gate thresholds as run config, defaulting to the spec's `Gates`."""
     g = spec.gates
-    return create_model(f"{spec.name.title()}EvaluationConfig", __base__=dg.Config,
+    return create_model(f"{spec.name.title()}EvaluationConfig", __base__=EvaluationConfig,
                         decision_threshold=(float, g.decision_threshold), floors=(dict[str, float], dict(g.floors)),
                         ceilings=(dict[str, float], dict(g.ceilings)),
                         max_regression=(dict[str, float], dict(g.max_regression)),
@@ -37,7 +49,6 @@ EVALUATION_CODE = tuple(f"mlplatform.lib.evaluation.{m}" for m in ("metrics", "g
 
 def build(spec: Spec, sources: Sources = CHECKOUT) -> list[dg.AssetsDefinition]:
     eval_key = key(spec, "evaluation")
-    EvaluationConfig = evaluation_config(spec)
     checks = [dg.AssetCheckSpec(name, asset=eval_key, blocking=True, description=text)
               for name, text in GATE_DESCRIPTIONS.items()]
 
@@ -46,6 +57,7 @@ def build(spec: Spec, sources: Sources = CHECKOUT) -> list[dg.AssetsDefinition]:
               group_name=GROUP, kinds={"scikitlearn", "mlflow"},
               code_version=sources.version(*EVALUATION_CODE, config=spec.gates),
               check_specs=checks, automation_condition=rebuild_on_change(partitioned=False), output_required=False)
+    @spec_config(evaluation_config(spec))
     def evaluation(context: dg.AssetExecutionContext, config: EvaluationConfig, training_set: DataFrame,
                    model: DataFrame, mlflow: MlflowTracking, artifacts: Artifacts) -> Iterator:
         """Holdout metrics of the challenger and the champion, slices, importance, report, model card and gates."""

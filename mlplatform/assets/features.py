@@ -16,9 +16,12 @@ GROUP = "features"
 
 
 def build(spec: Spec, sources: Sources = CHECKOUT) -> list[dg.AssetsDefinition]:
-    parts = landed_files(spec)
-    registry_key, features_key = key(spec, "feature_registry"), key(spec, "features")
-    version = definitions_version(spec)
+    """The spec's Feast definitions (applied when they change) and its features per landed partition."""
+    return [feature_registry_asset(spec), features_asset(spec, sources)]
+
+
+def feature_registry_asset(spec: Spec) -> dg.AssetsDefinition:
+    registry_key, version = key(spec, "feature_registry"), definitions_version(spec)
 
     @dg.asset(key=registry_key, group_name=GROUP, code_version=version, kinds={"feast"},
               automation_condition=dg.AutomationCondition.on_missing() | dg.AutomationCondition.code_version_changed())
@@ -36,6 +39,12 @@ def build(spec: Spec, sources: Sources = CHECKOUT) -> list[dg.AssetsDefinition]:
                                     metadata={"definitions_version": version, "applied": applied,
                                               "feature_service": spec.feature_service_name,
                                               "registry": dg.MetadataValue.path(str(registry))})
+
+    return feature_registry
+
+
+def features_asset(spec: Spec, sources: Sources) -> dg.AssetsDefinition:
+    parts, registry_key, features_key = landed_files(spec), key(spec, "feature_registry"), key(spec, "features")
 
     @dg.asset(key=features_key, ins={"validated": dg.AssetIn(key(spec, "validated"))}, deps=[registry_key],
               partitions_def=parts, group_name=GROUP, kinds={"pandas", "feast"},
@@ -72,4 +81,4 @@ def build(spec: Spec, sources: Sources = CHECKOUT) -> list[dg.AssetsDefinition]:
             description=f"{len(mismatches)} differing values among {len(sample)} sampled entities",
             metadata={"entities_sampled": len(sample), "mismatches": len(mismatches), "sample": table(mismatches)})
 
-    return [feature_registry, features]
+    return features

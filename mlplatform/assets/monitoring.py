@@ -4,6 +4,7 @@ labels of its rows have landed."""
 
 from collections.abc import Iterator
 from datetime import timedelta
+from typing import Any
 
 import dagster as dg
 
@@ -50,7 +51,7 @@ def judge_drift(context: dg.AssetExecutionContext, spec: Spec, kind: str, curren
     path = artifacts.drift_report(spec, kind, context.partition_key)
     result = drift.detect(base.rows, current, spec, report=path)
     frame = result.frame()
-    metadata = {"drifted_share": float(result.share), "drifted_features": len(result.drifted),
+    metadata: dict[str, Any] = {"drifted_share": float(result.share), "drifted_features": len(result.drifted),
                 "current_rows": result.current_rows, "reference_rows": result.reference_rows,
                 "reference_model": base.whose(),
                 **triggers.Batch(kind, context.partition_key, result.severity if result.judged else "not judged",
@@ -70,14 +71,19 @@ def judge_drift(context: dg.AssetExecutionContext, spec: Spec, kind: str, curren
 
 
 def build(spec: Spec, sources: Sources = CHECKOUT) -> list[dg.AssetsDefinition]:
-    m = spec.monitoring
-    drift_version = sources.version("mlplatform.lib.monitoring.drift", config=(
-        spec.contract_feature_names, m.drift_warn_share, m.drift_error_share, m.min_drift_rows))
-    predictions_key, deployed = key(spec, "predictions"), [key(spec, "staging"), key(spec, "production")]
-    data_drift_key, live_drift_key = key(spec, "data_drift"), key(spec, "live_drift")
-    live_performance_key, labels_key = key(spec, "live_performance"), key(spec, "labels")
+    """What the served models answered per day, the drift of landed files and traffic, live performance."""
+    return [predictions_asset(spec, sources), *drift_assets(spec, sources), live_performance_asset(spec, sources)]
 
-    @dg.asset(key=predictions_key, deps=deployed, partitions_def=SERVING_DAYS, group_name=GROUP,
+
+def deployed_keys(spec: Spec) -> list[dg.AssetKey]:
+    """The environments' assets: monitoring follows them for order and reference, not for content."""
+    return [key(spec, "staging"), key(spec, "production")]
+
+
+def predictions_asset(spec: Spec, sources: Sources) -> dg.AssetsDefinition:
+    predictions_key = key(spec, "predictions")
+
+    @dg.asset(key=predictions_key, deps=deployed_keys(spec), partitions_def=SERVING_DAYS, group_name=GROUP,
               code_version=sources.version("mlplatform.serving.predlog", config=spec.contract_feature_names),
               kinds={"pandas"})
     def predictions(context: dg.AssetExecutionContext, deployment: DeploymentTarget) -> dg.Output:
@@ -97,13 +103,24 @@ def build(spec: Spec, sources: Sources = CHECKOUT) -> list[dg.AssetsDefinition]:
             "dagster/row_count": len(frame), "requests": int(frame["request_id"].nunique()),
             "by_version": table(summary), "positive_rate": float(frame["label"].mean()) if len(frame) else 0.0})
 
+    return predictions
+
+
+def drift_assets(spec: Spec, sources: Sources) -> list[dg.AssetsDefinition]:
+    """Landed files' and live traffic's drift, judged alike (one code version)."""
+    m, deployed = spec.monitoring, deployed_keys(spec)
+    drift_version = sources.version("mlplatform.lib.monitoring.drift", config=(
+        spec.contract_feature_names, m.drift_warn_share, m.drift_error_share, m.min_drift_rows))
+    predictions_key, data_drift_key, live_drift_key = (key(spec, n) for n in ("predictions", "data_drift",
+                                                                               "live_drift"))
+
     # A promotion changes the reference; it does not re-run the drift of every earlier batch by itself.
     not_on_promotion = dg.AssetSelection.assets(*deployed)
 
     @dg.asset(key=data_drift_key, ins={"validated": dg.AssetIn(key(spec, "validated"))}, deps=deployed[1:],
               partitions_def=landed_files(spec), group_name=GROUP, code_version=drift_version,
               kinds={"evidently", "pandas"},
-              automation_condition=rebuild_on_change(partitioned=True).ignore(not_on_promotion),
+              automation_condition=rebuild_on_change(partitioned=True, not_triggered_by=not_on_promotion),
               check_specs=[drift_check(spec, data_drift_key)])
     def data_drift(context: dg.AssetExecutionContext, validated: DataFrame, mlflow: MlflowTracking,
                    artifacts: Artifacts) -> Iterator:
@@ -113,7 +130,7 @@ def build(spec: Spec, sources: Sources = CHECKOUT) -> list[dg.AssetsDefinition]:
     @dg.asset(key=live_drift_key, ins={"predictions": dg.AssetIn(predictions_key)}, deps=deployed[1:],
               partitions_def=SERVING_DAYS, group_name=GROUP, code_version=drift_version,
               kinds={"evidently", "pandas"},
-              automation_condition=rebuild_on_change(partitioned=True).ignore(not_on_promotion),
+              automation_condition=rebuild_on_change(partitioned=True, not_triggered_by=not_on_promotion),
               check_specs=[drift_check(spec, live_drift_key)])
     def live_drift(context: dg.AssetExecutionContext, predictions: DataFrame, mlflow: MlflowTracking,
                    artifacts: Artifacts) -> Iterator:
@@ -123,6 +140,13 @@ def build(spec: Spec, sources: Sources = CHECKOUT) -> list[dg.AssetsDefinition]:
         staging_only = production.empty and not predictions.empty
         current, traffic = (predictions, "staging") if staging_only else (production, "production")
         yield from judge_drift(context, spec, "live", current, mlflow, artifacts, traffic)
+
+    return [data_drift, live_drift]
+
+
+def live_performance_asset(spec: Spec, sources: Sources) -> dg.AssetsDefinition:
+    m, predictions_key = spec.monitoring, key(spec, "predictions")
+    live_performance_key, labels_key = key(spec, "live_performance"), key(spec, "labels")
 
     floors = ", ".join([f"{n} ≥ {v}" for n, v in spec.gates.floors]
                        + [f"{n} ≤ {v}" for n, v in spec.gates.ceilings])
@@ -160,27 +184,38 @@ def build(spec: Spec, sources: Sources = CHECKOUT) -> list[dg.AssetsDefinition]:
         metadata: dict = {"served_rows": len(predictions), "labelled_rows": len(joined),
                           "with_entity": int(predictions[spec.entity].notna().sum()),
                           "by_version": table(versions.round(4)) if len(versions) else "no traffic"}
-        for row in versions.itertuples():
-            for name in ("labelled_rows", *live.HEADLINE):
-                value = getattr(row, name)
-                if pd.notna(value):
-                    metadata[triggers.Day.metric_key(row.env, row.model_version, name)] = float(value)
-        primary = live.headline(versions)
-        if primary is None:
-            check = dg.AssetCheckResult(check_name="performance_floor", passed=True,
-                                        description="no production traffic on this day")
-        else:
-            verdict = live.judge(primary, spec)
-            metadata.update(triggers.Day.verdict_metadata(verdict.version, verdict.judged,
-                                                          verdict.judged and not verdict.passed, verdict.summary()))
-            for name in live.HEADLINE:  # the headline series, plotted over days in the UI
-                if pd.notna(primary[name]):
-                    metadata[name] = float(primary[name])
-            check = dg.AssetCheckResult(check_name="performance_floor", passed=verdict.passed,
-                                        severity=dg.AssetCheckSeverity.ERROR, description=verdict.summary(),
-                                        metadata={"version": verdict.version, "judged": verdict.judged,
-                                                  "labelled_rows": verdict.labelled_rows})
+        check = performance_check(spec, versions, metadata)
         yield dg.Output(versions, data_version=dg.DataVersion(frame_version(versions)), metadata=metadata)
         yield check
 
-    return [predictions, data_drift, live_drift, live_performance]
+    return live_performance
+
+
+def performance_check(spec: Spec, versions: DataFrame, metadata: dict) -> dg.AssetCheckResult:
+    """Each served version's live metrics into `metadata` (read back by the sensors through `triggers.Day`), and
+    production's primary version judged against the gates' floors and ceilings."""
+    import pandas as pd
+
+    from mlplatform.lib.monitoring import live
+
+    for row in versions.itertuples():
+        for name in ("labelled_rows", *live.HEADLINE):
+            value = getattr(row, name)
+            if pd.notna(value):
+                metadata[triggers.Day.metric_key(row.env, row.model_version, name)] = float(value)
+    primary = live.headline(versions)
+    if primary is None:
+        check = dg.AssetCheckResult(check_name="performance_floor", passed=True,
+                                    description="no production traffic on this day")
+    else:
+        verdict = live.judge(primary, spec)
+        metadata.update(triggers.Day.verdict_metadata(verdict.version, verdict.judged,
+                                                      verdict.judged and not verdict.passed, verdict.summary()))
+        for name in live.HEADLINE:  # the headline series, plotted over days in the UI
+            if pd.notna(primary[name]):
+                metadata[name] = float(primary[name])
+        check = dg.AssetCheckResult(check_name="performance_floor", passed=verdict.passed,
+                                    severity=dg.AssetCheckSeverity.ERROR, description=verdict.summary(),
+                                    metadata={"version": verdict.version, "judged": verdict.judged,
+                                              "labelled_rows": verdict.labelled_rows})
+    return check

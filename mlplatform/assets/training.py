@@ -5,7 +5,7 @@ from collections.abc import Iterator
 import dagster as dg
 from pydantic import create_model
 
-from mlplatform.assets._shared import DataFrame, key, rebuild_on_change, table
+from mlplatform.assets._shared import DataFrame, key, rebuild_on_change, spec_config, table
 from mlplatform.code_versions import CHECKOUT, Sources
 from mlplatform.orchestration.freshness import unchanged
 from mlplatform.resources import Artifacts, FeastStore, MlflowTracking
@@ -14,9 +14,19 @@ from mlplatform.specs import Spec
 GROUP = "training"
 
 
-def training_config(spec: Spec) -> type[dg.Config]:
+class TrainingConfig(dg.Config):
+    """Hyper-parameters, seed and holdout as run config (each spec's class defaults them: `training_config`)."""
+
+    estimator: str
+    regularization_c: float
+    max_iter: int
+    seed: int
+    holdout_days: int
+
+
+def training_config(spec: Spec) -> type[TrainingConfig]:
     """Hyper-parameters, seed and holdout as run config, defaulting to the spec."""
-    return create_model(f"{spec.name.title()}TrainingConfig", __base__=dg.Config,
+    return create_model(f"{spec.name.title()}TrainingConfig", __base__=TrainingConfig,
                         estimator=(str, spec.estimator), regularization_c=(float, spec.regularization_c),
                         max_iter=(int, spec.max_iter), seed=(int, spec.seed), holdout_days=(int, spec.holdout_days))
 
@@ -24,8 +34,11 @@ def training_config(spec: Spec) -> type[dg.Config]:
 def build(spec: Spec, retraining: str = "on_new_data", sources: Sources = CHECKOUT) -> list[dg.AssetsDefinition]:
     """`retraining="on_trigger"` leaves the training set without an automation condition: only the retrain sensor
     (persistent drift, live performance below its floor) or a person starts the training chain."""
-    set_key, model_key = key(spec, "training_set"), key(spec, "model")
-    TrainingConfig = training_config(spec)
+    return [training_set_asset(spec, retraining, sources), model_asset(spec, sources)]
+
+
+def training_set_asset(spec: Spec, retraining: str, sources: Sources) -> dg.AssetsDefinition:
+    set_key = key(spec, "training_set")
     labels_in = dg.AssetIn(key(spec, "labels"), metadata={"allow_missing_partitions": True})
 
     # Features are read through Feast, not loaded as an input: a dependency, so new feature values rebuild the set.
@@ -48,7 +61,8 @@ def build(spec: Spec, retraining: str = "on_new_data", sources: Sources = CHECKO
         from mlplatform.schemas import training_set_schema
 
         if not isinstance(labels, dict):  # the IO manager hands over a single partition unwrapped
-            labels = dict(zip(context.asset_partition_keys_for_input("labels"), [labels], strict=False))  # no key at all before any partition exists
+            keys = context.asset_partition_keys_for_input("labels")  # none at all before any partition exists
+            labels = dict(zip(keys, [labels], strict=False))
         labels = {k: v for k, v in labels.items() if v is not None}  # partitions that never passed their gates
         if not labels:
             raise dg.Failure(f"{spec.name}: no partition has validated features yet; ingest a landed file first")
@@ -70,11 +84,18 @@ def build(spec: Spec, retraining: str = "on_new_data", sources: Sources = CHECKO
             description="valid" if failures is None else f"{len(failures)} failing values",
             metadata={"failures": table(failures) if failures is not None else "none"})
 
+    return training_set
+
+
+def model_asset(spec: Spec, sources: Sources) -> dg.AssetsDefinition:
+    set_key, model_key = key(spec, "training_set"), key(spec, "model")
+
     @dg.asset(key=model_key, ins={"training_set": dg.AssetIn(set_key)}, group_name=GROUP,
               code_version=sources.version("mlplatform.lib.training.train", config=(
                   spec.estimator, spec.regularization_c, spec.max_iter, spec.seed, spec.holdout_days)),
               kinds={"scikitlearn", "mlflow"}, automation_condition=rebuild_on_change(partitioned=False),
               retry_policy=dg.RetryPolicy(max_retries=2, delay=5), output_required=False)
+    @spec_config(training_config(spec))
     def model(context: dg.AssetExecutionContext, config: TrainingConfig, training_set: DataFrame,
               mlflow: MlflowTracking) -> Iterator:
         """A fitted scikit-learn Pipeline, tracked in MLflow and registered as the `challenger` version."""
@@ -108,4 +129,4 @@ def build(spec: Spec, retraining: str = "on_new_data", sources: Sources = CHECKO
                                    "registered_model": f"{tracked.name} v{tracked.version} @challenger",
                                    "git_commit": tags["git.commit"], "seed": params.seed})
 
-    return [training_set, model]
+    return model

@@ -13,8 +13,10 @@ def demo_data(
     days: Annotated[int, typer.Option(min=1, help="Number of daily files to write.")] = 8,
     rows_per_day: Annotated[int, typer.Option(min=1, help="Rows in each file.")] = 2000,
     seed: Annotated[int, typer.Option(help="Seed: the same seed writes the same bytes.")] = 0,
-    drift_from: Annotated[int | None, typer.Option(help="From this day (0-based) on, shift features and labels.")] = None,
-    corrupt: Annotated[str | None, typer.Option(help="Also write one file with this defect (see --list-corruptions).")] = None,
+    drift_from: Annotated[int | None,
+                          typer.Option(help="From this day (0-based) on, shift features and labels.")] = None,
+    corrupt: Annotated[str | None,
+                       typer.Option(help="Also write one file with this defect (see --list-corruptions).")] = None,
     file_format: Annotated[str, typer.Option("--format", help="csv or parquet.")] = "csv",
     list_corruptions: Annotated[bool, typer.Option(help="List the defect kinds and exit.")] = False,
 ) -> None:
@@ -37,7 +39,8 @@ def demo_data(
 
 @app.command()
 def ingest(
-    partition: Annotated[list[str] | None, typer.Option(help="Only these partition keys (default: every landed file).")] = None,
+    partition: Annotated[list[str] | None,
+                         typer.Option(help="Only these partition keys (default: every landed file).")] = None,
     spec: Annotated[str | None, typer.Option(help="Spec name (default: the first spec).")] = None,
     train: Annotated[bool, typer.Option(help="Run the training job after ingestion.")] = True,
     force: Annotated[bool, typer.Option(help="Re-ingest partitions whose file is unchanged.")] = False,
@@ -70,16 +73,22 @@ def demo(
     outcome = runner.ingest_and_train(spec_named(None), settings, None, True)
     typer.echo(outcome.report())
     typer.echo(f"\nAll state is under {settings.home}. Next:\n"
-               f"  make dev       # Dagster UI and daemon on http://127.0.0.1:3000 (= DAGSTER_HOME={settings.dagster_home}"
+               f"  make dev       # Dagster UI and daemon on http://127.0.0.1:3000"
+               f" (= DAGSTER_HOME={settings.dagster_home}"
                f" dagster dev -w workspace.yaml)\n"
                f"  .venv/bin/mlplatform demo-data --days {days} --rows-per-day {rows_per_day} --corrupt nan"
-               f" && .venv/bin/mlplatform ingest   # land a bad file: it is quarantined and gated, the rest is unchanged\n"
+               f" && .venv/bin/mlplatform ingest   # land a bad file: it is quarantined and gated,"
+               f" the rest is unchanged\n"
                f"  ls {settings.quarantine_dir}   # rejected rows and files\n"
-               f"  ls {settings.home / 'artifacts' / 'reports'}/*/*   # evaluation report.html and model_card.md per version\n"
-               f"  .venv/bin/mlplatform reproduce 1   # re-train version 1 from its recorded inputs, compare predictions\n"
-               f"  .venv/bin/mlplatform status        # what serves where (staging: http://127.0.0.1:{settings.staging_port},"
+               f"  ls {settings.home / 'artifacts' / 'reports'}/*/*"
+               f"   # evaluation report.html and model_card.md per version\n"
+               f"  .venv/bin/mlplatform reproduce 1   # re-train version 1 from its recorded inputs,"
+               f" compare predictions\n"
+               f"  .venv/bin/mlplatform status        # what serves where"
+               f" (staging: http://127.0.0.1:{settings.staging_port},"
                f" API key in {settings.deployments_dir / 'staging' / 'api-keys'}; curl example in README.md)\n"
                f"  .venv/bin/mlplatform promote       # staging's version to production (http://127.0.0.1:"
                f"{settings.production_port}), as champion\n"
-               f"  .venv/bin/mlplatform stop staging  # stop serving (`mlplatform serve --env staging` starts it again)")
+               f"  .venv/bin/mlplatform stop staging  # stop serving"
+               f" (`mlplatform serve --env staging` starts it again)")
     raise typer.Exit(0 if outcome.ok else 1)

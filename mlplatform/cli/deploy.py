@@ -13,9 +13,11 @@ from mlplatform.settings import get_settings
 
 @app.command()
 def serve(
-    env: Annotated[str, typer.Option(help="local (the newest Bento, in the foreground), staging or production.")] = "local",
+    env: Annotated[str,
+                   typer.Option(help="local (the newest Bento, in the foreground), staging or production.")] = "local",
     port: Annotated[int, typer.Option(help="Port for --env local.")] = 3000,
-    recover: Annotated[bool, typer.Option(help="Serve the last valid record again (record.json lost or damaged).")] = False,
+    recover: Annotated[bool,
+                       typer.Option(help="Serve the last valid record again (record.json lost or damaged).")] = False,
 ) -> None:
     """Serve: staging/production are (re)started from their deployment record behind their router; local runs the
     newest Bento in the foreground."""
@@ -69,7 +71,8 @@ def status(as_json: Annotated[bool, typer.Option("--json", help="Machine-readabl
 
 @app.command()
 def promote(
-    strategy: Annotated[str, typer.Option(help="blue_green (all traffic, becomes champion), canary or shadow.")] = "blue_green",
+    strategy: Annotated[str, typer.Option(
+                            help="blue_green (all traffic, becomes champion), canary or shadow.")] = "blue_green",
     canary_share: Annotated[float, typer.Option(min=0.0, max=1.0, help="Share of entities for a canary.")] = 0.1,
     reason: Annotated[str, typer.Option(help="Why (kept in the audit log).")] = "",
     spec: Annotated[str | None, typer.Option(help="Spec name (default: the first spec).")] = None,

@@ -3,7 +3,7 @@
 import os
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, cast
 
 import typer
 
@@ -105,7 +105,9 @@ def plan(
     settings = get_settings()
     settings.export()
     defs = build_definitions(SPECS, settings)
-    landed = {landed_files(s).name: list(defs.resources["landing"].files(s)) for s in SPECS}
+    assert defs.resources is not None
+    # landed_files() always names its partitions definition
+    landed = {cast(str, landed_files(s).name): list(defs.resources["landing"].files(s)) for s in SPECS}
     with dg.DagsterInstance.get() as instance:
         entries = planning.plan(instance, defs.resolve_asset_graph(), landed, SPECS[0].name)
     runs = planning.summary(entries)

@@ -102,6 +102,12 @@ class EmbeddedDeployer(Deployer):
         if state is not None:
             return state
         log = self.deployments.env_dir(env) / "logs" / "router.log"
+        pid_file = self.deployments.env_dir(env) / "router.pid"
+        if pid_file.exists() and str(self.deployments.root).encode() in cmdline(int(pid_file.read_text())):
+            # our router runs but was slow to answer (a loaded machine): wait for it, never start a second one (it
+            # could not bind the port, and its pid would replace the live router's in router.pid)
+            self._wait_ready(f"{self.router_url(env)}/-/router", None, log, f"router of {env}", timeout=60)
+            return self.router_state(env) or {}
         proc = self._spawn([sys.executable, "-m", "mlplatform.deploy.router", "--root", str(self.deployments.root),
                             "--env", env, "--port", str(self.ports[env])], log, {})
         (self.deployments.env_dir(env) / "router.pid").write_text(str(proc.pid))
@@ -179,14 +185,15 @@ class EmbeddedDeployer(Deployer):
             kept = "nothing was serving" if before is None else "the previous deployment keeps serving"
             raise DeploymentError(f"{candidate.bento_tag} failed the smoke test in {env}: "
                                   f"{'; '.join(problems)}; {kept}")
+        # validated like a record read from disk: an unknown environment or strategy is refused here
+        fields = {"env": env, "sequence": self.deployments.next_sequence(env), "strategy": strategy,
+                  "created_at": now(), "created_by": who(), "reason": reason}
         if strategy == "blue_green":
-            record = Record(env=env, sequence=self.deployments.next_sequence(env), strategy="blue_green",
-                            primary=backend, created_at=now(), created_by=who(), reason=reason)
+            record = Record.model_validate({**fields, "primary": backend})
         else:
             assert before is not None
-            record = Record(env=env, sequence=self.deployments.next_sequence(env), strategy=strategy,
-                            primary=before.primary, candidate=backend, canary_share=canary_share if strategy == "canary"
-                            else 0.0, created_at=now(), created_by=who(), reason=reason)
+            record = Record.model_validate({**fields, "primary": before.primary, "candidate": backend,
+                                            "canary_share": canary_share if strategy == "canary" else 0.0})
         return self._switch(env, before, record, action, reason, extra)
 
     def _switch(self, env: str, before: Record | None, record: Record, action: str, reason: str,

@@ -39,6 +39,7 @@ def bento_modules() -> list[str]:
     names = list(BENTO_MODULES)
     for package in BENTO_PACKAGES:
         spec = importlib.util.find_spec(package)
+        assert spec is not None  # our own packages
         folder = Path(next(iter(spec.submodule_search_locations or [])))
         names += [package] + [f"{package}.{f.stem}" for f in sorted(folder.glob("*.py")) if f.stem != "__init__"]
     return names
@@ -136,8 +137,8 @@ def package(spec: Spec, pipeline: Any, bentoml_home: Path, env: str, labels: dic
         model_file.write_bytes(pickle.dumps(pipeline, protocol=pickle.HIGHEST_PROTOCOL))
         request = {"spec": spec.name, "pipeline": str(model_file), "env": env, "labels": labels,
                    "metadata": metadata, "smoke_rows": smoke_rows or [], "model_card": model_card}
-        done = subprocess.run([sys.executable, "-m", "mlplatform.deploy.packaging"], input=json.dumps(request), text=True,
-                              capture_output=True, env=environ, cwd=ROOT, timeout=900)
+        done = subprocess.run([sys.executable, "-m", "mlplatform.deploy.packaging"], input=json.dumps(request),
+                              text=True, capture_output=True, env=environ, cwd=ROOT, timeout=900)
     if done.returncode != 0:
         raise RuntimeError(f"building the Bento failed (exit {done.returncode}):\n{done.stderr[-4000:]}")
     result = json.loads(done.stdout.strip().splitlines()[-1])

@@ -58,7 +58,7 @@ class Record(BaseModel):
     strategy: Literal["blue_green", "canary", "shadow"] = "blue_green"
     primary: Backend
     candidate: Backend | None = None
-    canary_share: float = Field(0.0, ge=0.0, le=1.0)
+    canary_share: float = Field(default=0.0, ge=0.0, le=1.0)
     created_at: str
     created_by: str
     reason: str

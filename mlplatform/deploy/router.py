@@ -107,6 +107,7 @@ class Router:
         canary = record.strategy == "canary"  # only then does the entity decide (and the body get looked into)
         role = record.role_for(entity_key(headers, body) or uuid.uuid4().hex) if canary else "primary"
         backend = record.candidate if role == "candidate" else record.primary
+        assert backend is not None  # a canary record has a candidate (the record validates it)
         try:
             status, answer_headers, content = await self._forward(backend, scope, headers, body, role)
         except (TimeoutError, aiohttp.ClientError) as exc:

@@ -10,8 +10,9 @@ requested for a whole chain materializes only the assets whose inputs really cha
 always rebuilds.
 """
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence, Set
 from dataclasses import dataclass
+from typing import Protocol
 
 import dagster as dg
 
@@ -23,6 +24,42 @@ NOT_TRIGGERS: Mapping[str, frozenset[str]] = {
     "live_drift": frozenset({"staging", "production"}),
     "predictions": frozenset({"staging", "production"}),
 }
+
+
+class AssetNode(Protocol):
+    """What freshness reads of a node of Dagster's asset graph (Dagster's class for it is private)."""
+
+    @property
+    def is_external(self) -> bool: ...
+    @property
+    def is_partitioned(self) -> bool: ...
+    @property
+    def partitions_def(self) -> dg.PartitionsDefinition | None: ...
+    @property
+    def parent_keys(self) -> Set[dg.AssetKey]: ...
+    @property
+    def code_version(self) -> str | None: ...
+
+
+class AssetGraph(Protocol):
+    """What freshness reads of Dagster's asset graph (`Definitions.resolve_asset_graph()`, a private class)."""
+
+    @property
+    def toposorted_asset_keys(self) -> Sequence[dg.AssetKey]: ...
+    def get(self, key: dg.AssetKey) -> AssetNode: ...
+
+
+def materialization_of(record: dg.EventLogRecord) -> dg.AssetMaterialization:
+    """The materialization of a record read back as one (`fetch_materializations`, data version records)."""
+    assert record.asset_materialization is not None
+    return record.asset_materialization
+
+
+def tags_of(record: dg.EventLogRecord) -> Mapping[str, str]:
+    """The tags of a record's materialization (an asset's materialization carries its data and code versions)."""
+    tags = materialization_of(record).tags
+    assert tags is not None
+    return tags
 
 
 @dataclass(frozen=True)
@@ -37,17 +74,17 @@ class Stale:
 
 
 def _version(record: dg.EventLogRecord | None) -> str | None:
-    return record.asset_materialization.tags.get(DATA_VERSION) if record and record.asset_materialization else None
+    return tags_of(record).get(DATA_VERSION) if record and record.asset_materialization else None
 
 
-def triggers(graph: object, asset_key: dg.AssetKey) -> list[dg.AssetKey]:
+def triggers(graph: AssetGraph, asset_key: dg.AssetKey) -> list[dg.AssetKey]:
     """The upstream assets whose new data makes `asset_key` stale (its parents minus the policy edges)."""
     ignored = NOT_TRIGGERS.get(asset_key.path[-1], frozenset())
     return sorted((p for p in graph.get(asset_key).parent_keys if p.path[-1] not in ignored),
                   key=lambda k: k.to_user_string())
 
 
-def reasons(instance: dg.DagsterInstance, graph: object, asset_key: dg.AssetKey, partition: str | None = None,
+def reasons(instance: dg.DagsterInstance, graph: AssetGraph, asset_key: dg.AssetKey, partition: str | None = None,
             ) -> list[Stale]:
     """Why `asset_key` (`partition`) is stale; empty when its latest materialization is still true."""
     node = graph.get(asset_key)
@@ -56,7 +93,7 @@ def reasons(instance: dg.DagsterInstance, graph: object, asset_key: dg.AssetKey,
         if partition is not None and instance.get_latest_data_version_record(asset_key) is not None:
             return [Stale("new partition", partition)]
         return [Stale("never materialized")]
-    recorded = latest.asset_materialization.tags.get(CODE_VERSION)
+    recorded = tags_of(latest).get(CODE_VERSION)
     out = []
     if node.code_version and recorded != node.code_version:
         out.append(Stale("code version changed", f"{recorded} → {node.code_version}"))
@@ -69,7 +106,7 @@ def reasons(instance: dg.DagsterInstance, graph: object, asset_key: dg.AssetKey,
     return out
 
 
-def _changed_partitions(instance: dg.DagsterInstance, graph: object, parent: dg.AssetKey, partition: str | None,
+def _changed_partitions(instance: dg.DagsterInstance, graph: AssetGraph, parent: dg.AssetKey, partition: str | None,
                         since: int) -> list[str | None]:
     """The partitions of `parent` (just `partition` when both share their partitions; otherwise every partition)
     materialized after storage id `since` with a different data version."""
@@ -79,7 +116,7 @@ def _changed_partitions(instance: dg.DagsterInstance, graph: object, parent: dg.
         limit=10_000).records
     newest: dict[str | None, dg.EventLogRecord] = {}
     for record in records:  # newest first
-        newest.setdefault(record.asset_materialization.partition if partitioned else None, record)
+        newest.setdefault(materialization_of(record).partition if partitioned else None, record)
     changed = []
     for p, record in sorted(newest.items(), key=lambda item: item[0] or ""):
         before = instance.get_latest_data_version_record(parent, partition_key=p, before_cursor=since + 1)

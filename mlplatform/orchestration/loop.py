@@ -10,10 +10,10 @@ to run the platform.
 import json
 import time
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import dagster as dg
 
@@ -108,7 +108,7 @@ class Loop:
                                                   limit=1))
 
     def _execute(self, source: str, job: dg.JobDefinition, partition: str | None, tags: dict[str, str],
-                 run_config: dict | None = None, assets: list[dg.AssetKey] | None = None) -> Run:
+                 run_config: Mapping[str, Any] | None = None, assets: Sequence[dg.AssetKey] | None = None) -> Run:
         started = time.perf_counter()
         run_config = {**(run_config or {}), "loggers": self.loggers}
         result = job.execute_in_process(instance=self.instance, partition_key=partition, run_config=run_config,
@@ -124,24 +124,30 @@ class Loop:
     def sensors(self) -> int:
         """One tick of every sensor but the automation sensor; returns how many runs they started."""
         started = 0
+        assert self.defs.sensors is not None
         for sensor in self.defs.sensors:
             if isinstance(sensor, dg.AutomationConditionSensorDefinition):
                 continue
             context = dg.build_sensor_context(instance=self.instance, definitions=self.defs,
                                               resources=self.defs.resources, cursor=self.cursors[sensor.name])
-            data = sensor(context)  # the sensor's function, as the daemon calls it; partitions are added below
+            # the sensor's function, as the daemon calls it; partitions are added below. The project's sensors
+            # return a SensorResult or skip.
+            data = cast(dg.SensorResult | dg.SkipReason | None, sensor(context))
             if data is None or isinstance(data, dg.SkipReason):
                 continue
             self.cursors[sensor.name] = data.cursor if data.cursor is not None else context.cursor
-            for request in data.dynamic_partitions_requests or []:
-                if isinstance(request, dg.AddDynamicPartitionsRequest):
-                    self.instance.add_dynamic_partitions(request.partitions_def_name, list(request.partition_keys))
+            for partitions in data.dynamic_partitions_requests or []:
+                if isinstance(partitions, dg.AddDynamicPartitionsRequest):
+                    self.instance.add_dynamic_partitions(partitions.partitions_def_name,
+                                                         list(partitions.partition_keys))
             for request in data.run_requests or []:
                 if self._launched(sensor.name, request.run_key):
                     continue
                 tags = {**request.tags, SENSOR_TAG: sensor.name} | ({RUN_KEY_TAG: request.run_key}
                                                                     if request.run_key else {})
-                job = self.defs.resolve_job_def(request.job_name or sensor.job_name)
+                job_name = request.job_name or sensor.job_name
+                assert job_name is not None
+                job = self.defs.resolve_job_def(job_name)
                 self._execute(sensor.name, job, request.partition_key, tags, request.run_config,
                               request.asset_selection)
                 started += 1

@@ -1,13 +1,14 @@
 """The plan: every asset partition that is stale or would rebuild because an upstream one does, why, and which
 jobs and partitions would run (`mlplatform plan`). Reads the instance; changes nothing."""
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import cast
 
 import dagster as dg
 
 from mlplatform.jobs import ASSETS_BY_JOB, job_name
-from mlplatform.orchestration.freshness import reasons, triggers
+from mlplatform.orchestration.freshness import AssetGraph, materialization_of, reasons, triggers
 
 
 @dataclass
@@ -31,7 +32,7 @@ def job_of(asset_key: dg.AssetKey, primary: bool = True) -> str:
     return "automation"
 
 
-def plan(instance: dg.DagsterInstance, graph: object, landed: Mapping[str, Iterable[str]] | None = None,
+def plan(instance: dg.DagsterInstance, graph: AssetGraph, landed: Mapping[str, Iterable[str]] | None = None,
          primary: str | None = None) -> list[Entry]:
     """Every asset partition that is stale (direct reasons) or would rebuild because an upstream one does, in
     topological order. `landed` maps a dynamic partitions definition's name to the keys of files already in the
@@ -58,16 +59,17 @@ def plan(instance: dg.DagsterInstance, graph: object, landed: Mapping[str, Itera
     return list(entries.values())
 
 
-def _planned_partitions(instance: dg.DagsterInstance, graph: object, asset_key: dg.AssetKey,
-                        landed: Mapping[str, Iterable[str]]) -> list[str | None]:
+def _planned_partitions(instance: dg.DagsterInstance, graph: AssetGraph, asset_key: dg.AssetKey,
+                        landed: Mapping[str, Iterable[str]]) -> Sequence[str | None]:
     definition = graph.get(asset_key).partitions_def
     if definition is None:
         return [None]
     if isinstance(definition, dg.TimeWindowPartitionsDefinition):
-        return sorted({r.asset_materialization.partition for r in instance.fetch_materializations(
+        # a time-partitioned asset's materializations all name their partition
+        return sorted({cast(str, materialization_of(r).partition) for r in instance.fetch_materializations(
             dg.AssetRecordsFilter(asset_key=asset_key), limit=10_000).records})
     keys = list(definition.get_partition_keys(dynamic_partitions_store=instance))
-    if isinstance(definition, dg.DynamicPartitionsDefinition):
+    if isinstance(definition, dg.DynamicPartitionsDefinition) and definition.name is not None:
         keys += [k for k in landed.get(definition.name, ()) if k not in keys]
     return keys
 

@@ -2,7 +2,7 @@
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import dagster as dg
 
@@ -49,9 +49,9 @@ def _trained(result: dg.ExecuteInProcessResult) -> str:
         meta = event.materialization.metadata
         if "registered_model" in meta:
             gates = f", gates passed: {', '.join(passed)}" if passed else ""
-            served = [f"; {e.asset_key.path[-1]} serves it at {e.materialization.metadata['url'].value}"
+            served = [f"; {e.materialization.asset_key.path[-1]} serves it at {e.materialization.metadata['url'].value}"
                       for e in result.get_asset_materialization_events()
-                      if e.asset_key.path[-1] in ("staging", "production")]
+                      if e.materialization.asset_key.path[-1] in ("staging", "production")]
             return (f"ok ({meta['registered_model'].value}, holdout ROC AUC {meta['holdout_roc_auc'].value:.3f}"
                     f"{gates}){''.join(served)}")
     return "ok"
@@ -76,6 +76,7 @@ def _previous_status(instance: dg.DagsterInstance, spec: Spec, partition: str, d
 
 
 def landing_folder(defs: dg.Definitions, spec: Spec) -> Path:
+    assert defs.resources is not None
     return defs.resources["landing"].folder(spec)
 
 
@@ -85,6 +86,7 @@ def ingest_and_train(spec: Spec, settings: Settings, only: list[str] | None, tra
     defs = build_definitions(SPECS, settings)
     primary = spec == SPECS[0]
     instance = dg.DagsterInstance.get()
+    assert defs.resources is not None
     files = {k: p for k, p in defs.resources["landing"].files(spec).items() if only is None or k in only}
     known = set(instance.get_dynamic_partitions(f"{spec.name}_files"))
     instance.add_dynamic_partitions(f"{spec.name}_files", [k for k in files if k not in known])
@@ -124,11 +126,13 @@ def reexecute_from_failure(run_id: str, settings: Settings, instance: dg.Dagster
         raise ValueError(f"no run {run_id!r} in the instance at {instance.root_directory}")
     if run.status != dg.DagsterRunStatus.FAILURE:
         raise ValueError(f"run {run_id} is {run.status.value}, not FAILURE: nothing to re-execute from failure")
+    # reconstructable_args is annotated `tuple[object]` (a 1-tuple) but takes any tuple of positional args
+    args = (run.job_name, settings.environ())
     job = dg.build_reconstructable_job("mlplatform.orchestration.runner", "job_for_reexecution",
-                                       reconstructable_args=(run.job_name, settings.environ()))
+                                       reconstructable_args=args)  # type: ignore[arg-type]
     options = dg.ReexecutionOptions.from_failure(run_id, instance)
     with dg.execute_job(job, instance=instance, reexecution_options=options, raise_on_error=False) as result:
-        steps = sorted({e.step_key for e in result.all_events if e.is_step_start})
+        steps = sorted({cast(str, e.step_key) for e in result.all_events if e.is_step_start})  # set on step events
         outcome = "ok" if result.success else _failures(result)
         return result.success, f"run {result.run_id} re-executed {', '.join(steps)}: {outcome}"
 
@@ -144,9 +148,9 @@ def promote(spec: Spec, settings: Settings, strategy: str, canary_share: float, 
     if not result.success:
         return False, f"promotion failed: {_failures(result)}"
     meta = result.get_asset_materialization_events()[-1].materialization.metadata
-    serving = meta["serving"].value
+    serving = cast(dict[str, dict[str, Any]], meta["serving"].value)  # a JSON metadata value: role -> backend
     roles = ", ".join(f"{role} {b['model_version']}" for role, b in serving.items() if role != "primary")
-    champion = meta["champion"].value
+    champion = cast(str, meta["champion"].value)
     return True, (f"production serves {spec.model_name} v{serving['primary']['model_version']} "
                   f"({serving['primary']['bento']}{'; ' + roles if roles else ''}) with {meta['strategy'].value} at "
                   f"{meta['url'].value} (record {meta['record'].value}); "

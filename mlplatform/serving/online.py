@@ -44,9 +44,10 @@ class OnlineFeatures:
 
             from mlplatform.lib.features.feast_repo import repo_config
 
+            assert self.feast_dir is not None  # opened only when configured
             folder = Path(self.feast_dir)
             config = repo_config(folder, folder, self.online_store, self.redis)
-            self.store = FeatureStore(config=config, repo_path=folder)
+            self.store = FeatureStore(config=config, repo_path=str(folder))
             self.service = self.store.get_feature_service(self.spec.feature_service_name)
         except Exception as exc:  # reported on every predict_entity call, the service keeps serving predict
             self.error = f"the online store at {self.feast_dir} cannot be opened: {type(exc).__name__}: {exc}"

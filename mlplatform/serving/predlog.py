@@ -31,6 +31,7 @@ class PredictionLog:
         if day != self.day or self.fd is None:
             if self.fd is not None:
                 os.close(self.fd)
+            assert self.folder is not None  # only called to log, which needs a folder
             folder = self.folder / day
             folder.mkdir(parents=True, exist_ok=True)
             self.fd = os.open(folder / f"{self.version}-{os.getpid()}.jsonl", os.O_WRONLY | os.O_CREAT | os.O_APPEND,

@@ -1,6 +1,7 @@
 """The request and answer schema of `predict`, built from the spec: typed, range-checked rows, optional entity
 ids (one per row), at most `MAX_ROWS` rows; unknown fields are refused."""
 
+from types import GenericAlias
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
@@ -24,18 +25,18 @@ def row_model(spec: Spec) -> type[BaseModel]:
     """One request row: every contract feature, typed and range-checked; unknown fields are rejected."""
     fields: dict[str, Any] = {}
     for col in spec.numeric:
-        kind = int if col.integer else float
-        kind = kind | None if col.nullable else kind
-        fields[col.name] = (kind, Field(ge=col.min, le=col.max, allow_inf_nan=False, strict=False))
-    for col in spec.categorical:
-        kind = Literal[col.categories]  # type: ignore[valid-type]
-        fields[col.name] = (kind | None if col.nullable else kind, ...)
+        number: type[int] | type[float] = int if col.integer else float
+        fields[col.name] = (number | None if col.nullable else number,
+                            Field(ge=col.min, le=col.max, allow_inf_nan=False, strict=False))
+    for cat in spec.categorical:
+        choice = Literal[cat.categories]  # type: ignore[name-defined]  # a Literal built at run time
+        fields[cat.name] = (choice | None if cat.nullable else choice, ...)
     return create_model(f"{spec.name.title()}Row", __config__=ConfigDict(extra="forbid"), **fields)
 
 
 def rows_field(spec: Spec, max_rows: int = MAX_ROWS) -> Any:
     """The `rows` parameter of `predict`: 1 to `max_rows` rows."""
-    return list[row_model(spec)], Field(min_length=1, max_length=max_rows)
+    return GenericAlias(list, (row_model(spec),)), Field(min_length=1, max_length=max_rows)  # list[<row model>]
 
 
 EntityIdList = list[Annotated[int, Field(ge=0)]] | None
@@ -61,7 +62,10 @@ def request_model(spec: Spec, max_rows: int = MAX_ROWS) -> type[BaseModel]:
         return request
 
     return create_model(f"{spec.name.title()}PredictRequest", __config__=ConfigDict(extra="forbid"),
-                        __validators__={"one_id_per_row": model_validator(mode="after")(one_id_per_row)},
+                        # pydantic annotates __validators__ as plain callables, but documents passing the
+                        # decorated validators, which are descriptor proxies
+                        __validators__={"one_id_per_row": model_validator(  # type: ignore[dict-item]
+                            mode="after")(one_id_per_row)},
                         rows=(rows_type, field), entity_ids=(EntityIdList, None))
 
 

@@ -38,7 +38,8 @@ class Scorer:
         encoder, categorical_cols = parts.get("categorical", (None, []))
         if (not isinstance(scaler, StandardScaler) or not isinstance(encoder, OneHotEncoder)
                 or numeric_cols != self.numeric + self.derived or categorical_cols != self.categorical
-                or encoder.handle_unknown != "ignore" or encoder.drop is not None or getattr(encoder, "sparse_output", True)
+                or encoder.handle_unknown != "ignore" or encoder.drop is not None
+                or getattr(encoder, "sparse_output", True)
                 or getattr(encoder, "_infrequent_enabled", False) or set(parts) != {"numeric", "categorical"}):
             return False
         self.mean = scaler.mean_ if scaler.with_mean else np.zeros(len(numeric_cols))

@@ -5,11 +5,13 @@
 | MLPLATFORM_AUTH | on (off allowed in local only) | require an API key on everything but health and metrics |
 | MLPLATFORM_API_KEYS, MLPLATFORM_API_KEYS_FILE | none | the accepted keys (comma-separated; a file of one per line) |
 | MLPLATFORM_HOT_PATH | on | answer `POST /predict` through the hot path (off: BentoML's API dispatch) |
-| MLPLATFORM_VALIDATION, MLPLATFORM_METRICS | on (off allowed in local only) | request validation, the service's metrics |
+| MLPLATFORM_VALIDATION | on (off allowed in local only) | request validation |
+| MLPLATFORM_METRICS | on (off allowed in local only) | the service's metrics |
 | MLPLATFORM_ACCESS_LOG, MLPLATFORM_TRACING | off | BentoML's access log line and trace span per request |
 | MLPLATFORM_BENTOML_BATCHING | off | the `/predict_batched` API (BentoML's adaptive batching; for benchmarks) |
 | MLPLATFORM_PREDICTION_LOG_DIR | none | where answered requests are logged (the deployer sets it) |
-| MLPLATFORM_FEAST_DIR, MLPLATFORM_FEAST_ONLINE_STORE, MLPLATFORM_REDIS | none, sqlite, 127.0.0.1:6379 | the online store `predict_entity` reads |
+| MLPLATFORM_FEAST_DIR, MLPLATFORM_FEAST_ONLINE_STORE | none, sqlite | the online store `predict_entity` reads |
+| MLPLATFORM_REDIS | 127.0.0.1:6379 | that store's Redis server (online store `redis`) |
 """
 
 import os
@@ -39,7 +41,8 @@ def load_api_keys(environ: Mapping[str, str] | None = None) -> list[bytes]:
     keys = [k.strip() for k in environ.get("MLPLATFORM_API_KEYS", "").split(",") if k.strip()]
     path = environ.get("MLPLATFORM_API_KEYS_FILE")
     if path:
-        keys += [line.strip() for line in Path(path).read_text().splitlines() if line.strip() and not line.startswith("#")]
+        keys += [line.strip() for line in Path(path).read_text().splitlines()
+                 if line.strip() and not line.startswith("#")]
     return [k.encode() for k in keys]
 
 

@@ -30,7 +30,8 @@ def test_a_defective_file_fails_its_gate_and_builds_nothing_downstream(platform,
     if kind in FILE_LEVEL:
         assert list(checks) == ["credit/raw:readable"]
         assert checks["credit/raw:readable"].startswith(f"{path.name}: ")
-        assert (platform.settings.quarantine_dir / "credit" / f"bad.file{path.suffix}").read_bytes() == path.read_bytes()
+        assert ((platform.settings.quarantine_dir / "credit" / f"bad.file{path.suffix}").read_bytes()
+                == path.read_bytes())
         assert not platform.materialized("validated", "bad")
     else:
         assert list(checks) == ["credit/validated:bad_row_share"]
@@ -86,5 +87,6 @@ def test_raw_records_row_count_schema_and_content_hash(platform):
     assert meta["dagster/row_count"] == 123 and meta["sha256"] == content_hash(path)
     assert [c.name for c in meta["dagster/column_schema"].columns][:2] == ["customer_id", "event_timestamp"]
     (record,) = platform.instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=dg.AssetKey(["credit", "raw"]), asset_partitions=["2026-01-01"]), limit=1).records
+        dg.AssetRecordsFilter(asset_key=dg.AssetKey(["credit", "raw"]), asset_partitions=["2026-01-01"]),
+        limit=1).records
     assert record.asset_materialization.tags["dagster/data_version"] == content_hash(path)

@@ -12,6 +12,8 @@ from mlplatform.lib.data.demo import credit_day
 from mlplatform.lib.monitoring import drift
 from mlplatform.specs import CREDIT, Monitoring
 
+pytestmark = pytest.mark.usefixtures("same_utc_day")  # logs filed by UTC day, read back as today
+
 REFERENCE = pd.concat([credit_day(d, 400) for d in range(4)], ignore_index=True)
 
 

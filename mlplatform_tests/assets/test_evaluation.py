@@ -84,7 +84,8 @@ def test_a_good_model_passes_every_gate_with_a_report_a_card_and_tags(good):
     assert "| roc_auc |" in report_md and "| demographic_parity_difference |" in report_md.replace("| 0", "|0")
     card = files["model_card"].read_text()
     assert "# Model card: credit_model v1" in card and "2026-01-01 … 2026-01-05" in card
-    assert result.run_id in card and "feature service `credit_v1`" in card.lower().replace("feature service", "feature service")
+    assert (result.run_id in card
+            and "feature service `credit_v1`" in card.lower().replace("feature service", "feature service"))
     (event,) = [m for m in result.get_asset_materialization_events() if m.asset_key.path[-1] == "evaluation"]
     meta = event.materialization.metadata
     assert meta["roc_auc"].value == pytest.approx(assessment.metrics["roc_auc"]) and meta["roc_auc"].value > 0.65
@@ -102,7 +103,8 @@ def test_a_good_model_passes_every_gate_with_a_report_a_card_and_tags(good):
     assert bento_meta["registered_model"].value == "credit_model v1"
     assert bento_meta["model_tag"].value in bento_yaml(good)
     labels = model_labels(good)
-    assert list(labels.values()) == [{"mlflow_model": "credit_model", "mlflow_version": "1", "dagster_run": result.run_id,
+    assert list(labels.values()) == [{"mlflow_model": "credit_model", "mlflow_version": "1",
+                                      "dagster_run": result.run_id,
                                       "data_version": assessment_data_version(result),
                                       "code_version": good.defs.resolve_asset_graph().get(
                                           dg.AssetKey(["credit", "model"])).code_version}]

@@ -11,6 +11,8 @@ from mlplatform.lib.monitoring import live
 from mlplatform.specs import CREDIT
 from mlplatform_tests.conftest import applications, serve
 
+pytestmark = pytest.mark.usefixtures("same_utc_day")  # logs filed by UTC day, read back as today
+
 KEYS = [dg.AssetKey(["credit", "predictions"]), dg.AssetKey(["credit", "live_performance"])]
 
 

@@ -4,10 +4,13 @@ import time
 
 import dagster as dg
 import pandas as pd
+import pytest
 
 from mlplatform.serving.predlog import PredictionLog
 from mlplatform.specs import CREDIT
 from mlplatform_tests.conftest import ROW
+
+pytestmark = pytest.mark.usefixtures("same_utc_day")  # logs filed by UTC day, read back as today
 
 
 def test_a_days_prediction_logs_become_one_row_per_scored_row_with_version_and_role(platform):

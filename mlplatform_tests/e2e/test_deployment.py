@@ -20,7 +20,7 @@ from mlplatform.lib.features.featurize import featurize
 from mlplatform.lib.training.train import TrainParams, fit
 from mlplatform.specs import CREDIT
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("same_utc_day")]
 ROWS = credit_day(9, 40)[CREDIT.contract_feature_names].to_dict("records")
 
 
@@ -57,7 +57,7 @@ def _cmdline(proc: Path) -> bytes:
         return b""
 
 
-def eventually(read, ready, timeout: float = 10):  # noqa: ANN001, ANN201
+def eventually(read, ready, timeout: float = 60):  # noqa: ANN001, ANN201
     """Poll `read()` until `ready(value)` or the timeout; returns the last value."""
     deadline = time.monotonic() + timeout
     value = read()
@@ -89,8 +89,8 @@ def test_blue_green_moves_traffic_without_a_failed_request_and_rollback_restores
                       headers={"x-api-key": deployer.api_key("staging")}).json()
     assert info["model_card"].startswith("# Model card: credit_model v1") and info["model_version"] == "1"
 
-    seen: list[tuple[int, str]] = []
-    stop = threading.Event()
+    seen: list[tuple[int, str, bool]] = []  # (status, version, sent after deploy() returned), in answer order
+    stop, switched = threading.Event(), threading.Event()
 
     def load() -> None:  # bounded: stops on the event or after 20000 requests
         with httpx.Client(base_url=deployer.router_url("staging"), timeout=30,
@@ -98,17 +98,22 @@ def test_blue_green_moves_traffic_without_a_failed_request_and_rollback_restores
             for _ in range(20_000):
                 if stop.is_set():
                     return
+                sent_after = switched.is_set()  # read before sending: the answers of 4 clients arrive in any order
                 try:
                     answer = client.post("/predict", json={"rows": ROWS[:1]})
-                    seen.append((answer.status_code, answer.headers.get("x-mlplatform-model-version", "?")))
+                    seen.append((answer.status_code, answer.headers.get("x-mlplatform-model-version", "?"),
+                                 sent_after))
                 except httpx.HTTPError as exc:
-                    seen.append((0, type(exc).__name__))
+                    seen.append((0, type(exc).__name__, sent_after))
 
     threads = [threading.Thread(target=load) for _ in range(4)]
     for t in threads:
         t.start()
     try:
-        second = deployer.deploy("staging", v2, reason="better model")
+        eventually(lambda: len(seen), lambda n: n >= 4)  # v1 has answered before the switch starts
+        second = deployer.deploy("staging", v2, reason="better model")  # returns once the router serves v2
+        switched.set()
+        eventually(lambda: sum(s[2] for s in list(seen)), lambda n: n >= 8)  # answers to requests sent after it
     finally:
         stop.set()
         for t in threads:
@@ -116,8 +121,9 @@ def test_blue_green_moves_traffic_without_a_failed_request_and_rollback_restores
     assert second.primary.model_version == "2" and second.sequence == first.sequence + 1
     failed = [s for s in seen if s[0] != 200]
     assert not failed and len(seen) > 100, f"{len(failed)} of {len(seen)} requests failed: {failed[:5]}"
-    versions = [v for _, v in seen]
-    assert versions[0] == "1" and versions[-1] == "2" and set(versions) == {"1", "2"}
+    versions = [v for _, v, _ in seen]
+    after = [v for _, v, sent_after in seen if sent_after]  # the last requests, by when they were sent
+    assert versions[0] == "1" and after and set(after) == {"2"} and set(versions) == {"1", "2"}
 
     back = deployer.rollback("staging", reason="test rollback")
     assert back.primary.model_version == "1" and back.primary.pid == first.primary.pid  # the warm standby
@@ -197,11 +203,14 @@ def test_a_failed_smoke_test_or_a_corrupt_record_leaves_the_last_good_deployment
 
     record = deployer.deployments.record_path("staging")
     good = record.read_text()
-    record.write_text(good.replace('"strategy": "blue_green"', '"strategy": "sideways"'))
+    corrupt = record.with_name(".record.json.corrupt")  # replaced in one rename: the router never reads half a file
+    corrupt.write_text(good.replace('"strategy": "blue_green"', '"strategy": "sideways"'))
+    corrupt.replace(record)
     try:
         with pytest.raises(DeploymentError, match=r"record\.json is invalid \(strategy: Input should be 'blue_green'"):
             deployer.deploy("staging", v2, reason="on a corrupt record")
-        state = eventually(lambda: deployer.router_state("staging"), lambda s: s and s["problem"])
+        state = eventually(lambda: deployer.router_state("staging"),
+                           lambda s: s and "strategy: Input should be" in (s["problem"] or ""))
         assert state["sequence"] == before.sequence and "strategy: Input should be" in state["problem"]
         assert predict(deployer, "staging").status_code == 200
         assert deployer.status("staging")["problem"].startswith(f"deployment record {record} is invalid")
@@ -233,6 +242,7 @@ def test_every_answered_prediction_is_in_the_log_even_after_the_server_is_killed
     for _ in range(20):
         answer = predict(deployer, "staging")
         answered[answer.json()["request_id"]] = answer.json()["probabilities"]
+    os.kill(record.primary.pid, signal.SIGSTOP)  # the arbiter, stopped first: it cannot restart its worker
     for pid in [*children(record.primary.pid), record.primary.pid]:  # the worker that writes, then its arbiter
         os.kill(pid, signal.SIGKILL)  # no shutdown, no flush: what is logged is what was written
 

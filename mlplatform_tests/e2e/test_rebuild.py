@@ -10,6 +10,7 @@ import pytest
 
 from mlplatform.code_versions import PROJECT, Sources
 from mlplatform.definitions import build_definitions
+from mlplatform.deploy.processes import free_port
 from mlplatform.lib.data.demo import credit_day
 from mlplatform.orchestration import plan as planning
 from mlplatform.orchestration.loop import Loop
@@ -35,7 +36,10 @@ def checkout(tmp_path: Path) -> Path:
 
 
 def test_each_kind_of_change_rebuilds_exactly_its_downstream(tmp_path, migrated_mlflow_db):
-    settings = make_settings(tmp_path / ".mlplatform")
+    # staging's router on a port of this test's own (as the platform fixture does), never the default 3100: another
+    # checkout's test or a developer's `mlplatform dev` may serve there
+    settings = make_settings(tmp_path / ".mlplatform", MLPLATFORM_STAGING_PORT=str(free_port()),
+                             MLPLATFORM_PRODUCTION_PORT=str(free_port()))
     (tmp_path / ".mlplatform" / "mlflow").mkdir(parents=True)
     shutil.copyfile(migrated_mlflow_db, settings.mlflow_tracking_uri.removeprefix("sqlite:///"))
     root = checkout(tmp_path)

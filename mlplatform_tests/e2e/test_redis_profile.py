@@ -1,5 +1,9 @@
 """The scale-out profile: the same ingestion with Feast's online store on the machine's Redis."""
 
+import fcntl
+import tempfile
+from pathlib import Path
+
 import dagster as dg
 import pytest
 
@@ -16,6 +20,9 @@ DB = 11  # a database of its own, emptied before and after
 def redis_platform(tmp_path):
     import redis  # the machine runs Redis on 127.0.0.1:6379; .ci/run starts it when it is down
 
+    # one test at a time on this database, across every test run on the machine (another clone's CI may run it)
+    lock = (Path(tempfile.gettempdir()) / f"mlplatform-test-redis-db{DB}.lock").open("w")
+    fcntl.flock(lock, fcntl.LOCK_EX)
     client = redis.Redis(*REDIS, db=DB)
     client.flushdb()
     settings = make_settings(tmp_path / "home", MLPLATFORM_FEAST_ONLINE_STORE="redis",
@@ -24,6 +31,7 @@ def redis_platform(tmp_path):
     with dg.instance_for_test(temp_dir=str(tmp_path / "dagster")) as instance:
         yield Platform(settings, build_definitions([CREDIT], settings), instance), client
     client.flushdb()
+    lock.close()  # releases the lock
 
 
 def test_ingestion_pushes_features_to_redis_with_parity(redis_platform):

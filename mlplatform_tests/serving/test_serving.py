@@ -18,6 +18,8 @@ from mlplatform.serving.settings import ServingSettings
 from mlplatform.specs import CREDIT
 from mlplatform_tests.conftest import ROW
 
+pytestmark = pytest.mark.usefixtures("same_utc_day")  # logs filed by UTC day, read back as today
+
 
 @pytest.fixture(scope="module")
 def online_rows(tmp_path_factory):
@@ -55,7 +57,8 @@ def service(tmp_path_factory, online_rows):
     raw = pd.concat([credit_day(d, 500) for d in range(4)], ignore_index=True)
     frame = featurize(raw, CREDIT).assign(**{CREDIT.label: raw[CREDIT.label]})
     pipeline, _, _ = fit(frame, CREDIT, TrainParams("logistic_regression", 1.0, 200, 42, 2))
-    tag = packaging.save_model(CREDIT, pipeline, {"mlflow_version": "3"}, {"mlflow_version": "3", "decision_threshold": 0.3})
+    tag = packaging.save_model(CREDIT, pipeline, {"mlflow_version": "3"},
+                               {"mlflow_version": "3", "decision_threshold": 0.3})
     built = packaging.build(CREDIT, tag, packaging.stage_context(home / "context"), "local", {"mlflow_version": "3"})
     with TestClient(bentoml.load(str(built.path)).to_asgi()) as client:
         yield client, pipeline, built
@@ -229,7 +232,8 @@ def test_info_names_the_served_version_and_health_is_open(service):
 def test_api_keys_compare_in_constant_time_and_auth_cannot_be_disabled_outside_local(tmp_path):
     keys_file = tmp_path / "keys"
     keys_file.write_text("# one per line\nsecond-key\n")
-    keys = serving_settings.load_api_keys({"MLPLATFORM_API_KEYS": "first-key", "MLPLATFORM_API_KEYS_FILE": str(keys_file)})
+    keys = serving_settings.load_api_keys({"MLPLATFORM_API_KEYS": "first-key",
+                                           "MLPLATFORM_API_KEYS_FILE": str(keys_file)})
     assert auth.key_matches("second-key", keys) and not auth.key_matches("second-ke", keys)
     assert not auth.key_matches(None, keys)
     assert serving_settings.auth_required("staging", {}) and not serving_settings.auth_required("local", {})

@@ -95,7 +95,8 @@ def _read_csv(path: Path) -> pd.DataFrame:
     except pd.errors.EmptyDataError as exc:
         raise LandedFileError(path, "CSV has no header and no rows") from exc
     if not isinstance(frame.index, pd.RangeIndex):
-        raise LandedFileError(path, f"rows have more fields than the header ({len(frame.columns)} names): bad header or delimiter")
+        raise LandedFileError(path, f"rows have more fields than the header ({len(frame.columns)} names):"
+                                    " bad header or delimiter")
     if frame.empty:
         raise LandedFileError(path, "CSV has a header but no rows")
     return frame

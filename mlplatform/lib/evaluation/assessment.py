@@ -52,8 +52,8 @@ def card_facts(spec: Spec, candidate: TrainedModel, champion: str | None) -> rep
 
 
 def assess(spec: Spec, candidate: TrainedModel, training_set: pd.DataFrame, champion: Any | None,
-           champion_version: str | None, registered_predict: Callable[[pd.DataFrame], Any], thresholds: gates.Thresholds, threshold: float,
-           min_slice_rows: int, folder: Path) -> Assessment:
+           champion_version: str | None, registered_predict: Callable[[pd.DataFrame], Any],
+           thresholds: gates.Thresholds, threshold: float, min_slice_rows: int, folder: Path) -> Assessment:
     """Evaluate the candidate (and champion) on the candidate's holdout, run every gate, write the report.
 
     `registered_predict` scores rows with the candidate as loaded back from the registry (the contract gate).
@@ -68,7 +68,8 @@ def assess(spec: Spec, candidate: TrainedModel, training_set: pd.DataFrame, cham
     facts = card_facts(spec, candidate, champion_version)
     files = report.write_report(folder, result, outcomes, facts)
     summary = "\n\n".join([
-        f"**{facts.model} v{facts.version}** vs {'champion v' + champion_version if champion_version else 'no champion'}"
+        f"**{facts.model} v{facts.version}**"
+        f" vs {'champion v' + champion_version if champion_version else 'no champion'}"
         f" — gates {'passed' if all(g.passed for g in outcomes) else 'FAILED'}",
         report.md_table(report.gate_table(outcomes)), report.md_table(report.comparison(result)),
         report.md_table(report.slice_table(result)) if len(result.candidate.slices) else "",

@@ -63,12 +63,14 @@ def no_regression(evaluation: Evaluation, t: Thresholds, champion_version: str |
     if evaluation.champion is None:
         return GateResult("no_regression", True, "no champion yet: the floors alone decide", {"champion": None})
     cand, champ = evaluation.candidate.metrics, evaluation.champion.metrics
-    failures, numbers = [], {"champion": champion_version}
+    failures: list[str] = []
+    numbers: dict[str, Any] = {"champion": champion_version}
     for metric in sorted(set(t.max_regression) | set(t.max_relative_regression)):
         sign = 1.0 if metric in HIGHER_IS_BETTER else -1.0
         drop = sign * (champ[metric] - cand[metric])  # > 0: the candidate is worse
         relative = drop / abs(champ[metric]) if champ[metric] else (0.0 if drop <= 0 else float("inf"))
-        numbers[metric] = {"candidate": cand[metric], "champion": champ[metric], "drop": drop, "relative_drop": relative}
+        numbers[metric] = {"candidate": cand[metric], "champion": champ[metric], "drop": drop,
+                           "relative_drop": relative}
         if metric in t.max_regression and drop > t.max_regression[metric]:
             failures.append(f"{metric} {cand[metric]:.4f} vs champion v{champion_version} {champ[metric]:.4f}: "
                             f"drop {drop:.4f} > allowed {t.max_regression[metric]:.4f}")
@@ -89,7 +91,8 @@ def fairness(evaluation: Evaluation, t: Thresholds, min_slice_rows: int) -> Gate
     failures = [f"{k} {measured[k]:.4f} > bound {v:.4f}" for k, v in t.fairness_bounds.items() if not measured[k] <= v]
     slices = evaluation.candidate.slices
     skipped = sorted(slices.index[~slices["judged"]]) if len(slices) else []
-    numbers = {k: {"value": measured[k], "bound": t.fairness_bounds.get(k)} for k in measured}
+    numbers: dict[str, dict[str, Any]] = {k: {"value": measured[k], "bound": t.fairness_bounds.get(k)}
+                                          for k in measured}
     numbers["selection_rate_by_slice"] = {str(k): round(float(v), 4) for k, v in slices["selection_rate"].items()}
     if skipped:
         numbers["slices_below_min_rows"] = {"slices": skipped, "min_rows": min_slice_rows}
@@ -112,7 +115,8 @@ def prediction_contract(expected_rows: int, in_memory: np.ndarray, registered: n
         elif in_memory.min() < 0 or in_memory.max() > 1:
             problems.append(f"scores outside [0, 1]: min {in_memory.min():.4g}, max {in_memory.max():.4g}")
         elif np.abs(in_memory.sum(axis=1) - 1).max() > 1e-6:
-            problems.append(f"class probabilities do not sum to 1 (max error {np.abs(in_memory.sum(axis=1) - 1).max():.3g})")
+            problems.append("class probabilities do not sum to 1"
+                            f" (max error {np.abs(in_memory.sum(axis=1) - 1).max():.3g})")
     registered = np.asarray(registered, dtype=float).reshape(-1)
     if registered.shape != (expected_rows,):
         problems.append(f"registered model returned {registered.shape[0]} score(s) for {expected_rows} rows")

@@ -46,7 +46,8 @@ class Evaluation:
 
 def expected_calibration_error(y: np.ndarray, scores: np.ndarray, bins: int = CALIBRATION_BINS) -> float:
     """Row-weighted mean |observed rate − mean score| over equal-width score bins."""
-    return float(sum(b["rows"] * abs(b["observed"] - b["predicted"]) for b in calibration_bins(y, scores, bins)) / len(y))
+    return float(sum(b["rows"] * abs(b["observed"] - b["predicted"])
+                     for b in calibration_bins(y, scores, bins)) / len(y))
 
 
 def calibration_bins(y: np.ndarray, scores: np.ndarray, bins: int = CALIBRATION_BINS) -> list[dict[str, float]]:
@@ -97,7 +98,8 @@ def slice_report(y: np.ndarray, scores: np.ndarray, sensitive: pd.Series, thresh
     predicted = (scores >= threshold).astype(int)
     groups = sensitive.astype(str).to_numpy()
     by_label = MetricFrame(metrics={"rows": count, "selection_rate": selection_rate,
-                                    "true_positive_rate": true_positive_rate, "false_positive_rate": false_positive_rate,
+                                    "true_positive_rate": true_positive_rate,
+                                    "false_positive_rate": false_positive_rate,
                                     "label_rate": lambda t, p: float(np.mean(t))},
                            y_true=y, y_pred=predicted, sensitive_features=groups).by_group
     by_score = MetricFrame(metrics={"roc_auc": _slice_auc, "mean_score": lambda t, s: float(np.mean(s))},
@@ -147,7 +149,8 @@ def permutation_importance(model: Any, holdout: pd.DataFrame, spec: Spec, seed: 
         column = x[name]
         numeric = pd.api.types.is_numeric_dtype(column)
         rows.append({
-            "feature": name, "importance": float(result.importances_mean[i]), "importance_std": float(result.importances_std[i]),
+            "feature": name, "importance": float(result.importances_mean[i]),
+            "importance_std": float(result.importances_std[i]),
             "summary": (f"mean {column.mean():.4g}, p5–p95 {column.quantile(0.05):.4g}–{column.quantile(0.95):.4g}"
                         if numeric else f"{column.nunique()} values, most common {column.mode().iloc[0]!r}"),
             "effect": _direction(column, scores) if numeric else "categorical",
@@ -171,6 +174,7 @@ def evaluate(candidate: Any, champion: Any | None, holdout: pd.DataFrame, spec: 
     if holdout[spec.label].nunique() < 2:
         raise ValueError(f"{spec.name}: the holdout holds only one label value; its metrics are undefined")
     cand = evaluate_model("challenger", candidate, holdout, spec, threshold, min_slice_rows)
-    champ = evaluate_model("champion", champion, holdout, spec, threshold, min_slice_rows) if champion is not None else None
+    champ = (evaluate_model("champion", champion, holdout, spec, threshold, min_slice_rows)
+             if champion is not None else None)
     return Evaluation(cand, champ, permutation_importance(candidate, holdout, spec, seed), len(holdout),
                       float(holdout[spec.label].mean()), threshold)

@@ -178,7 +178,8 @@ def model_card(evaluation: Evaluation, gates: list[GateResult], facts: CardFacts
         "## Model", f"scikit-learn Pipeline (scaling, one-hot encoding, {facts.estimator}); {params}.", "",
         "## Data",
         f"- Partitions: {len(facts.partitions)} ({span})",
-        f"- Rows: {facts.train_rows} training, {evaluation.holdout_rows} holdout (label rate {evaluation.label_rate:.3f})",
+        f"- Rows: {facts.train_rows} training, {evaluation.holdout_rows} holdout"
+        f" (label rate {evaluation.label_rate:.3f})",
         f"- Training set data version: `{facts.training_set_version}`", "",
         "## Features", f"Feature service `{facts.feature_service}`: {', '.join(facts.features)}.",
         f"Sensitive attribute (used only to evaluate fairness, never as an input): {facts.sensitive or 'none'}.", "",

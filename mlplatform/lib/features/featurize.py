@@ -37,8 +37,8 @@ def featurize(frame: pd.DataFrame, spec: Spec, keys: bool = True) -> pd.DataFram
         out[spec.timestamp] = frame[spec.timestamp]
     for col in spec.numeric:
         out[col.name] = frame[col.name].astype("float64")
-    for col in spec.categorical:
-        out[col.name] = frame[col.name].astype(str)
+    for cat in spec.categorical:
+        out[cat.name] = frame[cat.name].astype(str)
     numeric = {name: frame[name].to_numpy(dtype="float64", na_value=np.nan) for f in spec.derived for name in f.inputs}
     for feature in spec.derived:
         out[feature.name] = derive(numeric, feature)

@@ -112,9 +112,12 @@ def retrain(data: Sequence[Batch], live: Sequence[Batch], days: Sequence[Day], p
     if first_training and trained_on == NEVER_TRAINED and unseen_labels:
         return Decision("first_training", f"no model yet: first training on {len(unseen_labels)} landed partitions",
                         "retrain:first", {"unseen_label_partitions": list(unseen_labels)})
-    reasons, evidence = [], {}
+    reasons: list[str] = []
+    evidence: dict[str, str | list[str]] = {}
     if trained_at:
-        data, live, days = ([x for x in xs if x.at > trained_at] for xs in (data, live, days))
+        data = [b for b in data if b.at > trained_at]
+        live = [b for b in live if b.at > trained_at]
+        days = [d for d in days if d.at > trained_at]
     for kind, batches in (("data", data), ("live", live)):
         streak = drift_streak(batches, policy)
         if streak:

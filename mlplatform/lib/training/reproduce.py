@@ -48,7 +48,8 @@ class Reproduction:
 
 def _params(run_params: dict[str, str]) -> train.TrainParams:
     try:
-        return train.TrainParams(estimator=run_params["estimator"], regularization_c=float(run_params["regularization_c"]),
+        return train.TrainParams(estimator=run_params["estimator"],
+                                 regularization_c=float(run_params["regularization_c"]),
                                  max_iter=int(run_params["max_iter"]), seed=int(run_params["seed"]),
                                  holdout_days=int(run_params["holdout_days"]))
     except KeyError as err:
@@ -65,7 +66,8 @@ def load_snapshot(path: Path, data_version: str) -> pd.DataFrame:
     return frame
 
 
-def reproduce(client: Any, tracking_uri: str, spec: Spec, version: str, snapshot: Callable[[str], Path]) -> Reproduction:
+def reproduce(client: Any, tracking_uri: str, spec: Spec, version: str,
+              snapshot: Callable[[str], Path]) -> Reproduction:
     """Refit with the version's recorded params and seed on its recorded training set; compare holdout scores."""
     import mlflow
     from mlflow.exceptions import MlflowException

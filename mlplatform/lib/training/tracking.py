@@ -59,13 +59,15 @@ def pip_requirements() -> list[str]:
     return [f"{name}=={version(name)}" for name in ("scikit-learn", "pandas", "numpy", "cloudpickle")]
 
 
-def log_and_register(client: Any, tracking_uri: str, artifact_root: str, spec: Spec, pipeline: Any, example: pd.DataFrame,
-                     params: dict[str, Any], metrics: dict[str, float], tags: dict[str, str]) -> TrackedModel:
+def log_and_register(client: Any, tracking_uri: str, artifact_root: str, spec: Spec, pipeline: Any,
+                     example: pd.DataFrame, params: dict[str, Any], metrics: dict[str, float],
+                     tags: dict[str, str]) -> TrackedModel:
     """One MLflow run: params, metrics, lineage tags and the model with signature; registered as `challenger`."""
     import mlflow
     from mlflow.models import infer_signature
 
-    run = client.create_run(experiment_id(client, spec, artifact_root), tags=tags, run_name=f"{spec.name}-{tags['dagster.run_id'][:8]}")
+    run = client.create_run(experiment_id(client, spec, artifact_root), tags=tags,
+                            run_name=f"{spec.name}-{tags['dagster.run_id'][:8]}")
     run_id = run.info.run_id
     try:
         mlflow.set_tracking_uri(tracking_uri)
@@ -165,7 +167,8 @@ def record_evaluation(client: Any, tracked: TrackedModel, metrics: dict[str, flo
 
     tags = {f"gate.{name}": "passed" if ok else "failed" for name, ok in gates.items()}
     tags["gates"] = "passed" if all(gates.values()) else "failed"
-    client.log_batch(tracked.run_id, metrics=[mlflow.entities.Metric(f"eval_{k}", float(v), 0, 0) for k, v in metrics.items()],
+    client.log_batch(tracked.run_id,
+                     metrics=[mlflow.entities.Metric(f"eval_{k}", float(v), 0, 0) for k, v in metrics.items()],
                      tags=[mlflow.entities.RunTag(k, v) for k, v in tags.items()])
     for k, v in tags.items():
         client.set_model_version_tag(tracked.name, tracked.version, k, v)

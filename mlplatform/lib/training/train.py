@@ -96,7 +96,8 @@ def fit(frame: pd.DataFrame, spec: Spec, params: TrainParams) -> tuple[Pipeline,
 
 def holdout_auc(pipeline: Pipeline, holdout: pd.DataFrame, spec: Spec) -> float:
     if holdout[spec.label].nunique() < 2:
-        raise ValueError(f"{spec.name}: the holdout holds only label {holdout[spec.label].iloc[0]!r}; ROC AUC needs both")
+        raise ValueError(f"{spec.name}: the holdout holds only label {holdout[spec.label].iloc[0]!r};"
+                         " ROC AUC needs both")
     scores = pipeline.predict_proba(holdout[spec.feature_names])[:, 1]
     return float(roc_auc_score(holdout[spec.label], scores))
 

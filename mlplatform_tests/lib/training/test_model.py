@@ -81,7 +81,8 @@ def test_training_job_tracks_one_mlflow_run_and_registers_a_challenger(tracked_p
     assert tags["training_set.data_version"] == record.asset_materialization.tags["dagster/data_version"]
     assert len(tags["git.commit"]) >= 40 and len(tags["lock.sha256"]) == 16
     assert run.data.params["seed"] == "42" and run.data.params["estimator"] == "logistic_regression"
-    assert run.data.metrics["holdout_roc_auc"] == pytest.approx(meta["holdout_roc_auc"]) and meta["holdout_roc_auc"] > 0.6
+    assert (run.data.metrics["holdout_roc_auc"] == pytest.approx(meta["holdout_roc_auc"])
+            and meta["holdout_roc_auc"] > 0.6)
     version = client.get_model_version_by_alias("credit_model", "challenger")
     assert str(version.version) == "1" and version.tags["dagster.run_id"] == result.run_id
     assert not (platform.settings.home.parent / "mlruns").exists()
