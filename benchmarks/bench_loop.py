@@ -45,6 +45,7 @@ import dagster as dg
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.loop_daemon import p8_daemon  # noqa: E402
 from mlplatform.code_versions import PROJECT, Sources  # noqa: E402
 from mlplatform.definitions import build_definitions  # noqa: E402
 from mlplatform.lib.data.demo import DEMO_START, credit_day, write_frame  # noqa: E402
@@ -249,140 +250,6 @@ def p8(rows: int, work: Path) -> dict:
     return {"latency_s": round(latency, 1), "steps_s": round(compute, 1), "ratio": latency / compute}
 
 
-def automation_ticks(instance: dg.DagsterInstance, after: float) -> list[float]:
-    """Durations of the automation sensor's evaluations since `after` (wall clock)."""
-    states = [s for s in instance.all_instigator_state() if s.instigator_name == "automation_sensor"]
-    ticks = [t for s in states for t in instance.get_ticks(s.instigator_origin_id, s.selector_id, after=after)]
-    return [t.end_timestamp - t.timestamp for t in ticks if t.end_timestamp]
-
-
-def idle_cpu(pid: int, seconds: float = 60) -> float:
-    """CPU seconds per second of the daemon and its children (code server, sensors) while nothing runs."""
-    import psutil
-
-    def used() -> dict[int, float]:
-        root, out = psutil.Process(pid), {}
-        for proc in [root, *root.children(recursive=True)]:
-            try:
-                times = proc.cpu_times()
-                out[proc.pid] = times.user + times.system
-            except psutil.NoSuchProcess:
-                pass
-        return out
-
-    before = used()
-    time.sleep(seconds)
-    after = used()  # a process that started in the window counts from zero; one that ended is not counted
-    return sum(after[p] - before.get(p, 0.0) for p in after) / seconds
-
-
-def p8_daemon(rows: int, work: Path, interval: int, sample: int = 0, timeout: float = 900) -> dict:
-    """P8 under a real `dagster-daemon` (sensors, automation every `interval` s, the queued run coordinator and a
-    process per run)."""
-    from mlplatform.deploy.processes import free_port
-
-    home = work / f"p8-daemon-{sample}-{interval}s"
-    env = {**os.environ, "MLPLATFORM_HOME": str(home), "DAGSTER_HOME": str(home / "dagster"),
-           "MLPLATFORM_STAGING_PORT": str(free_port()), "MLPLATFORM_PRODUCTION_PORT": str(free_port()),
-           "MLPLATFORM_AUTOMATION_INTERVAL": str(interval)}
-    for name in ("BENTOML_HOME", "MLFLOW_TRACKING_URI"):
-        env.pop(name, None)
-    settings = Settings.from_env(env)
-    subprocess.run([sys.executable, "-c", "from mlplatform.settings import get_settings; get_settings().export()"],
-                   env=env, check=True)  # the instance's dagster.yaml, as `mlplatform dev` writes it
-    resources = build_definitions([CREDIT], settings).resources
-    assert resources is not None
-    deployer = resources["deployment"].deployer()
-
-    def serving() -> int | None:  # the version staging's router routes to (the record it has applied)
-        record, state = deployer.deployments.read("staging"), deployer.router_state("staging")
-        return record.primary.model_version if record and state and state.get("sequence") == record.sequence else None
-
-    def wait(what: str, done) -> float:  # noqa: ANN001
-        deadline = time.monotonic() + timeout
-        while not done():
-            if daemon.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"{what}: daemon exited or timed out; log {log}")
-            time.sleep(0.5)
-        return time.perf_counter()
-
-    for d in range(6):
-        land(settings, d, rows)
-    log = home / "daemon.log"
-    with log.open("wb") as out:
-        daemon = subprocess.Popen([str(Path(sys.executable).parent / "dagster-daemon"), "run", "-w",
-                                   str(ROOT / "workspace.yaml")], env=env, cwd=ROOT, stdout=out,
-                                  stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        with dg.DagsterInstance.from_config(str(home / "dagster")) as instance:
-            def quiet() -> bool:
-                return not instance.get_run_records(dg.RunsFilter(statuses=[
-                    dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED,
-                    dg.DagsterRunStatus.NOT_STARTED]), limit=1)
-
-            wait("first model in staging", lambda: serving() is not None)
-            served = serving()
-            time.sleep(interval + 5)  # one more automation tick: nothing else is asked once the first model serves
-            wait("quiet", quiet)
-            idle = idle_cpu(daemon.pid)
-            wait("quiet", quiet)
-            before = {r.dagster_run.run_id for r in instance.get_run_records()}
-            land(settings, 6, rows)
-            landed = time.perf_counter()
-            wait("the ingest run", lambda: len(instance.get_run_records()) > len(before))
-            new = [r for r in instance.get_run_records() if r.dagster_run.run_id not in before]
-            detected = min(r.create_timestamp.timestamp() for r in new) - (time.time() - time.perf_counter())
-            live = wait("a new model in staging", lambda: serving() not in (None, served))
-            now = serving()
-            wait("quiet", quiet)
-            offset = time.time() - time.perf_counter() + landed  # wall clock of the landing
-            ticks = automation_ticks(instance, offset)
-            runs = [r for r in instance.get_run_records() if r.dagster_run.run_id not in before
-                    and "dagster/schedule_name" not in r.dagster_run.tags]  # the hourly monitoring is not the path
-            # the path: the runs that started before staging served the new version (the batch's drift run counts
-            # when it ran before the chain, not when it was queued behind it)
-            path = [r for r in runs if (instance.get_run_stats(r.dagster_run.run_id).start_time or 0)
-                    < offset + live - landed]
-            compute = sum(compute_seconds(instance, r.dagster_run.run_id) for r in path)
-            jobs = sorted(r.dagster_run.job_name for r in path)
-            timeline: list[dict[str, Any]] = []
-            for r in sorted(runs, key=lambda r: r.create_timestamp):
-                stats = instance.get_run_stats(r.dagster_run.run_id)
-                what = r.dagster_run.tags.get("dagster/partition") or "unpartitioned"
-                assets = sorted(k.path[-1] for k in r.dagster_run.asset_selection or [])
-                timeline.append({"run": f"{r.dagster_run.job_name}[{what}] {','.join(assets)}",
-                                 "created_s": round(r.create_timestamp.timestamp() - offset, 1),
-                                 "started_s": round((stats.start_time or 0) - offset, 1),
-                                 "ended_s": round((stats.end_time or 0) - offset, 1),
-                                 "steps_s": round(compute_seconds(instance, r.dagster_run.run_id), 1)})
-    finally:
-        os.killpg(daemon.pid, 15)
-        daemon.wait(60)
-        deployer.stop_env("staging")
-    latency, sensor_wait = live - landed, detected - landed
-    ratio = (latency - sensor_wait) / compute
-    # the automation sensor's wait: from the end of the ingest run to the creation of the chain's run (the batch's
-    # drift run may be asked for earlier, once `validated` is in, and so may run before the chain)
-    ingest = next(t for t in timeline if t["run"].startswith("ingest_job"))
-    chain = next(t for t in timeline if "[unpartitioned]" in t["run"])
-    automation_wait = chain["created_s"] - ingest["ended_s"]
-    both = (latency - sensor_wait - automation_wait) / compute
-    tick = sum(ticks) / len(ticks) if ticks else float("nan")
-    print(f"  P8 (dagster-daemon, automation every {interval} s) landed file → v{now} serving in staging: "
-          f"{latency:.1f} s, of which {sensor_wait:.1f} s until the landing sensor's tick; runs on the path "
-          f"{', '.join(jobs)}: steps {compute:.1f} s; ({latency:.1f} − {sensor_wait:.1f}) / {compute:.1f} = "
-          f"{ratio:.2f}; minus the automation sensor's wait ({automation_wait:.1f} s) as well: {both:.2f}; "
-          f"automation evaluations: {len(ticks)}, {tick:.2f} s each; idle daemon CPU {idle:.0%} of a core",
-          flush=True)
-    for t in timeline:
-        print(f"      {t['run']:60} created {t['created_s']:6.1f} s, ran {t['started_s']:6.1f} → "
-              f"{t['ended_s']:6.1f} s, steps {t['steps_s']:5.1f} s", flush=True)
-    return {"interval_s": interval, "latency_s": round(latency, 1), "sensor_wait_s": round(sensor_wait, 1),
-            "steps_s": round(compute, 1), "runs": jobs, "ratio": ratio, "automation_wait_s": round(automation_wait, 1),
-            "ratio_minus_both_sensor_waits": both, "automation_tick_s": tick, "idle_daemon_cpu": idle,
-            "timeline": timeline}
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", default="p3,p4,p5,p8,p8-daemon")
@@ -403,7 +270,7 @@ def main() -> None:
         if "p8" in only:
             out["P8"] = p8(args.rows, work)
         if "p8-daemon" in only:
-            out["P8 (dagster-daemon)"] = [p8_daemon(args.rows, work, int(i), n)
+            out["P8 (dagster-daemon)"] = [p8_daemon(land, args.rows, work, int(i), n)
                                            for n, i in enumerate(args.intervals.split(","))]
     print(json.dumps(out, indent=2, default=str))
 

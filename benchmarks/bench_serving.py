@@ -116,64 +116,14 @@ def main() -> None:
         return prepare(args.prepare)
     with tempfile.TemporaryDirectory(prefix="mlplatform-bench-") as tmp:
         work = Path(tmp)
-        home = work / "bentoml"
-        base_env = {"BENTOML_HOME": str(home), "BENTOML_DO_NOT_TRACK": "True", "PYTHONPATH": str(ROOT),
+        base_env = {"BENTOML_HOME": str(work / "bentoml"), "BENTOML_DO_NOT_TRACK": "True", "PYTHONPATH": str(ROOT),
                     "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",  # mlflow serve runs `uvicorn` by name
                     "MLPLATFORM_BENCH_PIPELINE": str(work / "pipeline.joblib")}
         subprocess.run([sys.executable, __file__, "--prepare", str(work)], env={**os.environ, **base_env}, check=True,
                        cwd=ROOT)
-        bento_path = json.loads((work / "bento.json").read_text())["path"]
-        body = json.dumps({"rows": [ROW]}).encode()
-        mlflow_body = json.dumps({"dataframe_records": [featurized_row()]}).encode()
-
-        def uvicorn(app: str) -> tuple[list[str], str]:
-            return [str(BIN / "uvicorn"), f"benchmarks.serving_peers:{app}", "--host", "127.0.0.1", "--workers", "1",
-                    "--no-access-log", "--log-level", "warning", "--port"], "/docs"
-
-        bento = [str(BIN / "bentoml"), "serve", bento_path, "--host", "127.0.0.1", "--port"]
-        # as deployed: API keys and the prediction log on
-        auth = {"MLPLATFORM_AUTH": "on", "MLPLATFORM_API_KEYS": KEY,
-                "MLPLATFORM_PREDICTION_LOG_DIR": str(work / "predictions")}
-        key = {"x-api-key": KEY}
-        # name: (argv, readiness path, request path, body, headers, env)
-        servers = {
-            "fastapi_sync": (*uvicorn("sync_app"), "/predict", body, {}, {}),
-            "fastapi_async": (*uvicorn("async_app"), "/predict", body, {}, {}),
-            "bento": (bento, "/readyz", "/predict", body, key, auth),
-            "mlflow_serve": ([str(BIN / "mlflow"), "models", "serve", "-m", str(work / "mlflow_model"),
-                              "--env-manager", "local", "-w", "1", "--host", "127.0.0.1", "--port"], "/ping",
-                             "/invocations", mlflow_body, {}, {}),
-            # the Bento with one thing changed at a time
-            "bento_routed": ([sys.executable, str(ROOT / "benchmarks" / "routed.py"), bento_path, "--port"], "/readyz",
-                             "/predict", body, key, auth),  # what staging/production serve: the router in front
-            "bento_no_auth": (bento, "/readyz", "/predict", body, {}, {**auth, "MLPLATFORM_AUTH": "off"}),
-            "bento_no_log": (bento, "/readyz", "/predict", body, key, {**auth, "MLPLATFORM_PREDICTION_LOG_DIR": ""}),
-            "bento_no_validation": (bento, "/readyz", "/predict", body, key, {**auth, "MLPLATFORM_VALIDATION": "off"}),
-            "bento_no_metrics": (bento, "/readyz", "/predict", body, key, {**auth, "MLPLATFORM_METRICS": "off"}),
-            "bento_dispatch": (bento, "/readyz", "/predict", body, key, {**auth, "MLPLATFORM_HOT_PATH": "off"}),
-            "bento_adaptive": (bento, "/readyz", "/predict_batched", body, key,
-                               {**auth, "MLPLATFORM_HOT_PATH": "off", "MLPLATFORM_BENTOML_BATCHING": "on"}),
-        }
-        chosen = [s for s in args.only.split(",") if s] or list(servers)
-        results: dict[str, dict[str, list[float]]] = {name: {"p50": [], "p99": [], "rps": [], "p99_32": [],
-                                                              "failed": []} for name in chosen}
-        for round_ in range(args.rounds):
-            for name in chosen:
-                argv, ready, path, payload_body, headers, env = servers[name]
-                port = free_port()
-                with server([*argv, str(port)], port, {**base_env, **env}, ready):
-                    payload = loadgen.request_bytes(path, payload_body, headers)
-                    check = loadgen.run(port, payload, 1, 50)
-                    assert check.statuses == {200: 50}, (name, check.statuses)
-                    loadgen.run(port, payload, 32, args.requests)  # warm-up: a fresh server is slower at first
-                    single = loadgen.run(port, payload, 1, args.requests)
-                    loaded = loadgen.run(port, payload, 32, args.requests * 2)
-                failed = loaded.errors + sum(n for status, n in loaded.statuses.items() if status != 200)
-                for k, v in (("p50", single.p50), ("p99", single.pct(0.99)), ("rps", loaded.rps),
-                             ("p99_32", loaded.pct(0.99)), ("failed", failed)):
-                    results[name][k].append(v)
-                print(f"round {round_ + 1} {name:20s} c=1 p50 {single.p50:6.2f} ms p99 {single.pct(0.99):6.2f} ms | "
-                      f"c=32 {loaded.rps:6.0f} req/s p99 {loaded.pct(0.99):6.1f} ms, {failed} failed", flush=True)
+        candidates = servers(work, json.loads((work / "bento.json").read_text())["path"])
+        chosen = [s for s in args.only.split(",") if s] or list(candidates)
+        results = measure({n: candidates[n] for n in chosen}, args.rounds, args.requests, base_env)
         med = {n: {k: statistics.median(v) for k, v in r.items()} for n, r in results.items()}
         print("\nmedians over rounds (c=1: latency of single-row requests; c=32: throughput):")
         for name, m in med.items():
@@ -181,35 +131,101 @@ def main() -> None:
                   f"p99 {m['p99_32']:6.1f} ms, {m['failed']:.0f} failed")
         inprocess = json.loads((work / "inprocess.json").read_text())
         print("in-process (median of 5x200 calls): " + ", ".join(f"{k} {v:.3f} ms" for k, v in inprocess.items()))
-        if "bento" in med:
-            b = med["bento"]
-            for name, what in (("bento_no_auth", "auth"), ("bento_no_log", "prediction logging"),
-                               ("bento_no_validation", "validation"),
-                               ("bento_no_metrics", "metrics (BentoML's and ours)"),
-                               ("bento_dispatch", "BentoML API dispatch instead of the hot path (+)")):
-                if name in med:
-                    o = med[name]
-                    print(f"cost of {what}: c=1 p50 {b['p50'] - o['p50']:+.3f} ms, "
-                          f"c=32 {o['rps'] / b['rps'] - 1:+.0%} req/s when off")
-            if "bento_adaptive" in med:
-                a = med["bento_adaptive"]
-                print(f"BentoML adaptive batching (batchable API, no hot path): c=1 p50 {a['p50']:.2f} ms, "
-                      f"c=32 {a['rps']:.0f} req/s ({a['failed']:.0f} failed) vs hot path {b['rps']:.0f} req/s")
-        if "bento" in med and "fastapi_sync" in med:
-            b, f = med["bento"], med["fastapi_sync"]
-            print(f"P1 bento p50 / fastapi_sync p50 = {b['p50'] / f['p50']:.2f} (target <= 1.1)")
-            print(f"P2 bento req/s / fastapi_sync req/s = {b['rps'] / f['rps']:.2f} (target >= 2)")
-        if "bento" in med and "bento_routed" in med:
-            b, r = med["bento"], med["bento_routed"]
-            peer = med.get("fastapi_sync")
-            versus = f" (p50 {r['p50'] / peer['p50']:.2f}x, req/s {r['rps'] / peer['rps']:.2f}x the sync FastAPI " \
-                     "peer)" if peer else ""
-            print(f"through the environment router: c=1 p50 {r['p50'] - b['p50']:+.3f} ms, "
-                  f"c=32 {r['rps'] / b['rps'] - 1:+.0%} req/s{versus}")
-        if "bento" in med and "mlflow_serve" in med:
-            b, m = med["bento"], med["mlflow_serve"]
-            print(f"vs mlflow: p50 {m['p50'] / b['p50']:.1f}x lower (target >= 3), "
-                  f"throughput {b['rps'] / m['rps']:.1f}x (target >= 5)")
+        ratios(med)
+
+
+Server = tuple[list[str], str, str, bytes, dict[str, str], dict[str, str]]
+
+
+def servers(work: Path, bento_path: str) -> dict[str, Server]:
+    """name: (argv without the port, readiness path, request path, body, headers, env)."""
+    body = json.dumps({"rows": [ROW]}).encode()
+    mlflow_body = json.dumps({"dataframe_records": [featurized_row()]}).encode()
+
+    def uvicorn(app: str) -> tuple[list[str], str]:
+        return [str(BIN / "uvicorn"), f"benchmarks.serving_peers:{app}", "--host", "127.0.0.1", "--workers", "1",
+                "--no-access-log", "--log-level", "warning", "--port"], "/docs"
+
+    bento = [str(BIN / "bentoml"), "serve", bento_path, "--host", "127.0.0.1", "--port"]
+    # as deployed: API keys and the prediction log on
+    auth = {"MLPLATFORM_AUTH": "on", "MLPLATFORM_API_KEYS": KEY,
+            "MLPLATFORM_PREDICTION_LOG_DIR": str(work / "predictions")}
+    key = {"x-api-key": KEY}
+    return {
+        "fastapi_sync": (*uvicorn("sync_app"), "/predict", body, {}, {}),
+        "fastapi_async": (*uvicorn("async_app"), "/predict", body, {}, {}),
+        "bento": (bento, "/readyz", "/predict", body, key, auth),
+        "mlflow_serve": ([str(BIN / "mlflow"), "models", "serve", "-m", str(work / "mlflow_model"),
+                          "--env-manager", "local", "-w", "1", "--host", "127.0.0.1", "--port"], "/ping",
+                         "/invocations", mlflow_body, {}, {}),
+        # the Bento with one thing changed at a time
+        "bento_routed": ([sys.executable, str(ROOT / "benchmarks" / "routed.py"), bento_path, "--port"], "/readyz",
+                         "/predict", body, key, auth),  # what staging/production serve: the router in front
+        "bento_no_auth": (bento, "/readyz", "/predict", body, {}, {**auth, "MLPLATFORM_AUTH": "off"}),
+        "bento_no_log": (bento, "/readyz", "/predict", body, key, {**auth, "MLPLATFORM_PREDICTION_LOG_DIR": ""}),
+        "bento_no_validation": (bento, "/readyz", "/predict", body, key, {**auth, "MLPLATFORM_VALIDATION": "off"}),
+        "bento_no_metrics": (bento, "/readyz", "/predict", body, key, {**auth, "MLPLATFORM_METRICS": "off"}),
+        "bento_dispatch": (bento, "/readyz", "/predict", body, key, {**auth, "MLPLATFORM_HOT_PATH": "off"}),
+        "bento_adaptive": (bento, "/readyz", "/predict_batched", body, key,
+                           {**auth, "MLPLATFORM_HOT_PATH": "off", "MLPLATFORM_BENTOML_BATCHING": "on"}),
+    }
+
+
+def measure(chosen: dict[str, Server], rounds: int, requests: int, base_env: dict[str, str],
+            ) -> dict[str, dict[str, list[float]]]:
+    """Each server in turn, each round: p50/p99 at concurrency 1, requests/s and p99 at 32 (bounded loops)."""
+    results: dict[str, dict[str, list[float]]] = {name: {"p50": [], "p99": [], "rps": [], "p99_32": [],
+                                                          "failed": []} for name in chosen}
+    for round_ in range(rounds):
+        for name, (argv, ready, path, payload_body, headers, env) in chosen.items():
+            port = free_port()
+            with server([*argv, str(port)], port, {**base_env, **env}, ready):
+                payload = loadgen.request_bytes(path, payload_body, headers)
+                check = loadgen.run(port, payload, 1, 50)
+                assert check.statuses == {200: 50}, (name, check.statuses)
+                loadgen.run(port, payload, 32, requests)  # warm-up: a fresh server is slower at first
+                single = loadgen.run(port, payload, 1, requests)
+                loaded = loadgen.run(port, payload, 32, requests * 2)
+            failed = loaded.errors + sum(n for status, n in loaded.statuses.items() if status != 200)
+            for k, v in (("p50", single.p50), ("p99", single.pct(0.99)), ("rps", loaded.rps),
+                         ("p99_32", loaded.pct(0.99)), ("failed", failed)):
+                results[name][k].append(v)
+            print(f"round {round_ + 1} {name:20s} c=1 p50 {single.p50:6.2f} ms p99 {single.pct(0.99):6.2f} ms | "
+                  f"c=32 {loaded.rps:6.0f} req/s p99 {loaded.pct(0.99):6.1f} ms, {failed} failed", flush=True)
+    return results
+
+
+def ratios(med: dict[str, dict[str, float]]) -> None:
+    """The targets and each safeguard's cost, from the medians of servers measured side by side."""
+    if "bento" in med:
+        b = med["bento"]
+        for name, what in (("bento_no_auth", "auth"), ("bento_no_log", "prediction logging"),
+                           ("bento_no_validation", "validation"),
+                           ("bento_no_metrics", "metrics (BentoML's and ours)"),
+                           ("bento_dispatch", "BentoML API dispatch instead of the hot path (+)")):
+            if name in med:
+                o = med[name]
+                print(f"cost of {what}: c=1 p50 {b['p50'] - o['p50']:+.3f} ms, "
+                      f"c=32 {o['rps'] / b['rps'] - 1:+.0%} req/s when off")
+        if "bento_adaptive" in med:
+            a = med["bento_adaptive"]
+            print(f"BentoML adaptive batching (batchable API, no hot path): c=1 p50 {a['p50']:.2f} ms, "
+                  f"c=32 {a['rps']:.0f} req/s ({a['failed']:.0f} failed) vs hot path {b['rps']:.0f} req/s")
+    if "bento" in med and "fastapi_sync" in med:
+        b, f = med["bento"], med["fastapi_sync"]
+        print(f"P1 bento p50 / fastapi_sync p50 = {b['p50'] / f['p50']:.2f} (target <= 1.1)")
+        print(f"P2 bento req/s / fastapi_sync req/s = {b['rps'] / f['rps']:.2f} (target >= 2)")
+    if "bento" in med and "bento_routed" in med:
+        b, r = med["bento"], med["bento_routed"]
+        peer = med.get("fastapi_sync")
+        versus = f" (p50 {r['p50'] / peer['p50']:.2f}x, req/s {r['rps'] / peer['rps']:.2f}x the sync FastAPI " \
+                 "peer)" if peer else ""
+        print(f"through the environment router: c=1 p50 {r['p50'] - b['p50']:+.3f} ms, "
+              f"c=32 {r['rps'] / b['rps'] - 1:+.0%} req/s{versus}")
+    if "bento" in med and "mlflow_serve" in med:
+        b, m = med["bento"], med["mlflow_serve"]
+        print(f"vs mlflow: p50 {m['p50'] / b['p50']:.1f}x lower (target >= 3), "
+              f"throughput {b['rps'] / m['rps']:.1f}x (target >= 5)")
 
 
 def featurized_row() -> dict:

@@ -8,7 +8,7 @@ from mlplatform.specs import Spec
 
 
 @cache
-def landed_files(spec: Spec) -> dg.DynamicPartitionsDefinition:
+def file_partitions(spec: Spec) -> dg.DynamicPartitionsDefinition:
     """The partitions of `spec`: keys are landed file names without their suffix."""
     return dg.DynamicPartitionsDefinition(name=f"{spec.name}_files")
 

@@ -11,7 +11,7 @@ from mlplatform.assets._shared import key
 from mlplatform.jobs import INGEST_ASSETS, AssetJob, rollback_op
 from mlplatform.lib.monitoring import triggers
 from mlplatform.orchestration import freshness
-from mlplatform.partitions import landed_files
+from mlplatform.partitions import file_partitions
 from mlplatform.resources import DeploymentTarget, LandingZone
 from mlplatform.specs import Spec
 
@@ -19,7 +19,7 @@ HISTORY = 1000  # newest materializations read per monitoring asset
 
 
 def landing_sensor(spec: Spec, job: AssetJob) -> dg.SensorDefinition:
-    parts = landed_files(spec)
+    parts = file_partitions(spec)
 
     @dg.sensor(name=f"{spec.name}_landing_sensor", job=job, minimum_interval_seconds=30,
                default_status=dg.DefaultSensorStatus.RUNNING)

@@ -9,7 +9,7 @@ from pydantic import create_model
 from mlplatform.assets._shared import DataFrame, key, rebuild_on_change, spec_config, table, table_schema
 from mlplatform.code_versions import CHECKOUT, Sources
 from mlplatform.orchestration.freshness import unchanged
-from mlplatform.partitions import landed_files
+from mlplatform.partitions import file_partitions
 from mlplatform.resources import LandingZone, Quarantine
 from mlplatform.specs import Spec
 
@@ -41,7 +41,7 @@ def contract(spec: Spec) -> tuple:
 def raw_asset(spec: Spec, sources: Sources) -> dg.AssetsDefinition:
     raw_key = key(spec, "raw")
 
-    @dg.asset(key=raw_key, partitions_def=landed_files(spec), group_name=GROUP,
+    @dg.asset(key=raw_key, partitions_def=file_partitions(spec), group_name=GROUP,
               code_version=sources.version("mlplatform.lib.data.landing", config=spec.file_formats),
               kinds={"pandas", "file"},
               check_specs=[dg.AssetCheckSpec("readable", asset=raw_key, blocking=True,
@@ -71,7 +71,7 @@ def raw_asset(spec: Spec, sources: Sources) -> dg.AssetsDefinition:
 
 
 def validated_asset(spec: Spec, sources: Sources) -> dg.AssetsDefinition:
-    raw_key, validated_key, parts = key(spec, "raw"), key(spec, "validated"), landed_files(spec)
+    raw_key, validated_key, parts = key(spec, "raw"), key(spec, "validated"), file_partitions(spec)
 
     @dg.asset(key=validated_key, ins={"raw": dg.AssetIn(raw_key)}, partitions_def=parts, group_name=GROUP,
               code_version=sources.version("mlplatform.lib.data.validation", "mlplatform.lib.hashing",
@@ -106,7 +106,7 @@ def validated_asset(spec: Spec, sources: Sources) -> dg.AssetsDefinition:
 
 
 def labels_asset(spec: Spec, sources: Sources) -> dg.AssetsDefinition:
-    validated_key, parts = key(spec, "validated"), landed_files(spec)
+    validated_key, parts = key(spec, "validated"), file_partitions(spec)
 
     # Labels do not read features: the training set depends on both, and waits for their blocking checks.
     @dg.asset(key=key(spec, "labels"), ins={"validated": dg.AssetIn(validated_key)},

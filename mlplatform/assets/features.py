@@ -8,7 +8,7 @@ import dagster as dg
 from mlplatform.assets._shared import DataFrame, key, rebuild_on_change, table
 from mlplatform.code_versions import CHECKOUT, Sources
 from mlplatform.lib.features.feast_repo import definitions_version
-from mlplatform.partitions import landed_files
+from mlplatform.partitions import file_partitions
 from mlplatform.resources import FeastStore
 from mlplatform.specs import Spec
 
@@ -44,7 +44,7 @@ def feature_registry_asset(spec: Spec) -> dg.AssetsDefinition:
 
 
 def features_asset(spec: Spec, sources: Sources) -> dg.AssetsDefinition:
-    parts, registry_key, features_key = landed_files(spec), key(spec, "feature_registry"), key(spec, "features")
+    parts, registry_key, features_key = file_partitions(spec), key(spec, "feature_registry"), key(spec, "features")
 
     @dg.asset(key=features_key, ins={"validated": dg.AssetIn(key(spec, "validated"))}, deps=[registry_key],
               partitions_def=parts, group_name=GROUP, kinds={"pandas", "feast"},

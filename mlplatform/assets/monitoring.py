@@ -11,7 +11,7 @@ import dagster as dg
 from mlplatform.assets._shared import DataFrame, key, rebuild_on_change, table
 from mlplatform.code_versions import CHECKOUT, Sources
 from mlplatform.lib.monitoring import triggers
-from mlplatform.partitions import SERVING_DAYS, landed_files
+from mlplatform.partitions import SERVING_DAYS, file_partitions
 from mlplatform.resources import Artifacts, DeploymentTarget, MlflowTracking
 from mlplatform.specs import Spec
 
@@ -118,7 +118,7 @@ def drift_assets(spec: Spec, sources: Sources) -> list[dg.AssetsDefinition]:
     not_on_promotion = dg.AssetSelection.assets(*deployed)
 
     @dg.asset(key=data_drift_key, ins={"validated": dg.AssetIn(key(spec, "validated"))}, deps=deployed[1:],
-              partitions_def=landed_files(spec), group_name=GROUP, code_version=drift_version,
+              partitions_def=file_partitions(spec), group_name=GROUP, code_version=drift_version,
               kinds={"evidently", "pandas"},
               automation_condition=rebuild_on_change(partitioned=True, not_triggered_by=not_on_promotion),
               check_specs=[drift_check(spec, data_drift_key)])

@@ -1,6 +1,9 @@
 """The `mlplatform` console script (`app`), its commands split by topic."""
 
-from mlplatform.cli import data, deploy, runs  # noqa: F401  (each module registers its commands on the app)
+# Each module registers its commands on the app; `--help` lists them in this order: data, runs, deployment.
+# isort: off
+from mlplatform.cli import data, runs, deploy  # noqa: F401
+# isort: on
 from mlplatform.cli._common import app
 
 __all__ = ["app"]

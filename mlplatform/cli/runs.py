@@ -98,7 +98,7 @@ def plan(
 
     from mlplatform.definitions import build_definitions
     from mlplatform.orchestration import plan as planning
-    from mlplatform.partitions import landed_files
+    from mlplatform.partitions import file_partitions
     from mlplatform.specs import SPECS
 
     warnings.filterwarnings("ignore", category=dg.BetaWarning)
@@ -106,8 +106,8 @@ def plan(
     settings.export()
     defs = build_definitions(SPECS, settings)
     assert defs.resources is not None
-    # landed_files() always names its partitions definition
-    landed = {cast(str, landed_files(s).name): list(defs.resources["landing"].files(s)) for s in SPECS}
+    # file_partitions() always names its partitions definition
+    landed = {cast(str, file_partitions(s).name): list(defs.resources["landing"].files(s)) for s in SPECS}
     with dg.DagsterInstance.get() as instance:
         entries = planning.plan(instance, defs.resolve_asset_graph(), landed, SPECS[0].name)
     runs = planning.summary(entries)

@@ -1,14 +1,37 @@
 """Local processes of the embedded deployer: free loopback ports, liveness, process groups, log tails."""
 
 import os
+import random
 import signal
 import socket
 import time
 from pathlib import Path
 
+LOWEST_PORT = 20000
+
+
+def ephemeral_ports() -> tuple[int, int]:
+    """The range the kernel takes the local ports of outgoing connections from."""
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999
+
 
 def free_port() -> int:
-    with socket.socket() as s:
+    """A loopback port nothing listens on, chosen below the ephemeral range: the port is bound later (by a server
+    started after this returns), and in the ephemeral range an outgoing connection could take it meanwhile."""
+    low, _ = ephemeral_ports()
+    candidates = random.sample(range(LOWEST_PORT, low), k=min(200, low - LOWEST_PORT)) if low > LOWEST_PORT else []
+    for port in candidates:
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    with socket.socket() as s:  # no room below the ephemeral range: let the kernel choose
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 

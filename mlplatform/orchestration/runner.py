@@ -10,6 +10,7 @@ from mlplatform import jobs
 from mlplatform.assets._shared import key
 from mlplatform.definitions import build_definitions
 from mlplatform.lib.data.landing import content_hash
+from mlplatform.partitions import file_partitions
 from mlplatform.settings import Settings
 from mlplatform.specs import SPECS, Spec
 
@@ -88,8 +89,9 @@ def ingest_and_train(spec: Spec, settings: Settings, only: list[str] | None, tra
     instance = dg.DagsterInstance.get()
     assert defs.resources is not None
     files = {k: p for k, p in defs.resources["landing"].files(spec).items() if only is None or k in only}
-    known = set(instance.get_dynamic_partitions(f"{spec.name}_files"))
-    instance.add_dynamic_partitions(f"{spec.name}_files", [k for k in files if k not in known])
+    parts = cast(str, file_partitions(spec).name)  # a dynamic partitions definition always has its name
+    known = set(instance.get_dynamic_partitions(parts))
+    instance.add_dynamic_partitions(parts, [k for k in files if k not in known])
     outcome = Outcome()
     ingest = defs.resolve_job_def(jobs.job_name(spec.name, primary, "ingest"))
     for partition, path in files.items():
