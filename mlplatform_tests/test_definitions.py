@@ -91,7 +91,8 @@ def test_a_second_spec_ingests_its_own_files_with_no_new_code(tmp_path):
         result = platform.ingest("2026-01-01", job="churn_ingest_job")
         assert not result.success  # one row of three has an unknown plan: 33 % > 5 %
         (failed,) = [c for c in result.get_asset_check_evaluations() if not c.passed]
-        assert failed.description == "1 of 3 rows quarantined: plan: isin(('basic', 'pro')) (1 rows)"
+        assert failed.description == ("1 of 3 rows quarantined: plan: isin(('basic', 'pro')) (1 rows); "
+                                      "the file is rejected: all 3 rows are quarantined")
 
 
 def test_loading_the_code_location_does_not_import_heavy_libraries():

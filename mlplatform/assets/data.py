@@ -82,23 +82,30 @@ def validated_asset(spec: Spec, sources: Sources) -> dg.AssetsDefinition:
     @spec_config(validation_config(spec))
     def validated(context: dg.AssetExecutionContext, config: ValidationConfig, raw: DataFrame,
                   quarantine: Quarantine) -> Iterator:
-        """Rows that meet the dataset contract; the others are quarantined with the checks they failed."""
+        """Rows that meet the dataset contract; the others are quarantined with the checks they failed (all of a
+        rejected file's rows, so that rows in = valid + quarantined always)."""
         from mlplatform.lib.data.validation import validate_landed
         from mlplatform.lib.hashing import frame_version
 
-        result = validate_landed(raw, spec)
+        checked = validate_landed(raw, spec)
+        passed = not checked.file_errors and checked.bad_share <= config.max_bad_row_share
+        description = checked.summary()
+        result = checked
+        if not passed and not checked.file_errors:
+            result = checked.rejected(f"file rejected: {checked.bad_share:.1%} of its rows failed the contract "
+                                      f"(more than {config.max_bad_row_share:.1%})")
+            description += f"; the file is rejected: all {checked.rows_in} rows are quarantined"
         bad = result.quarantined
         qpath = quarantine.keep_rows(spec, context.partition_key, bad) if len(bad) else None
         if qpath is None:
             quarantine.clear(spec, context.partition_key)
         counts = {"rows_in": result.rows_in, "rows_valid": len(result.valid), "rows_quarantined": len(bad)}
         yield dg.Output(result.valid, data_version=dg.DataVersion(frame_version(result.valid)),
-                        metadata=counts | {"dagster/row_count": len(result.valid), "bad_row_share": result.bad_share,
+                        metadata=counts | {"dagster/row_count": len(result.valid), "bad_row_share": checked.bad_share,
                                            "quarantine": dg.MetadataValue.path(str(qpath)) if qpath else "none"})
-        passed = not result.file_errors and result.bad_share <= config.max_bad_row_share
         yield dg.AssetCheckResult(
-            check_name="bad_row_share", passed=passed, description=result.summary(),
-            metadata=counts | {"bad_row_share": result.bad_share, "threshold": config.max_bad_row_share,
+            check_name="bad_row_share", passed=passed, description=description,
+            metadata=counts | {"bad_row_share": checked.bad_share, "threshold": config.max_bad_row_share,
                                "file_errors": "; ".join(result.file_errors) or "none",
                                "failures": table(result.failure_counts()), "sample": table(result.sample())})
 

@@ -37,6 +37,8 @@ def test_a_defective_file_fails_its_gate_and_builds_nothing_downstream(platform,
         assert list(checks) == ["credit/validated:bad_row_share"]
         counts = metadata(result, "validated")
         assert counts["rows_in"] == counts["rows_valid"] + counts["rows_quarantined"] == 200
+        # the file is rejected: every row of it is in the quarantine, as landed, with why
+        assert (counts["rows_valid"], counts["rows_quarantined"]) == (0, 200)
         kept = pd.read_parquet(platform.settings.quarantine_dir / "credit" / "bad.rows.parquet")
         assert len(kept) == counts["rows_quarantined"] and kept[FAILURES_COLUMN].str.len().min() > 0
     for downstream in ("labels", "features"):
@@ -47,7 +49,13 @@ def test_the_gate_message_names_columns_checks_and_counts(platform):
     platform.land("bad.csv", corrupt(credit_day(0, 200), "out-of-range", share=0.1))
     checks = failed_checks(platform.ingest("bad"))
     assert checks == {"credit/validated:bad_row_share":
-                      "20 of 200 rows quarantined: age: less_than_or_equal_to(100) (20 rows)"}
+                      "20 of 200 rows quarantined: age: less_than_or_equal_to(100) (20 rows); "
+                      "the file is rejected: all 200 rows are quarantined"}
+    kept = pd.read_parquet(platform.settings.quarantine_dir / "credit" / "bad.rows.parquet")
+    reasons = kept[FAILURES_COLUMN].value_counts()
+    assert reasons.to_dict() == {"file rejected: 10.0% of its rows failed the contract (more than 5.0%)": 180,
+                                 "age: less_than_or_equal_to(100)": 20}
+    assert kept.index.tolist() == list(range(200))  # the rows in landed order, none lost, none twice
 
 
 def test_few_bad_rows_are_quarantined_and_the_rest_flows_on(platform):
@@ -69,7 +77,8 @@ def test_the_threshold_is_run_config(platform):
     result = platform.defs.resolve_job_def("ingest_job").execute_in_process(
         instance=platform.instance, partition_key="ok", run_config=config, raise_on_error=False)
     assert failed_checks(result) == {"credit/validated:bad_row_share":
-                                     "6 of 200 rows quarantined: credit_utilization: not_nullable (6 rows)"}
+                                     "6 of 200 rows quarantined: credit_utilization: not_nullable (6 rows); "
+                                     "the file is rejected: all 200 rows are quarantined"}
 
 
 def test_a_bad_partition_leaves_the_others_alone(platform):

@@ -90,7 +90,8 @@ def test_a_release_from_landed_files_to_production_and_back_through_the_command_
     assert f"gates passed: floors, no_regression, fairness, prediction_contract); staging serves it at " \
            f"http://127.0.0.1:{PORTS['MLPLATFORM_STAGING_PORT']}" in trained
     assert ("  2026-01-05_corrupt-unknown-category check credit/validated:bad_row_share failed: 70 of 700 rows "
-            "quarantined: home_ownership: isin(('rent', 'own', 'mortgage', 'other')) (70 rows)") in lines
+            "quarantined: home_ownership: isin(('rent', 'own', 'mortgage', 'other')) (70 rows); the file is "
+            "rejected: all 700 rows are quarantined") in lines
     assert (home / "quarantine" / "credit" / "2026-01-05_corrupt-unknown-category.rows.parquet").exists()
     second = run([mlp, "ingest"], home, check=False)
     assert second.returncode == 1  # the rejected file is still in the landing zone

@@ -20,6 +20,7 @@ class ValidationResult:
     quarantined: pd.DataFrame
     failure_cases: pd.DataFrame
     file_errors: list[str] = field(default_factory=list)
+    landed: pd.DataFrame | None = None  # the rows as landed (what a rejected file's quarantine keeps)
 
     @property
     def bad_share(self) -> float:
@@ -36,6 +37,16 @@ class ValidationResult:
         """A few failure cases, at most a handful per (column, check) so rare failures show too."""
         cases = self.failure_cases.astype({"failure_case": str})
         return cases.groupby(["column", "check"], dropna=False).head(max(1, n // 4)).head(n)
+
+    def rejected(self, reason: str) -> "ValidationResult":
+        """The whole file refused: every row quarantined as landed, the valid ones with `reason` (rows in = valid +
+        quarantined still holds, and nothing of the file is kept only in the orchestrator's storage)."""
+        if self.landed is None or len(self.quarantined) == self.rows_in:
+            return self
+        rest = self.landed.drop(index=self.quarantined.index).assign(**{FAILURES_COLUMN: reason})
+        everything = pd.concat([self.quarantined, rest]).sort_index()
+        return ValidationResult(self.rows_in, self.valid.iloc[0:0], everything, self.failure_cases, self.file_errors,
+                                self.landed)
 
     def summary(self) -> str:
         """One human sentence naming what failed."""
@@ -93,11 +104,13 @@ def validate_frame(frame: pd.DataFrame, schema: pa.DataFrameSchema, numeric: lis
     except pa.errors.SchemaErrors as err:
         cases, data = pd.concat([text_cases, err.failure_cases[text_cases.columns]], ignore_index=True), err.data
     if cases.empty:
-        return ValidationResult(len(original), valid, _quarantine(original.iloc[0:0], pd.Series(dtype=str)), cases)
+        return ValidationResult(len(original), valid, _quarantine(original.iloc[0:0], pd.Series(dtype=str)), cases,
+                                landed=original)
     file_errors = _file_errors(cases[cases["index"].isna()])
     if file_errors:
         reasons = pd.Series("; ".join(file_errors), index=original.index)
-        return ValidationResult(len(original), original.iloc[0:0], _quarantine(original, reasons), cases, file_errors)
+        return ValidationResult(len(original), original.iloc[0:0], _quarantine(original, reasons), cases, file_errors,
+                                original)
     recoerce = _coercion_failed(cases)
     cases = _merge_key_duplicates(_drop_followups(cases.astype({"index": "int64"})), schema)
     reasons = _reasons(cases)
@@ -105,7 +118,8 @@ def validate_frame(frame: pd.DataFrame, schema: pa.DataFrameSchema, numeric: lis
     if recoerce:
         # A column whose coercion hit a bad cell stays uncoerced; the remaining rows coerce cleanly.
         good = schema.validate(good, lazy=True)
-    return ValidationResult(len(original), good, _quarantine(original.loc[reasons.index], reasons), cases)
+    return ValidationResult(len(original), good, _quarantine(original.loc[reasons.index], reasons), cases,
+                            landed=original)
 
 
 _ROOT_CAUSES = {"not a number": 0, "not_nullable": 1, "not finite": 2}
