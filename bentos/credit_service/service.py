@@ -15,7 +15,7 @@ import bentoml
 from pydantic import BaseModel, Field
 
 from mlplatform.serving import auth, hotpath, online, predlog, request
-from mlplatform.serving.answer import Answers
+from mlplatform.serving.answer import Answers, unscorable
 from mlplatform.serving.metrics import PredictionMetrics
 from mlplatform.serving.scorer import Scorer
 from mlplatform.serving.settings import ServingSettings
@@ -37,7 +37,7 @@ Row = request.row_model(SPEC)
 RowsType, RowsField = request.rows_field(SPEC)
 HOT = hotpath.Target()
 HOT.enabled = SETTINGS.hot_path
-EntityIds = Annotated[list[Annotated[int, Field(ge=0)]], Field(min_length=1, max_length=request.MAX_ROWS)]
+EntityIds = Annotated[list[request.EntityId], Field(min_length=1, max_length=request.MAX_ROWS)]
 
 
 @bentoml.service(name=f"{SPEC.name}_service", workers=1, traffic={"timeout": 10},
@@ -73,7 +73,10 @@ class ModelService:
                             **({"entity_ids": entity_ids} if entity_ids else {}))
 
     def _answer(self, rows: list[dict[str, Any]], ctx: bentoml.Context, **logged: Any) -> request.Prediction:
-        answer = self.answers.build(self.scorer.proba(rows))
+        try:
+            answer = self.answers.build(self.scorer.proba(rows), rows)
+        except ValueError as exc:  # the model refused the rows, or scored one as not a finite number
+            raise bentoml.exceptions.UnprocessableEntity(str(unscorable(rows, exc))) from exc
         self.log.append(answer.request_id, rows, answer.probabilities, answer.labels,
                         predlog.role_of(ctx.request.headers.raw), **logged)
         return answer

@@ -52,7 +52,7 @@ class EmbeddedDeployer(Deployer):
         bentoml = str(Path(sys.executable).with_name("bentoml"))
         proc = self._spawn([bentoml, "serve", candidate.bento_path, "--host", "127.0.0.1", "--port", str(port)], log,
                            {**self.backend_env, "BENTOML_HOME": str(self.bentoml_home), "BENTOML_DO_NOT_TRACK": "True",
-                            "MLPLATFORM_AUTH": "on", "MLPLATFORM_API_KEYS_FILE": str(keys),
+                            "MLPLATFORM_ENV": env, "MLPLATFORM_AUTH": "on", "MLPLATFORM_API_KEYS_FILE": str(keys),
                             "MLPLATFORM_PREDICTION_LOG_DIR": str(self.deployments.predictions_dir(env)),
                             "MLPLATFORM_API_KEYS": ""})
         backend = Backend(bento_tag=candidate.bento_tag, bento_path=candidate.bento_path, model=candidate.model,
@@ -85,15 +85,17 @@ class EmbeddedDeployer(Deployer):
 
     # --- router --------------------------------------------------------------------------------------------
     def router_state(self, env: str) -> dict[str, Any] | None:
+        """The router's state (it shows where it runs from only to a key of the environment: sent here)."""
         try:
-            answer = httpx.get(f"{self.router_url(env)}/-/router", timeout=2)
+            answer = httpx.get(f"{self.router_url(env)}/-/router", timeout=2, headers={"x-api-key": self.api_key(env)})
         except httpx.HTTPError:
             return None
         state = answer.json() if answer.status_code == 200 else None
         if not state or state.get("env") != env:
             return None
         if state.get("root") != str(self.deployments.root.resolve()):
-            raise DeploymentError(f"port {self.ports[env]} already serves the {env} router of {state.get('root')}; "
+            owner = state.get("root") or "another home (it does not take this home's API key)"
+            raise DeploymentError(f"port {self.ports[env]} already serves the {env} router of {owner}; "
                                   f"give this home another port (MLPLATFORM_{env.upper()}_PORT)")
         return state
 

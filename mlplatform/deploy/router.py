@@ -25,7 +25,9 @@ import aiohttp
 
 from mlplatform.deploy.records import Backend, DeploymentError, Deployments, Record
 from mlplatform.serving.asgi import read_body, send_json
+from mlplatform.serving.auth import API_KEY_HEADER, key_matches
 from mlplatform.serving.predlog import ROLE_HEADER as PREDICTION_LOG_ROLE_HEADER
+from mlplatform.serving.settings import load_api_keys
 
 log = logging.getLogger("mlplatform.router")
 HOP_BY_HOP = {b"connection", b"keep-alive", b"transfer-encoding", b"te", b"upgrade", b"host", b"content-length",
@@ -94,11 +96,7 @@ class Router:
         if scope["type"] != "http":
             return
         if scope["path"] == "/-/router":
-            record = self.record
-            return await send_json(send, 200, {"env": self.env, "root": str(self.deployments.root), "pid": os.getpid(),
-                                            "sequence": record.sequence if record else None,
-                                            "strategy": record.strategy if record else None,
-                                            "problem": self.problem, "shadow_dropped": self.shadow_dropped})
+            return await send_json(send, 200, self.state(dict(scope.get("headers") or [])))
         record = self.record
         if record is None:
             return await send_json(send, 503, {"error": f"nothing is deployed in {self.env}"})
@@ -121,6 +119,20 @@ class Router:
         await send({"type": "http.response.body", "body": content})
         if record.strategy == "shadow" and record.candidate is not None and scope["method"] == "POST":
             self._mirror(record.candidate, scope, headers, body, content)
+
+    def state(self, headers: dict[bytes, bytes]) -> dict[str, Any]:
+        """What the router serves; where it runs from (home, pid) and its problem only for a key of the
+        environment (the deployer sends one): they name paths of the machine."""
+        record = self.record
+        public = {"env": self.env, "sequence": record.sequence if record else None,
+                  "strategy": record.strategy if record else None}
+        given = headers.get(API_KEY_HEADER.encode(), b"").decode(errors="replace") or None
+        keys_file = self.deployments.env_dir(self.env) / "api-keys"
+        keys = load_api_keys({"MLPLATFORM_API_KEYS_FILE": str(keys_file)}) if keys_file.exists() else []
+        if not key_matches(given, keys):
+            return public
+        return public | {"root": str(self.deployments.root), "pid": os.getpid(), "problem": self.problem,
+                         "shadow_dropped": self.shadow_dropped}
 
     async def _forward(self, backend: Backend, scope: dict[str, Any], headers: dict[bytes, bytes],
                        body: bytes, role: str) -> tuple[int, list[tuple[bytes, bytes]], bytes]:

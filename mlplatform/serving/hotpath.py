@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ValidationError
 
-from mlplatform.serving.answer import Answers
+from mlplatform.serving.answer import Answers, Unscorable, unscorable
 from mlplatform.serving.asgi import ASGIApp, Receive, Scope, Send, read_body, send_json
 from mlplatform.serving.predlog import PredictionLog, role_of
 from mlplatform.serving.request import Prediction
@@ -54,10 +54,16 @@ class MicroBatcher:
         self.requests += len(batch)
         try:
             proba = self.scorer.proba([row for rows, _ in batch for row in rows])
-        except Exception as exc:  # noqa: BLE001 - every waiting request gets the error
-            for _, future in batch:
+        except Exception:  # noqa: BLE001 - one request's rows may be what the model refuses: score each alone
+            for rows, future in batch:
+                try:
+                    alone = self.scorer.proba(rows)
+                except Exception as exc:  # noqa: BLE001 - that request gets the error
+                    if not future.done():
+                        future.set_exception(exc)
+                    continue
                 if not future.done():
-                    future.set_exception(exc)
+                    future.set_result(alone)
             return
         start = 0
         for rows, future in batch:
@@ -80,7 +86,11 @@ class Target:
 
     async def answer(self, rows: list[dict[str, Any]]) -> Prediction:
         assert self.batcher is not None and self.answers is not None
-        return self.answers.build(await self.batcher.proba(rows))
+        try:
+            proba = await self.batcher.proba(rows)
+        except ValueError as exc:
+            raise unscorable(rows, exc) from exc
+        return self.answers.build(proba, rows)
 
 
 class HotPath:
@@ -99,7 +109,10 @@ class HotPath:
         except ValidationError as exc:
             return await send_json(send, 400, _invalid(exc))
         rows = request.rows  # type: ignore[attr-defined]
-        prediction = await self.target.answer([r if isinstance(r, dict) else r.model_dump() for r in rows])
+        try:
+            prediction = await self.target.answer([r if isinstance(r, dict) else r.model_dump() for r in rows])
+        except Unscorable as exc:
+            return await send_json(send, 422, {"error": str(exc)})
         answer = prediction.model_dump_json().encode()
         self.target.log.append_raw(body, answer, role_of(scope.get("headers", [])))  # before the answer leaves
         await send_json(send, 200, answer)

@@ -1,14 +1,30 @@
 """The request and answer schema of `predict`, built from the spec: typed, range-checked rows, optional entity
-ids (one per row), at most `MAX_ROWS` rows; unknown fields are refused."""
+ids (one per row), at most `MAX_ROWS` rows; unknown fields are refused.
+
+Types are strict JSON types: a number field takes a JSON number (not `true`, not `"30"`), an integer field an
+integral number, an entity id an integer in [0, 2**63 - 1] (what the stores and the prediction log hold)."""
 
 from types import GenericAlias
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, create_model, model_validator
 
 from mlplatform.specs import Spec
 
 MAX_ROWS = 1000
+MAX_ENTITY_ID = 2**63 - 1
+
+
+def _json_number(value: Any) -> Any:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError("Input should be a JSON number")
+    return value
+
+
+# An integer feature: a JSON number that is integral (30 or 30.0), never a string or a boolean. A float feature is
+# strict (`strict=True` accepts JSON integers and floats only) and checked in pydantic's core, without a Python call.
+JsonInteger = Annotated[int, BeforeValidator(_json_number)]
+EntityId = Annotated[int, Field(ge=0, le=MAX_ENTITY_ID, strict=True)]
 
 
 class Prediction(BaseModel):
@@ -25,9 +41,9 @@ def row_model(spec: Spec) -> type[BaseModel]:
     """One request row: every contract feature, typed and range-checked; unknown fields are rejected."""
     fields: dict[str, Any] = {}
     for col in spec.numeric:
-        number: type[int] | type[float] = int if col.integer else float
+        number: Any = JsonInteger if col.integer else Annotated[float, Field(strict=True)]
         fields[col.name] = (number | None if col.nullable else number,
-                            Field(ge=col.min, le=col.max, allow_inf_nan=False, strict=False))
+                            Field(ge=col.min, le=col.max, allow_inf_nan=False))
     for cat in spec.categorical:
         choice = Literal[cat.categories]  # type: ignore[name-defined]  # a Literal built at run time
         fields[cat.name] = (choice | None if cat.nullable else choice, ...)
@@ -39,7 +55,7 @@ def rows_field(spec: Spec, max_rows: int = MAX_ROWS) -> Any:
     return GenericAlias(list, (row_model(spec),)), Field(min_length=1, max_length=max_rows)  # list[<row model>]
 
 
-EntityIdList = list[Annotated[int, Field(ge=0)]] | None
+EntityIdList = list[EntityId] | None
 
 
 def entity_ids_problem(rows: int, entity_ids: list[int] | None) -> str | None:

@@ -2,6 +2,7 @@
 
 | variable | default | what |
 |---|---|---|
+| MLPLATFORM_ENV | local | the environment the Bento serves in (the deployer sets it) |
 | MLPLATFORM_AUTH | on (off allowed in local only) | require an API key on everything but health and metrics |
 | MLPLATFORM_API_KEYS, MLPLATFORM_API_KEYS_FILE | none | the accepted keys (comma-separated; a file of one per line) |
 | MLPLATFORM_HOT_PATH | on | answer `POST /predict` through the hot path (off: BentoML's API dispatch) |
@@ -12,6 +13,8 @@
 | MLPLATFORM_PREDICTION_LOG_DIR | none | where answered requests are logged (the deployer sets it) |
 | MLPLATFORM_FEAST_DIR, MLPLATFORM_FEAST_ONLINE_STORE | none, sqlite | the online store `predict_entity` reads |
 | MLPLATFORM_REDIS | 127.0.0.1:6379 | that store's Redis server (online store `redis`) |
+
+Served outside local (MLPLATFORM_ENV), or built for staging or production, the safeguards cannot be switched off.
 """
 
 import os
@@ -75,7 +78,11 @@ class ServingSettings:
 
     @classmethod
     def from_env(cls, env: str, environ: Mapping[str, str] | None = None) -> "ServingSettings":
+        """`env` is the environment the Bento was built for; MLPLATFORM_ENV the one it is deployed to (the
+        deployer sets it). Either one outside `local` makes the safeguards (auth, validation, metrics) mandatory."""
         environ = os.environ if environ is None else environ
+        deployed = environ.get("MLPLATFORM_ENV", "local")
+        env = env if env != "local" or deployed not in ("staging", "production") else deployed
         return cls(env=env, auth_required=auth_required(env, environ), api_keys=tuple(load_api_keys(environ)),
                    hot_path=switch("hot_path", env, environ), validation=switch("validation", env, environ),
                    metrics=switch("metrics", env, environ),

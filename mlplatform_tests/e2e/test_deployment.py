@@ -227,6 +227,27 @@ def test_a_failed_smoke_test_or_a_corrupt_record_leaves_the_last_good_deployment
     assert deployer.deployments.read("staging") == recovered
 
 
+def test_a_safeguard_switched_off_in_the_environment_stops_the_backend_in_staging(rig, tmp_path):
+    """A Bento built for local deployed to staging: MLPLATFORM_VALIDATION=off inherited from the shell is refused
+    (the deployer tells the backend where it serves), and what served keeps serving."""
+    import os
+
+    deployer, v1, _ = rig
+    before = deployer.deployments.read("staging")
+    local_dir = tmp_path / "built-for-local"
+    shutil.copytree(v1.bento_path, local_dir)
+    bento_yaml = local_dir / "bento.yaml"
+    bento_yaml.write_text(bento_yaml.read_text().replace("\n  env: staging\n", "\n  env: local\n"))
+    local = Candidate(v1.bento_tag, str(local_dir), v1.model, "1", v1.lineage)
+    careless = EmbeddedDeployer(deployer.deployments, deployer.bentoml_home, deployer.ports,
+                                environ={**os.environ, "MLPLATFORM_VALIDATION": "off"})
+    with pytest.raises(DeploymentError, match="MLPLATFORM_VALIDATION=off is refused in staging"):
+        careless.deploy("staging", local, reason="validation off")
+    assert deployer.deployments.read("staging") == before
+    if before is not None:
+        assert predict(deployer, "staging").status_code == 200
+
+
 def test_every_answered_prediction_is_in_the_log_even_after_the_server_is_killed(rig):
     import os
     import signal

@@ -1,6 +1,7 @@
 """The model service, in process through `to_asgi()`, built as a real Bento from `bentos/credit_service/`."""
 
 import json
+import sys
 
 import pandas as pd
 import pytest
@@ -203,6 +204,15 @@ def test_safeguards_cannot_be_switched_off_outside_local():
             serving_settings.switch(name, "staging", {f"MLPLATFORM_{name.upper()}": "off"})
     with pytest.raises(ValueError, match="expected on or off"):
         serving_settings.switch("tracing", "local", {"MLPLATFORM_TRACING": "maybe"})
+    # a Bento built for local but deployed to staging (the deployer sets MLPLATFORM_ENV): the safeguards hold
+    assert not ServingSettings.from_env("local", {"MLPLATFORM_VALIDATION": "off"}).validation
+    for env in ("staging", "production"):
+        with pytest.raises(ValueError, match=f"MLPLATFORM_VALIDATION=off is refused in {env}"):
+            ServingSettings.from_env("local", {"MLPLATFORM_ENV": env, "MLPLATFORM_VALIDATION": "off"})
+        with pytest.raises(ValueError, match=f"MLPLATFORM_AUTH=off is refused in {env}"):
+            ServingSettings.from_env("local", {"MLPLATFORM_ENV": env, "MLPLATFORM_AUTH": "off"})
+    with pytest.raises(ValueError, match="MLPLATFORM_METRICS=off is refused in production"):
+        ServingSettings.from_env("production", {"MLPLATFORM_ENV": "local", "MLPLATFORM_METRICS": "off"})
     config = ServingSettings.from_env("production", {}).service_config(("/predict",))
     assert config["tracing"] == {"excluded_urls": ["/predict"]} and config["logging"]["access"]["enabled"] is False
 
@@ -220,6 +230,51 @@ def test_predict_entity_scores_the_online_features_of_known_ids_and_names_unknow
     bad = client.post("/predict_entity", json={"entity_ids": [ids[0], "x"]})
     assert bad.status_code == 400 and bad.json()["detail"][0]["loc"] == ["entity_ids", 1]
     assert client.post("/predict_entity", json={"entity_ids": []}).status_code == 400
+
+
+@pytest.mark.parametrize(("change", "field", "message"), [
+    ({"age": "30"}, "age", "JSON number"),
+    ({"age": True}, "age", "JSON number"),
+    ({"age": 30.5}, "age", "fractional part"),
+    ({"income": "5e4"}, "income", "valid number"),
+    ({"credit_utilization": True}, "credit_utilization", "valid number"),
+])
+def test_strings_and_booleans_are_not_numbers(service, change, field, message):
+    client, _, _ = service
+    target = sys.modules["service"].HOT  # the service module of the loaded Bento
+    for hot in (True, False):  # the hot path and BentoML's own dispatch validate alike
+        target.enabled = hot
+        try:
+            answer = client.post("/predict", json={"rows": [{**ROW, **change}]})
+        finally:
+            target.enabled = True
+        assert answer.status_code == 400, (hot, answer.text)
+        (detail,) = answer.json()["detail"]
+        assert detail["loc"] == ["rows", 0, field] and message in detail["msg"]
+    assert client.post("/predict", json={"rows": [{**ROW, "age": 30.0}]}).status_code == 200  # integral: an int
+
+
+def test_entity_ids_are_json_integers_a_store_can_hold(service, online_rows):
+    client, _, _ = service
+    known = int(online_rows[CREDIT.entity].iloc[0])
+    for ids in ([True], [2**63], [2**70], ["3"], [-1]):
+        answer = client.post("/predict_entity", json={"entity_ids": ids})
+        assert answer.status_code == 400, (ids, answer.status_code, answer.text)
+        assert answer.json()["detail"][0]["loc"] == ["entity_ids", 0]
+        logged = client.post("/predict", json={"rows": [ROW], "entity_ids": ids})
+        assert logged.status_code == 400 and logged.json()["detail"][0]["loc"] == ["entity_ids", 0]
+    assert client.post("/predict_entity", json={"entity_ids": [known]}).status_code == 200
+
+
+@pytest.mark.parametrize("path", ["/predict", "/predict_entity", "/info"])
+def test_a_body_that_is_not_json_is_a_415_not_a_server_error(service, path):
+    client, _, _ = service
+    for content_type in ("multipart/form-data", "text/plain", "application/x-www-form-urlencoded"):
+        answer = client.post(path, content=b'{"rows": []}', headers={"content-type": content_type})
+        assert answer.status_code == 415, (content_type, answer.status_code, answer.text)
+        assert "send the body as JSON with content-type application/json" in answer.json()["error"]
+    assert client.post(path, content=b"{}", headers={"content-type": "application/json; charset=utf-8"}
+                       ).status_code != 415
 
 
 def test_info_names_the_served_version_and_health_is_open(service):
@@ -263,14 +318,16 @@ def test_a_real_bentoml_serve_of_the_built_bento_answers_behind_its_api_key(serv
                               env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and server.poll() is None:
+        deadline, ready = time.monotonic() + 180, False
+        while not ready and time.monotonic() < deadline and server.poll() is None:
             try:
-                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                    break
+                ready = httpx.get(f"{url}/readyz", timeout=2).status_code == 200
             except httpx.HTTPError:
+                pass
+            if not ready:
                 time.sleep(0.5)
         assert server.poll() is None, "bentoml serve exited"
+        assert ready, "bentoml serve was not ready within 180 s"
         with httpx.Client(base_url=url, timeout=10) as client:
             assert client.post("/predict", json={"rows": [ROW]}).status_code == 401
             assert client.post("/predict", json={"rows": [ROW]}, headers={"x-api-key": "wrong"}).status_code == 401
