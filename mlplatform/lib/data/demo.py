@@ -20,6 +20,7 @@ CORRUPTIONS: dict[str, str] = {
     "null-entity": "empty 'customer_id' on 10% of rows",
     "empty": "a zero-byte file",
     "truncated-parquet": "a Parquet file cut off halfway",
+    "truncated-csv": "a CSV file cut off halfway, in the middle of a line",
     "bad-header": "a CSV whose header row is garbled",
     "not-data": "binary content that is not a table at all",
 }
@@ -135,6 +136,11 @@ def write_corrupt(frame: pd.DataFrame, kind: str, path_stem: Path, share: float 
         path = write_frame(frame, path_stem.with_suffix(".parquet"))
         data = path.read_bytes()
         path.write_bytes(data[: len(data) // 2])
+    elif kind == "truncated-csv":
+        path = write_frame(frame, path_stem.with_suffix(".csv"))
+        data = path.read_bytes()
+        cut = len(data) // 2
+        path.write_bytes(data[: cut if data[cut - 1:cut] != b"\n" else cut + 1])  # never on a line end
     elif kind == "bad-header":
         path = write_frame(frame, path_stem.with_suffix(".csv"))
         lines = path.read_text().splitlines(keepends=True)

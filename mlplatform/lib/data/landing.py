@@ -81,6 +81,8 @@ def _read_parquet(path: Path) -> pd.DataFrame:
 def _read_csv(path: Path) -> pd.DataFrame:
     with path.open("rb") as handle:
         head = handle.read(8192)
+        handle.seek(-1, 2)
+        last = handle.read(1)
     if b"\x00" in head:
         raise LandedFileError(path, "binary content, not a CSV text file")
     try:
@@ -88,6 +90,9 @@ def _read_csv(path: Path) -> pd.DataFrame:
     except UnicodeDecodeError as exc:
         if exc.start < len(head) - 4:  # a multi-byte character cut at the block edge is fine
             raise LandedFileError(path, f"not UTF-8 text at byte {exc.start}: not a CSV file") from exc
+    if last not in (b"\n", b"\r"):  # a file cut off (or still being written) ends inside a line
+        raise LandedFileError(path, "the last line has no line end: the file is incomplete (cut off, or still being "
+                                    "written: land it under a name starting with '.' and rename it when complete)")
     try:
         frame = pd.read_csv(path)
     except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as exc:

@@ -85,6 +85,8 @@ def test_valid_rows_come_out_typed_for_the_contract():
 @pytest.mark.parametrize("kind,message", {
     "empty": "x.csv: file is empty (0 bytes)",
     "truncated-parquet": "x.parquet: not a complete Parquet file (missing PAR1 magic bytes: truncated or corrupt)",
+    "truncated-csv": "x.csv: the last line has no line end: the file is incomplete (cut off, or still being written: "
+                     "land it under a name starting with '.' and rename it when complete)",
     "bad-header": "x.csv: rows have more fields than the header (1 names): bad header or delimiter",
     "not-data": "x.csv: binary content, not a CSV text file",
 }.items())
