@@ -18,7 +18,7 @@ from mlplatform.resources import (
     MlflowTracking,
     Quarantine,
 )
-from mlplatform.settings import PROJECT, Settings, get_settings
+from mlplatform.settings import PROJECT, Settings, get_settings, protect_created_files
 from mlplatform.specs import SPECS, Spec
 
 FEATURE_REPO = PROJECT / "feature_repo"
@@ -80,4 +80,5 @@ def build_definitions(specs: Sequence[Spec], settings: Settings, sources: Source
                           resources=resources(settings), executor=EXECUTOR)
 
 
+protect_created_files()  # in every process that loads the code location: the daemon's, a run's, the UI's
 defs = build_definitions(SPECS, get_settings())

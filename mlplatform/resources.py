@@ -26,6 +26,12 @@ class LandingZone(dg.ConfigurableResource):
 
         return landed_files(self.folder(spec), spec.file_formats)
 
+    def refused(self, spec: Spec) -> dict[str, str]:
+        """Entries named like landed files that are never read (symbolic links, devices...), with the reason."""
+        from mlplatform.lib.data.landing import refused_files
+
+        return refused_files(self.folder(spec), spec.file_formats)
+
     def path(self, spec: Spec, partition_key: str) -> Path:
         """The landed file of a partition; a missing file gives a path that does not exist."""
         return self.files(spec).get(partition_key, self.folder(spec) / f"{partition_key}.missing")
@@ -50,8 +56,8 @@ class Quarantine(dg.ConfigurableResource):
         return path
 
     def keep_file(self, spec: Spec, partition_key: str, source: Path) -> Path | None:
-        """Copy an unreadable landed file aside, byte for byte."""
-        if not source.exists():
+        """Copy an unreadable landed file aside, byte for byte (never through a symbolic link)."""
+        if source.is_symlink() or not source.is_file():
             return None
         folder = self.folder(spec)
         folder.mkdir(parents=True, exist_ok=True)

@@ -40,6 +40,8 @@ def landing_sensor(spec: Spec, job: AssetJob) -> dg.SensorDefinition:
             files = landing.files(spec)
         except LandedFileError as err:  # e.g. two files for one partition: nothing is ingested until it is fixed
             return dg.SensorResult(skip_reason=dg.SkipReason(str(err)), cursor=context.cursor)
+        for name, why in landing.refused(spec).items():  # in the tick's log, every tick while it is there
+            context.log.warning(f"{landing.folder(spec) / name}: refused: {why}")
         for partition, path in files.items():
             try:
                 stat = path.stat()

@@ -16,6 +16,15 @@ PROMOTION_POLICIES = ("manual", "automatic")
 RETRAINING_POLICIES = ("on_new_data", "on_trigger")
 
 
+PRIVATE_UMASK = 0o027  # what the platform creates: the owner reads and writes, its group reads, others nothing
+
+
+def protect_created_files() -> None:
+    """Files and folders this process creates are not world-readable: quarantined rows, asset values, reports and
+    logs hold the landed data. Called when the code location loads and by every command."""
+    os.umask(os.umask(PRIVATE_UMASK) | PRIVATE_UMASK)
+
+
 class SettingsError(ValueError):
     """An environment variable holds a value the platform cannot use."""
 
@@ -128,6 +137,7 @@ class Settings:
 
     def export(self) -> None:
         """Point the libraries' own env vars (Dagster, BentoML, MLflow) at this home unless already set."""
+        protect_created_files()
         os.environ.setdefault("DAGSTER_HOME", str(self.dagster_home))
         os.environ.setdefault("BENTOML_HOME", str(self.bentoml_home))
         os.environ.setdefault("MLFLOW_TRACKING_URI", self.mlflow_tracking_uri)

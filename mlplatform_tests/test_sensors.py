@@ -89,3 +89,13 @@ def test_a_sensor_run_ingests_the_new_partition_end_to_end(platform):
     run = platform.defs.resolve_job_def("ingest_job").execute_in_process(
         instance=platform.instance, partition_key=request.partition_key, tags=request.tags)
     assert run.success and platform.materialized("features", "2026-01-01")
+
+
+def test_a_symbolic_link_is_never_a_partition_and_each_tick_says_why(platform, tmp_path, capfd):
+    secret = tmp_path / "api-keys"
+    secret.write_text("customer_id,event_timestamp\n1,2026-01-01\n")
+    platform.land("2026-01-01.csv", day=0)
+    (platform.landing / "keys.csv").symlink_to(secret)
+    result = tick(platform)
+    assert [p for p, _ in requested(result)] == ["2026-01-01"]
+    assert "keys.csv: refused: not a regular file: symbolic links" in capfd.readouterr().err  # the tick's log

@@ -22,9 +22,11 @@ class Outcome:
     partitions: dict[str, str] = field(default_factory=dict)
     training: str = "not run"
     ok: bool = True
+    refused: dict[str, str] = field(default_factory=dict)  # landing folder entries never read, with why
 
     def report(self) -> str:
         lines = [f"  {partition:32} {status}" for partition, status in self.partitions.items()]
+        lines += [f"  {name:32} refused: {why}" for name, why in self.refused.items()]
         return "\n".join(["ingestion:", *lines, f"training_job: {self.training}"])
 
 
@@ -92,7 +94,8 @@ def ingest_and_train(spec: Spec, settings: Settings, only: list[str] | None, tra
     parts = cast(str, file_partitions(spec).name)  # a dynamic partitions definition always has its name
     known = set(instance.get_dynamic_partitions(parts))
     instance.add_dynamic_partitions(parts, [k for k in files if k not in known])
-    outcome = Outcome()
+    outcome = Outcome(refused=defs.resources["landing"].refused(spec))
+    outcome.ok = not outcome.refused
     ingest = defs.resolve_job_def(jobs.job_name(spec.name, primary, "ingest"))
     for partition, path in files.items():
         status = None if force else _previous_status(instance, spec, partition, content_hash(path))

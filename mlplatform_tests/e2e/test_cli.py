@@ -183,3 +183,18 @@ def test_the_dagster_ui_serves_the_asset_groups_of_the_workspace(tmp_path):
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+def test_ingest_names_a_symbolic_link_in_the_landing_folder_as_refused_and_fails(home, tmp_path_factory):
+    mlp = str(BIN / "mlplatform")
+    run([mlp, "demo-data", "--days", "1", "--rows-per-day", "200"], home)
+    secret = tmp_path_factory.mktemp("elsewhere") / "api-keys"
+    secret.write_text("customer_id,event_timestamp\n1,2026-01-01\n")
+    (home / "landing" / "credit" / "keys.csv").symlink_to(secret)
+    result = run([mlp, "ingest", "--no-train"], home, check=False)
+    assert result.returncode == 1, result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    assert any(line.split() == ["2026-01-01", "ok"] for line in lines), lines
+    assert any(line.strip().startswith("keys.csv") and "refused: not a regular file: symbolic links" in line
+               for line in lines), lines
+    assert not list((home / "quarantine").rglob("keys*"))  # the link was never read, nothing of it copied

@@ -23,13 +23,31 @@ def partition_key(path: Path) -> str:
     return _KEY_UNSAFE.sub("_", path.stem)
 
 
+NOT_REGULAR = ("not a regular file: symbolic links (and devices, pipes, folders) are never followed or read; "
+               "land the file itself")
+
+
+def refused_files(folder: Path, formats: tuple[str, ...]) -> dict[str, str]:
+    """Entries of the landing folder named like landed files that are never read, by name, with the reason."""
+    if not folder.is_dir():
+        return {}
+    return {path.name: NOT_REGULAR for path in sorted(folder.iterdir())
+            if not path.name.startswith(".") and path.suffix.lstrip(".") in formats and not _regular(path)}
+
+
+def _regular(path: Path) -> bool:
+    """A regular file in its own right (a symbolic link is not, whatever it points at)."""
+    return not path.is_symlink() and path.is_file()
+
+
 def landed_files(folder: Path, formats: tuple[str, ...]) -> dict[str, Path]:
-    """Landed files by partition key; hidden and temporary files (being written) are ignored."""
+    """Landed files by partition key; hidden and temporary files (being written) are ignored, and anything but a
+    regular file is refused (`refused_files`)."""
     if not folder.is_dir():
         return {}
     files: dict[str, Path] = {}
     for path in sorted(folder.iterdir()):
-        if path.name.startswith(".") or not path.is_file() or path.suffix.lstrip(".") not in formats:
+        if path.name.startswith(".") or not _regular(path) or path.suffix.lstrip(".") not in formats:
             continue
         key = partition_key(path)
         if key in files:
@@ -49,6 +67,8 @@ def content_hash(path: Path) -> str:
 
 def read_landed(path: Path) -> pd.DataFrame:
     """Read a CSV or Parquet file; anything that is not a readable table raises LandedFileError."""
+    if path.is_symlink() or (path.exists() and not path.is_file()):
+        raise LandedFileError(path, NOT_REGULAR)
     if not path.exists():
         raise LandedFileError(path, "file not found in the landing zone")
     if path.stat().st_size == 0:

@@ -134,3 +134,39 @@ def test_nullable_columns_accept_nulls_but_still_refuse_infinities():
     result = validate_landed(frame, spec)
     assert result.quarantined.index.tolist() == [2] and result.summary().endswith("x: not finite (1 rows)")
     assert str(result.valid["k"].dtype) == "Int64"
+
+
+def test_symbolic_links_are_refused_by_name_never_read_and_never_copied(tmp_path):
+    from mlplatform.lib.data.landing import refused_files
+    from mlplatform.resources import Quarantine
+    from mlplatform.specs import CREDIT
+
+    secret = tmp_path / "secret"
+    secret.write_text("customer_id,event_timestamp\n1,2026-01-01\n")
+    landing = tmp_path / "landing"
+    landing.mkdir()
+    (landing / "keys.csv").symlink_to(secret)
+    (landing / "folder.csv").mkdir()
+    (landing / "ok.csv").write_text("x\n1\n")
+    assert list(landed_files(landing, ("csv",))) == ["ok"]
+    refused = refused_files(landing, ("csv",))
+    assert sorted(refused) == ["folder.csv", "keys.csv"] and all("never followed" in r for r in refused.values())
+    with pytest.raises(LandedFileError, match="^keys.csv: not a regular file: symbolic links"):
+        read_landed(landing / "keys.csv")
+    quarantine = Quarantine(root=str(tmp_path / "quarantine"))
+    assert quarantine.keep_file(CREDIT, "keys", landing / "keys.csv") is None
+    assert not (tmp_path / "quarantine").exists()
+
+
+def test_what_the_platform_writes_is_not_world_readable(tmp_path):
+    import os
+    import stat
+
+    import mlplatform.definitions  # noqa: F401  (loading the code location sets the process's file mode mask)
+    from mlplatform.resources import Quarantine
+    from mlplatform.specs import CREDIT
+
+    path = Quarantine(root=str(tmp_path / "quarantine")).keep_rows(CREDIT, "p", credit_day(0, 3))
+    for made in (path, path.parent, path.parent.parent):
+        mode = stat.S_IMODE(os.stat(made).st_mode)
+        assert mode & 0o007 == 0, f"{made} is {oct(mode)}"
