@@ -11,6 +11,7 @@ from mlplatform.specs import Spec
 
 if TYPE_CHECKING:
     from mlplatform.deploy.deployer import Deployer
+    from mlplatform.lib.data.landing import Listing
 
 
 class LandingZone(dg.ConfigurableResource):
@@ -21,16 +22,18 @@ class LandingZone(dg.ConfigurableResource):
     def folder(self, spec: Spec) -> Path:
         return Path(self.root) / (spec.landing or spec.name)
 
-    def files(self, spec: Spec) -> dict[str, Path]:
-        from mlplatform.lib.data.landing import landed_files
+    def listing(self, spec: Spec) -> "Listing":
+        """The spec's landed files by partition key, and the other entries with why they are not ingested."""
+        from mlplatform.lib.data.landing import list_landing
 
-        return landed_files(self.folder(spec), spec.file_formats)
+        return list_landing(self.folder(spec), spec.file_formats)
+
+    def files(self, spec: Spec) -> dict[str, Path]:
+        return self.listing(spec).files
 
     def refused(self, spec: Spec) -> dict[str, str]:
-        """Entries named like landed files that are never read (symbolic links, devices...), with the reason."""
-        from mlplatform.lib.data.landing import refused_files
-
-        return refused_files(self.folder(spec), spec.file_formats)
+        """Entries named like landed files that are never read (symbolic links, a partition twice), with why."""
+        return self.listing(spec).refused
 
     def path(self, spec: Spec, partition_key: str) -> Path:
         """The landed file of a partition; a missing file gives a path that does not exist."""

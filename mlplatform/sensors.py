@@ -25,7 +25,7 @@ def landing_sensor(spec: Spec, job: AssetJob) -> dg.SensorDefinition:
                default_status=dg.DefaultSensorStatus.RUNNING)
     def watch(context: dg.SensorEvaluationContext, landing: LandingZone) -> dg.SensorResult:
         """A new or changed landed file adds its partition and runs ingestion for that partition only."""
-        from mlplatform.lib.data.landing import LandedFileError, content_hash
+        from mlplatform.lib.data.landing import content_hash
 
         seen: dict[str, list] = json.loads(context.cursor) if context.cursor else {}
         # The Feast registry joins an ingest run only when it is missing or stale (its own code version).
@@ -36,13 +36,13 @@ def landing_sensor(spec: Spec, job: AssetJob) -> dg.SensorDefinition:
         assert parts.name is not None
         known = set(context.instance.get_dynamic_partitions(parts.name))
         requests, new_keys = [], []
-        try:
-            files = landing.files(spec)
-        except LandedFileError as err:  # e.g. two files for one partition: nothing is ingested until it is fixed
-            return dg.SensorResult(skip_reason=dg.SkipReason(str(err)), cursor=context.cursor)
-        for name, why in landing.refused(spec).items():  # in the tick's log, every tick while it is there
+        listing = landing.listing(spec)
+        for name, why in listing.refused.items():  # in the tick's log, every tick while it is there
             context.log.warning(f"{landing.folder(spec) / name}: refused: {why}")
-        for partition, path in files.items():
+        for name, why in listing.ignored.items():
+            if not name.startswith("."):  # a hidden file is one being written: nothing to say
+                context.log.info(f"{landing.folder(spec) / name}: ignored: {why}")
+        for partition, path in listing.files.items():
             try:
                 stat = path.stat()
             except FileNotFoundError:  # removed between listing and reading

@@ -65,12 +65,16 @@ def test_a_file_changed_back_to_earlier_content_runs_again(platform):
     assert len({a.run_requests[0].run_key, c.run_requests[0].run_key}) == 2  # Dagster would skip a reused key
 
 
-def test_two_files_for_one_partition_skip_the_tick_with_the_reason(platform):
+def test_two_files_for_one_partition_are_refused_by_name_and_the_others_ingested(platform, capfd):
     platform.land("2026-01-01.csv", day=0)
     platform.land("2026-01-01.parquet", day=0)
+    platform.land("2026-01-02.csv", day=1)
     result = tick(platform)
-    assert (result.run_requests == []
-            and "two landed files map to partition '2026-01-01'" in result.skip_reason.skip_message)
+    assert [p for p, _ in requested(result)] == ["2026-01-02"]
+    log = capfd.readouterr().err
+    for name in ("2026-01-01.csv", "2026-01-01.parquet"):
+        assert (f"{name}: refused: 2026-01-01.csv, 2026-01-01.parquet map to one partition '2026-01-01': rename "
+                "all but one") in log
 
 
 def test_files_being_written_and_other_files_are_ignored(platform):

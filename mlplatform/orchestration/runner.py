@@ -23,10 +23,12 @@ class Outcome:
     training: str = "not run"
     ok: bool = True
     refused: dict[str, str] = field(default_factory=dict)  # landing folder entries never read, with why
+    ignored: dict[str, str] = field(default_factory=dict)  # entries that are not landed files, with why
 
     def report(self) -> str:
         lines = [f"  {partition:32} {status}" for partition, status in self.partitions.items()]
         lines += [f"  {name:32} refused: {why}" for name, why in self.refused.items()]
+        lines += [f"  {name:32} ignored: {why}" for name, why in self.ignored.items() if not name.startswith(".")]
         return "\n".join(["ingestion:", *lines, f"training_job: {self.training}"])
 
 
@@ -90,11 +92,12 @@ def ingest_and_train(spec: Spec, settings: Settings, only: list[str] | None, tra
     primary = spec == SPECS[0]
     instance = dg.DagsterInstance.get()
     assert defs.resources is not None
-    files = {k: p for k, p in defs.resources["landing"].files(spec).items() if only is None or k in only}
+    listing = defs.resources["landing"].listing(spec)
+    files = {k: p for k, p in listing.files.items() if only is None or k in only}
     parts = cast(str, file_partitions(spec).name)  # a dynamic partitions definition always has its name
     known = set(instance.get_dynamic_partitions(parts))
     instance.add_dynamic_partitions(parts, [k for k in files if k not in known])
-    outcome = Outcome(refused=defs.resources["landing"].refused(spec))
+    outcome = Outcome(refused=listing.refused, ignored=listing.ignored)
     outcome.ok = not outcome.refused
     ingest = defs.resolve_job_def(jobs.job_name(spec.name, primary, "ingest"))
     for partition, path in files.items():

@@ -1,7 +1,11 @@
 """Landed files: finding them, naming their partitions, hashing and reading them with clear errors."""
 
+import gzip
 import hashlib
+import io
 import re
+import zlib
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -18,21 +22,36 @@ class LandedFileError(ValueError):
         self.reason = reason
 
 
+SUFFIXES = {"csv": (".csv", ".csv.gz"), "parquet": (".parquet",)}  # matched case-insensitively
+
+
+def landed_format(path: Path, formats: tuple[str, ...] = tuple(SUFFIXES)) -> tuple[str, str] | None:
+    """(format, name without its suffix) of a landed file's name, or None when it is not one of `formats`."""
+    lower = path.name.lower()
+    for fmt in formats:
+        for suffix in sorted(SUFFIXES.get(fmt, ()), key=len, reverse=True):
+            if lower.endswith(suffix) and len(lower) > len(suffix):
+                return fmt, path.name[: -len(suffix)]
+    return None
+
+
 def partition_key(path: Path) -> str:
     """The partition key of a landed file: its name without the suffix, made safe for Dagster."""
-    return _KEY_UNSAFE.sub("_", path.stem)
+    found = landed_format(path)
+    return _KEY_UNSAFE.sub("_", found[1] if found else path.stem)
 
 
 NOT_REGULAR = ("not a regular file: symbolic links (and devices, pipes, folders) are never followed or read; "
                "land the file itself")
 
 
-def refused_files(folder: Path, formats: tuple[str, ...]) -> dict[str, str]:
-    """Entries of the landing folder named like landed files that are never read, by name, with the reason."""
-    if not folder.is_dir():
-        return {}
-    return {path.name: NOT_REGULAR for path in sorted(folder.iterdir())
-            if not path.name.startswith(".") and path.suffix.lstrip(".") in formats and not _regular(path)}
+@dataclass(frozen=True)
+class Listing:
+    """A landing folder read once: its landed files by partition key, and every other entry with why it is not one."""
+
+    files: dict[str, Path]
+    refused: dict[str, str]  # named like a landed file, but never read (not a regular file, a partition twice)
+    ignored: dict[str, str]  # not landed files at all (hidden while being written, another type)
 
 
 def _regular(path: Path) -> bool:
@@ -40,20 +59,40 @@ def _regular(path: Path) -> bool:
     return not path.is_symlink() and path.is_file()
 
 
-def landed_files(folder: Path, formats: tuple[str, ...]) -> dict[str, Path]:
-    """Landed files by partition key; hidden and temporary files (being written) are ignored, and anything but a
-    regular file is refused (`refused_files`)."""
+def list_landing(folder: Path, formats: tuple[str, ...]) -> Listing:
+    """Every entry of the landing folder: a landed file, refused (with why) or ignored (with why)."""
+    listing = Listing({}, {}, {})
     if not folder.is_dir():
-        return {}
-    files: dict[str, Path] = {}
+        return listing
+    claimed: dict[str, list[Path]] = {}
     for path in sorted(folder.iterdir()):
-        if path.name.startswith(".") or not _regular(path) or path.suffix.lstrip(".") not in formats:
+        if path.name.startswith("."):
+            listing.ignored[path.name] = "hidden: a file being written is named with a leading '.' until complete"
+        elif landed_format(path, formats) is None:
+            kinds = ", ".join(s for f in formats for s in SUFFIXES.get(f, ()))
+            listing.ignored[path.name] = f"not a landed file type (expected {kinds}, in any case)"
+        elif not _regular(path):
+            listing.refused[path.name] = NOT_REGULAR
+        else:
+            claimed.setdefault(partition_key(path), []).append(path)
+    for key, paths in claimed.items():
+        if len(paths) == 1:
+            listing.files[key] = paths[0]
             continue
-        key = partition_key(path)
-        if key in files:
-            raise LandedFileError(path, f"two landed files map to partition {key!r}: {files[key].name}, {path.name}")
-        files[key] = path
-    return files
+        names = ", ".join(p.name for p in paths)
+        for path in paths:  # only these are held back; every other file is ingested
+            listing.refused[path.name] = f"{names} map to one partition {key!r}: rename all but one"
+    return listing
+
+
+def landed_files(folder: Path, formats: tuple[str, ...]) -> dict[str, Path]:
+    """Landed files by partition key (see `list_landing` for the entries that are not)."""
+    return list_landing(folder, formats).files
+
+
+def refused_files(folder: Path, formats: tuple[str, ...]) -> dict[str, str]:
+    """Entries named like landed files that are never read, by name, with the reason."""
+    return list_landing(folder, formats).refused
 
 
 def content_hash(path: Path) -> str:
@@ -73,11 +112,14 @@ def read_landed(path: Path) -> pd.DataFrame:
         raise LandedFileError(path, "file not found in the landing zone")
     if path.stat().st_size == 0:
         raise LandedFileError(path, "file is empty (0 bytes)")
-    if path.suffix == ".parquet":
+    found = landed_format(path)
+    if found is None:
+        raise LandedFileError(path, f"unsupported file type {path.suffix!r}: expected .csv, .csv.gz or .parquet")
+    if found[0] == "parquet":
         return _read_parquet(path)
-    if path.suffix == ".csv":
-        return _read_csv(path)
-    raise LandedFileError(path, f"unsupported file type {path.suffix!r}: expected .csv or .parquet")
+    if path.name.lower().endswith(".gz"):
+        return _read_gzip_csv(path)
+    return _read_csv(path)
 
 
 def _read_parquet(path: Path) -> pd.DataFrame:
@@ -103,6 +145,23 @@ def _read_csv(path: Path) -> pd.DataFrame:
         head = handle.read(8192)
         handle.seek(-1, 2)
         last = handle.read(1)
+    _check_text(path, head, last)
+    return _csv_frame(path, path)
+
+
+def _read_gzip_csv(path: Path) -> pd.DataFrame:
+    try:
+        data = gzip.decompress(path.read_bytes())
+    except (OSError, EOFError, zlib.error) as exc:
+        raise LandedFileError(path, f"not a complete gzip file: {exc}") from exc
+    if not data:
+        raise LandedFileError(path, "file is empty once decompressed")
+    _check_text(path, data[:8192], data[-1:])
+    return _csv_frame(path, io.BytesIO(data))
+
+
+def _check_text(path: Path, head: bytes, last: bytes) -> None:
+    """UTF-8 text that ends with a line end (the start of the file and its last byte)."""
     if b"\x00" in head:
         raise LandedFileError(path, "binary content, not a CSV text file")
     try:
@@ -113,8 +172,11 @@ def _read_csv(path: Path) -> pd.DataFrame:
     if last not in (b"\n", b"\r"):  # a file cut off (or still being written) ends inside a line
         raise LandedFileError(path, "the last line has no line end: the file is incomplete (cut off, or still being "
                                     "written: land it under a name starting with '.' and rename it when complete)")
+
+
+def _csv_frame(path: Path, source: Path | io.BytesIO) -> pd.DataFrame:
     try:
-        frame = pd.read_csv(path)
+        frame = pd.read_csv(source)
     except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as exc:
         raise LandedFileError(path, f"malformed CSV: {str(exc).strip()}") from exc
     except pd.errors.EmptyDataError as exc:

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlplatform.lib.data.demo import corrupt, credit_day, write_corrupt
+from mlplatform.lib.data.demo import corrupt, credit_day, write_corrupt, write_frame
 from mlplatform.lib.data.landing import LandedFileError, landed_files, partition_key, read_landed
 from mlplatform.lib.data.validation import FAILURES_COLUMN, validate_landed
 from mlplatform.specs import CREDIT
@@ -107,15 +107,43 @@ def test_header_only_csv_and_a_corrupt_parquet_body_are_named(tmp_path):
         read_landed(bad)
 
 
-def test_partition_keys_come_from_file_names_and_collisions_are_refused(tmp_path):
+def test_partition_keys_come_from_file_names_and_only_colliding_files_are_refused(tmp_path):
+    from mlplatform.lib.data.landing import list_landing
+
     assert partition_key(tmp_path / "2026-01-01 batch#2.csv") == "2026-01-01_batch_2"
+    assert partition_key(tmp_path / "2026-01-02.CSV.GZ") == "2026-01-02"
     (tmp_path / "a.csv").write_text("x\n1\n")
     (tmp_path / ".a.csv.tmp").write_text("being written")
     (tmp_path / "notes.txt").write_text("ignored")
     assert list(landed_files(tmp_path, ("csv", "parquet"))) == ["a"]
     (tmp_path / "a.parquet").write_bytes(b"")
-    with pytest.raises(LandedFileError, match="two landed files map to partition 'a': a.csv, a.parquet"):
-        landed_files(tmp_path, ("csv", "parquet"))
+    (tmp_path / "ab c.csv").write_text("x\n1\n")
+    (tmp_path / "ab_c.csv").write_text("x\n1\n")
+    (tmp_path / "UPPER.CSV").write_text("x\n1\n")
+    listing = list_landing(tmp_path, ("csv", "parquet"))
+    assert list(listing.files) == ["UPPER"]  # every file that does not collide is ingested
+    assert listing.refused == {
+        "a.csv": "a.csv, a.parquet map to one partition 'a': rename all but one",
+        "a.parquet": "a.csv, a.parquet map to one partition 'a': rename all but one",
+        "ab c.csv": "ab c.csv, ab_c.csv map to one partition 'ab_c': rename all but one",
+        "ab_c.csv": "ab c.csv, ab_c.csv map to one partition 'ab_c': rename all but one"}
+    assert listing.ignored == {
+        ".a.csv.tmp": "hidden: a file being written is named with a leading '.' until complete",
+        "notes.txt": "not a landed file type (expected .csv, .csv.gz, .parquet, in any case)"}
+
+
+def test_a_gzipped_csv_reads_like_the_csv_and_a_cut_one_is_named(tmp_path):
+    import gzip
+
+    frame = credit_day(0, 50)
+    plain = write_frame(frame, tmp_path / "d.csv")
+    packed = tmp_path / "d2.CSV.gz"
+    packed.write_bytes(gzip.compress(plain.read_bytes()))
+    pd.testing.assert_frame_equal(read_landed(packed), read_landed(plain))
+    cut = tmp_path / "d3.csv.gz"
+    cut.write_bytes(packed.read_bytes()[:200])
+    with pytest.raises(LandedFileError, match="^d3.csv.gz: not a complete gzip file"):
+        read_landed(cut)
 
 
 def test_a_parquet_file_without_rows_is_named(tmp_path):
