@@ -105,6 +105,10 @@ class Spec:
     # Folder of landed files; a relative path is taken under $MLPLATFORM_HOME/landing.
     landing: str | None = None
     file_formats: tuple[str, ...] = ("csv", "parquet")
+    # Bounded work per landed file: a larger one is refused in seconds, naming the limit, before it is parsed.
+    max_file_bytes: int = 2_000_000_000
+    max_columns: int = 1_000
+    max_rows: int = 20_000_000
     max_bad_row_share: float = 0.05
     feature_service_version: int = 1
     parity_sample_size: int = 200

@@ -42,19 +42,20 @@ def raw_asset(spec: Spec, sources: Sources) -> dg.AssetsDefinition:
     raw_key = key(spec, "raw")
 
     @dg.asset(key=raw_key, partitions_def=file_partitions(spec), group_name=GROUP,
-              code_version=sources.version("mlplatform.lib.data.landing", config=spec.file_formats),
+              code_version=sources.version("mlplatform.lib.data.landing", config=(
+                  spec.file_formats, spec.max_file_bytes, spec.max_columns, spec.max_rows)),
               kinds={"pandas", "file"},
               check_specs=[dg.AssetCheckSpec("readable", asset=raw_key, blocking=True,
                                              description="The landed file is a readable CSV or Parquet table")])
     def raw(context: dg.AssetExecutionContext, landing: LandingZone, quarantine: Quarantine) -> Iterator:
         """The landed file as read, with its content hash as data version."""
-        from mlplatform.lib.data.landing import LandedFileError, content_hash, read_landed
+        from mlplatform.lib.data.landing import LandedFileError, Limits, content_hash, read_landed
 
         path = landing.path(spec, context.partition_key)
         digest = content_hash(path) if path.exists() else "missing"
         meta: dict[str, Any] = {"path": dg.MetadataValue.path(str(path)), "sha256": digest}
         try:
-            frame = read_landed(path)
+            frame = read_landed(path, Limits(spec.max_file_bytes, spec.max_columns, spec.max_rows))
         except LandedFileError as err:
             kept = quarantine.keep_file(spec, context.partition_key, path)
             meta["quarantined_copy"] = dg.MetadataValue.path(str(kept)) if kept else "none"

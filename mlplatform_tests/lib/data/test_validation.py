@@ -198,3 +198,33 @@ def test_what_the_platform_writes_is_not_world_readable(tmp_path):
     for made in (path, path.parent, path.parent.parent):
         mode = stat.S_IMODE(os.stat(made).st_mode)
         assert mode & 0o007 == 0, f"{made} is {oct(mode)}"
+
+
+def test_a_file_over_a_limit_is_refused_before_it_is_parsed_naming_the_limit(tmp_path):
+    import gzip
+
+    from mlplatform.lib.data.landing import Limits
+
+    wide = tmp_path / "wide.csv"
+    with wide.open("w") as out:  # a 1M-column header (parsing it took minutes)
+        out.write(",".join(f"c{i}" for i in range(1_000_000)) + "\n" + ",".join("1" * 1_000_000) + "\n")
+    with pytest.raises(LandedFileError, match=r"^wide.csv: the header line is longer than 1048576 bytes"):
+        read_landed(wide)  # from the first MB of the file: nothing else of it is read
+    (tmp_path / "cols.csv").write_text(",".join(f"c{i}" for i in range(1001)) + "\n" + ",".join("1" * 1001) + "\n")
+    with pytest.raises(LandedFileError, match=r"^cols.csv: 1001 columns: more than the limit of 1000 "
+                                              r"\(Spec.max_columns\)$"):
+        read_landed(tmp_path / "cols.csv")
+    frame = credit_day(0, 50)
+    csv, parquet = write_frame(frame, tmp_path / "d.csv"), write_frame(frame, tmp_path / "d.parquet")
+    for path in (csv, parquet):
+        with pytest.raises(LandedFileError, match=rf"^{path.name}: 50 rows: more than the limit of 10"):
+            read_landed(path, Limits(max_rows=10))
+        with pytest.raises(LandedFileError, match=r"bytes: more than the limit of 100 \(Spec.max_file_bytes\)$"):
+            read_landed(path, Limits(max_bytes=100))
+    with pytest.raises(LandedFileError, match=r"^d.parquet: 14 columns: more than the limit of 5"):
+        read_landed(parquet, Limits(max_columns=5))
+    bomb = tmp_path / "bomb.csv.gz"  # 10 MB of zeros inflate from a few kB
+    bomb.write_bytes(gzip.compress(b"x\n" + b"0\n" * 5_000_000))
+    with pytest.raises(LandedFileError, match="more than 1000000 bytes once decompressed"):
+        read_landed(bomb, Limits(max_bytes=1_000_000))
+    assert len(read_landed(csv)) == len(read_landed(parquet)) == 50  # within the defaults
