@@ -17,6 +17,8 @@ from mlplatform.resources import (
     LandingZone,
     MlflowTracking,
     Quarantine,
+    RunLock,
+    RunStorage,
 )
 from mlplatform.settings import PROJECT, Settings, get_settings, protect_created_files
 from mlplatform.specs import SPECS, Spec
@@ -38,7 +40,7 @@ class Resources(TypedDict):
     artifacts: Artifacts
     bentos: BentoStore
     deployment: DeploymentTarget
-    io_manager: dg.FilesystemIOManager
+    io_manager: RunStorage
 
 
 def resources(settings: Settings) -> Resources:
@@ -56,7 +58,8 @@ def resources(settings: Settings) -> Resources:
                                        feast_dir=str(settings.feast_dir),
                                        feast_online_store=settings.feast_online_store,
                                        redis_connection=settings.redis_connection),
-        "io_manager": dg.FilesystemIOManager(base_dir=str(settings.io_dir)),
+        "io_manager": RunStorage(base_dir=str(settings.io_dir), lock=RunLock(
+            path=str(settings.home / ".run.lock"), timeout_s=settings.run_lock_timeout)),
     }
 
 

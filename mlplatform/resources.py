@@ -188,3 +188,55 @@ class DeploymentTarget(dg.ConfigurableResource):
                 return error_rate(answer.read().decode())
         except OSError:
             return None
+
+
+class RunLock(dg.ConfigurableResource):
+    """The home's lock, held for a whole run: the embedded stores (sqlite MLflow and Feast, asset values stored by
+    asset key) are single-writer, so two runs of one home never overlap, whoever starts them (the daemon, a command,
+    the UI). A second run waits for the first, saying which one it waits for, and fails after `timeout_s`."""
+
+    path: str
+    timeout_s: int = 1800
+    _handle: Any = PrivateAttr(default=None)
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        import fcntl
+        import os
+        import time
+
+        Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        handle = open(self.path, "a+")  # noqa: SIM115 - held until the run ends (teardown_after_execution)
+        deadline, said = time.monotonic() + self.timeout_s, 0.0
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                holder = Path(self.path).read_text().strip() or "another process"
+                if time.monotonic() > deadline:
+                    handle.close()
+                    raise RuntimeError(f"this home's runs do not overlap (single-writer embedded stores), and "
+                                       f"{holder} still runs after {self.timeout_s} s; try again when it ends"
+                                       ) from None
+                if time.monotonic() - said >= 60 and context.log is not None:
+                    context.log.warning(f"waiting for {holder} to end: runs of one home do not overlap")
+                    said = time.monotonic()
+                time.sleep(0.5)
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"run {context.run_id} (pid {os.getpid()})\n")
+        handle.flush()
+        self._handle = handle
+
+    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
+        if self._handle is not None:
+            self._handle.truncate(0)
+            self._handle.close()  # closing releases the lock
+            self._handle = None
+
+
+class RunStorage(dg.FilesystemIOManager):
+    """Asset values on the local file system (FilesystemIOManager), with the home's run lock held for the run: every
+    run that materializes anything stores through it."""
+
+    lock: RunLock

@@ -47,6 +47,8 @@ class Settings:
     # seconds between the daemon's automation evaluations: an ingested file waits up to this long before its
     # drift run and the training chain are asked for; each evaluation costs about half a second of CPU
     automation_interval: int = 10
+    # seconds a run waits for another run of this home to end (the embedded stores are single-writer) before failing
+    run_lock_timeout: int = 1800
 
     @property
     def dagster_home(self) -> Path:
@@ -107,6 +109,9 @@ class Settings:
             if not raw.isdigit() or not 0 < int(raw) < 65536:
                 raise SettingsError(f"MLPLATFORM_{name.upper()}_PORT={raw!r}: expected a port number (1-65535)")
             ports[name] = int(raw)
+        lock = environ.get("MLPLATFORM_RUN_LOCK_TIMEOUT", str(cls.run_lock_timeout))
+        if not lock.isdigit():
+            raise SettingsError(f"MLPLATFORM_RUN_LOCK_TIMEOUT={lock!r}: expected whole seconds")
         interval = environ.get("MLPLATFORM_AUTOMATION_INTERVAL", str(cls.automation_interval))
         if not interval.isdigit() or not 1 <= int(interval) <= 86400:
             raise SettingsError(f"MLPLATFORM_AUTOMATION_INTERVAL={interval!r}: expected whole seconds (1-86400)")
@@ -122,6 +127,7 @@ class Settings:
             staging_port=ports["staging"],
             production_port=ports["production"],
             automation_interval=int(interval),
+            run_lock_timeout=int(lock),
         )
 
     def environ(self) -> dict[str, str]:
@@ -132,7 +138,8 @@ class Settings:
                "MLPLATFORM_PROMOTION": self.promotion, "MLPLATFORM_RETRAINING": self.retraining,
                "MLPLATFORM_STAGING_PORT": str(self.staging_port),
                "MLPLATFORM_PRODUCTION_PORT": str(self.production_port),
-               "MLPLATFORM_AUTOMATION_INTERVAL": str(self.automation_interval)}
+               "MLPLATFORM_AUTOMATION_INTERVAL": str(self.automation_interval),
+               "MLPLATFORM_RUN_LOCK_TIMEOUT": str(self.run_lock_timeout)}
         return env | ({"MLFLOW_TRACKING_URI": self.mlflow_uri} if self.mlflow_uri else {})
 
     def export(self) -> None:

@@ -37,14 +37,21 @@ def _failures(result: Any) -> str:  # an ExecuteInProcessResult or the result of
     if checks:
         return "; ".join(f"check {c.asset_key.to_user_string()}:{c.check_name} failed: {c.description}" for c in checks)
     steps = [e for e in result.all_events if e.is_step_failure]
-    return "; ".join(f"{e.step_key}: {_root_message(e.step_failure_data.error)}" for e in steps) or "failed"
+    if steps:
+        return "; ".join(f"{e.step_key}: {_root_message(e.step_failure_data.error)}" for e in steps)
+    # the run failed before any step (e.g. a resource could not start): its own error says why
+    runs = [e.event_specific_data.error for e in result.all_events
+            if e.is_run_failure and getattr(e.event_specific_data, "error", None) is not None]
+    return "; ".join(_root_message(error, bare=True) for error in runs) or "failed"
 
 
-def _root_message(error: Any) -> str:
-    """The innermost cause's message (Dagster wraps user errors in an 'Error occurred while executing op')."""
+def _root_message(error: Any, bare: bool = False) -> str:
+    """The innermost cause's message (Dagster wraps user errors in an 'Error occurred while executing op');
+    `bare`: without the exception's class name in front."""
     while error.cause is not None:
         error = error.cause
-    return error.message.strip().splitlines()[-1] if error.message.strip() else error.cls_name
+    message = error.message.strip().splitlines()[-1] if error.message.strip() else error.cls_name
+    return message.removeprefix(f"{error.cls_name}: ") if bare else message
 
 
 def _trained(result: dg.ExecuteInProcessResult) -> str:
