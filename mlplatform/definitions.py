@@ -59,7 +59,7 @@ def resources(settings: Settings) -> Resources:
                                        feast_online_store=settings.feast_online_store,
                                        redis_connection=settings.redis_connection),
         "io_manager": RunStorage(base_dir=str(settings.io_dir), lock=RunLock(
-            path=str(settings.home / ".run.lock"), timeout_s=settings.run_lock_timeout)),
+            path=str(settings.run_lock), timeout_s=settings.run_lock_timeout)),
     }
 
 
@@ -78,7 +78,7 @@ def build_definitions(specs: Sequence[Spec], settings: Settings, sources: Source
         all_sensors += [sensors.landing_sensor(spec, ingest), sensors.retrain_sensor(spec, train, settings.retraining),
                         sensors.rollback_sensor(spec, back)]
         schedules.append(sensors.monitoring_schedule(spec, watch))
-    all_sensors.append(sensors.automation_sensor(settings.automation_interval))
+    all_sensors += [sensors.automation_sensor(settings.automation_interval), sensors.dead_run_sensor(settings.run_lock)]
     return dg.Definitions(assets=assets, jobs=all_jobs, sensors=all_sensors, schedules=schedules,
                           resources=resources(settings), executor=EXECUTOR)
 

@@ -3,6 +3,7 @@ triggers, and the automation sensor for everything downstream."""
 
 import json
 from datetime import timedelta
+from pathlib import Path
 from typing import Any, cast
 
 import dagster as dg
@@ -12,7 +13,7 @@ from mlplatform.jobs import INGEST_ASSETS, AssetJob, rollback_op
 from mlplatform.lib.monitoring import triggers
 from mlplatform.orchestration import freshness
 from mlplatform.partitions import file_partitions
-from mlplatform.resources import DeploymentTarget, LandingZone
+from mlplatform.resources import DeploymentTarget, LandingZone, MlflowTracking
 from mlplatform.specs import Spec
 
 HISTORY = 1000  # newest materializations read per monitoring asset
@@ -64,6 +65,27 @@ def landing_sensor(spec: Spec, job: AssetJob) -> dg.SensorDefinition:
         return dg.SensorResult(run_requests=requests, dynamic_partitions_requests=dynamic, cursor=json.dumps(seen))
 
     return watch
+
+
+def dead_run_sensor(lock: Path) -> dg.SensorDefinition:
+    """`lock`: the home's run lock (Settings.run_lock)."""
+
+    @dg.sensor(name="dead_run_sensor", minimum_interval_seconds=60, default_status=dg.DefaultSensorStatus.RUNNING)
+    def dead_runs(context: dg.SensorEvaluationContext, mlflow: MlflowTracking) -> dg.SkipReason:
+        """Marks failed the runs of this home whose process died (killed, out of memory, a restart): they held no
+        lock; their MLflow runs are ended as killed, and they can be re-executed from failure."""
+        from mlplatform.orchestration.dead_runs import end_mlflow_runs, home_is_idle, sweep
+
+        if not home_is_idle(lock):
+            return dg.SkipReason("a run of this home is alive")
+        dead = sweep(context.instance, lock)
+        if dead:  # MLflow is imported only then
+            end_mlflow_runs(mlflow.client(), dead)
+        for run_id in dead:
+            context.log.warning(f"run {run_id} had no process left: marked failed")
+        return dg.SkipReason(f"marked failed: {', '.join(dead)}" if dead else "no dead run")
+
+    return dead_runs
 
 
 def automation_sensor(interval: int) -> dg.AutomationConditionSensorDefinition:

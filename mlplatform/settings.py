@@ -55,6 +55,11 @@ class Settings:
         return self.home / "dagster"
 
     @property
+    def run_lock(self) -> Path:
+        """Held by every run of this home for as long as it lives (runs of one home never overlap)."""
+        return self.home / ".run.lock"
+
+    @property
     def io_dir(self) -> Path:
         return self.home / "dagster" / "storage"
 

@@ -44,7 +44,7 @@ def test_the_project_location_loads_with_documented_assets_groups_checks_jobs_an
     assert jobs == {"ingest_job", "training_job", "promote_job", "monitoring_job", "rollback_job"}
     assert {s.name for s in defs.schedules} == {"credit_monitoring_schedule"}
     assert {s.name for s in defs.sensors} == {"credit_landing_sensor", "credit_retrain_sensor",
-                                              "credit_rollback_sensor", "automation_sensor"}
+                                              "credit_rollback_sensor", "automation_sensor", "dead_run_sensor"}
 
 
 def test_every_job_resolves_to_the_documented_steps(tmp_path):
@@ -74,7 +74,8 @@ def test_two_specs_build_side_by_side_without_collisions(tmp_path):
                     for base in ("ingest", "training", "promote", "monitoring", "rollback")}
     assert defs.resolve_job_def("churn_ingest_job").partitions_def.name == "churn_files"
     assert {s.name for s in defs.sensors} == {f"{name}_{kind}_sensor" for name in ("credit", "churn")
-                                              for kind in ("landing", "retrain", "rollback")} | {"automation_sensor"}
+                                              for kind in ("landing", "retrain", "rollback")} | {
+        "automation_sensor", "dead_run_sensor"}
 
 
 def test_a_second_spec_ingests_its_own_files_with_no_new_code(tmp_path):

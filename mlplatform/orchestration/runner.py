@@ -8,7 +8,7 @@ import dagster as dg
 
 from mlplatform import jobs
 from mlplatform.assets._shared import key
-from mlplatform.definitions import build_definitions
+from mlplatform.definitions import build_definitions, resources
 from mlplatform.lib.data.landing import content_hash
 from mlplatform.partitions import file_partitions
 from mlplatform.settings import Settings
@@ -92,12 +92,23 @@ def landing_folder(defs: dg.Definitions, spec: Spec) -> Path:
     return defs.resources["landing"].folder(spec)
 
 
+def sweep_dead_runs(settings: Settings, instance: dg.DagsterInstance) -> list[str]:
+    """Runs of this home whose process died, marked failed (their MLflow runs ended as killed)."""
+    from mlplatform.orchestration.dead_runs import end_mlflow_runs, sweep
+
+    dead = sweep(instance, settings.run_lock)
+    if dead:  # MLflow is imported only then
+        end_mlflow_runs(resources(settings)["mlflow"].client(), dead)
+    return dead
+
+
 def ingest_and_train(spec: Spec, settings: Settings, only: list[str] | None, train: bool,
                      force: bool = False) -> Outcome:
     """Add landed files as partitions, ingest each new or changed one (a bad one fails alone), then train."""
     defs = build_definitions(SPECS, settings)
     primary = spec == SPECS[0]
     instance = dg.DagsterInstance.get()
+    sweep_dead_runs(settings, instance)
     assert defs.resources is not None
     listing = defs.resources["landing"].listing(spec)
     files = {k: p for k, p in listing.files.items() if only is None or k in only}
@@ -136,6 +147,7 @@ def job_for_reexecution(job_name: str, environ: dict[str, str]) -> dg.JobDefinit
 
 def reexecute_from_failure(run_id: str, settings: Settings, instance: dg.DagsterInstance) -> tuple[bool, str]:
     """Re-execute a failed run's failed and skipped steps, reusing the outputs of the steps that succeeded."""
+    sweep_dead_runs(settings, instance)  # a run whose process was killed is marked failed: it can be retried
     run = instance.get_run_by_id(run_id)
     if run is None:
         raise ValueError(f"no run {run_id!r} in the instance at {instance.root_directory}")
@@ -146,7 +158,9 @@ def reexecute_from_failure(run_id: str, settings: Settings, instance: dg.Dagster
     job = dg.build_reconstructable_job("mlplatform.orchestration.runner", "job_for_reexecution",
                                        reconstructable_args=args)  # type: ignore[arg-type]
     options = dg.ReexecutionOptions.from_failure(run_id, instance)
-    with dg.execute_job(job, instance=instance, reexecution_options=options, raise_on_error=False) as result:
+    partition = {k: v for k, v in run.tags.items() if k.startswith("dagster/partition")}  # not carried over else
+    with dg.execute_job(job, instance=instance, reexecution_options=options, tags=partition,
+                        raise_on_error=False) as result:
         steps = sorted({cast(str, e.step_key) for e in result.all_events if e.is_step_start})  # set on step events
         outcome = "ok" if result.success else _failures(result)
         return result.success, f"run {result.run_id} re-executed {', '.join(steps)}: {outcome}"

@@ -1,0 +1,59 @@
+"""Runs whose process died (killed, out of memory, a reboot) stay STARTED in Dagster and RUNNING in MLflow.
+
+A run of a home holds the home's lock for as long as its process lives (`resources.RunLock`), so when nothing holds
+the lock, a run marked as started (for longer than a live run takes to take the lock) has no process left: it is
+marked failed, naming why, and the MLflow runs it opened are ended as killed. Then `mlplatform retry` (or the UI's
+re-execution) can take it up. The daemon sweeps with `dead_run_sensor`; the commands that run jobs sweep first.
+"""
+
+import fcntl
+import time
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+
+# A run takes the lock as it starts (its resources, before any step): a run started this recently may not have it yet.
+# (A run still STARTING, its process loading the code, holds no lock yet: it is never judged here.)
+GRACE_S = 120.0
+KILLED = ("its process ended without finishing (killed, out of memory, or the machine restarted): no process holds "
+          "this home's run lock")
+
+
+def home_is_idle(lock_path: Path) -> bool:
+    """Whether no live process holds the home's run lock (taken and released at once to find out)."""
+    if not lock_path.exists():
+        return True
+    with lock_path.open("a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        fcntl.flock(handle, fcntl.LOCK_UN)
+    return True
+
+
+def sweep(instance: dg.DagsterInstance, lock_path: Path, grace_s: float = GRACE_S) -> list[str]:
+    """Mark the dead runs of the home failed; returns their ids (for `end_mlflow_runs`)."""
+    if not home_is_idle(lock_path):
+        return []
+    now, dead = time.time(), []
+    for record in instance.get_run_records(dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED])):
+        since = max(record.start_time or 0.0, record.update_timestamp.timestamp())  # when it became STARTED
+        if now - since < grace_s or not home_is_idle(lock_path):  # too young, or a run has just taken the lock
+            continue
+        instance.report_run_failed(record.dagster_run, message=f"run {record.dagster_run.run_id}: {KILLED}")
+        dead.append(record.dagster_run.run_id)
+    return dead
+
+
+def end_mlflow_runs(client: Any, run_ids: list[str]) -> list[str]:
+    """End the MLflow runs still RUNNING that these Dagster runs opened, as KILLED; returns the MLflow run ids."""
+    experiments = [e.experiment_id for e in client.search_experiments()]
+    ended = []
+    for run_id in run_ids:
+        query = f"tags.`dagster.run_id` = '{run_id}' and attributes.status = 'RUNNING'"
+        for run in client.search_runs(experiments, filter_string=query) if experiments else []:
+            client.set_terminated(run.info.run_id, status="KILLED")
+            ended.append(run.info.run_id)
+    return ended
