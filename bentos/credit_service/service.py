@@ -14,7 +14,7 @@ from typing import Annotated, Any, cast
 import bentoml
 from pydantic import BaseModel, Field
 
-from mlplatform.serving import auth, hotpath, online, predlog, request
+from mlplatform.serving import auth, hotpath, logs, online, predlog, request
 from mlplatform.serving.answer import Answers, unscorable
 from mlplatform.serving.metrics import PredictionMetrics
 from mlplatform.serving.scorer import Scorer
@@ -31,6 +31,7 @@ class ServiceArgs(BaseModel):
 
 
 args = bentoml.use_arguments(ServiceArgs)
+logs.quiet_client_errors()  # a 400 is one log line, not a traceback
 SETTINGS = ServingSettings.from_env(args.env)
 SPEC = next(s for s in SPECS if s.name == args.spec)
 Row = request.row_model(SPEC)

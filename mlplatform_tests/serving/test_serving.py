@@ -277,6 +277,23 @@ def test_a_body_that_is_not_json_is_a_415_not_a_server_error(service, path):
                        ).status_code != 415
 
 
+def test_a_bad_request_is_one_log_line_not_a_traceback(service, caplog):
+    import logging
+
+    from mlplatform.serving.logs import HTTP_APP_LOGGER
+
+    client, _, _ = service
+    with caplog.at_level(logging.ERROR, logger=HTTP_APP_LOGGER):
+        assert client.post("/predict_entity", json={"entity_ids": ["x"]}).status_code == 400
+        assert client.post("/predict_entity", json={"entity_ids": [987654321]}).status_code == 404
+    records = [r for r in caplog.records if r.name == HTTP_APP_LOGGER]
+    assert len(records) == 2 and all(r.exc_info is None and r.exc_text is None for r in records)
+    first, second = (r.getMessage() for r in records)
+    assert first.startswith("Exception on /predict_entity [POST]: 400 ValidationError: 1 validation error")
+    assert second.startswith("Exception on /predict_entity [POST]: 404 NotFound: unknown customer_id")
+    assert "\n" not in first + second
+
+
 def test_info_names_the_served_version_and_health_is_open(service):
     client, _, built = service
     info = client.post("/info", json={}).json()
