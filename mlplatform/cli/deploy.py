@@ -57,16 +57,26 @@ def _print_status(s: dict) -> None:
 
 @app.command()
 def status(as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False) -> None:
-    """What serves where: per environment the router, the record, the strategy and each backend's version."""
+    """What serves where: per environment the router, the record, the strategy and each backend's version. Exits 1
+    when something deployed is down (a router, a primary or candidate backend) or a record has a problem."""
     import json
 
     deployer = env_deployer()
     states = [deployer.status(env) for env in ("staging", "production")]
     if as_json:
         typer.echo(json.dumps(states, indent=2))
-        return
-    for state in states:
-        _print_status(state)
+    else:
+        for state in states:
+            _print_status(state)
+    raise typer.Exit(1 if any(_down(s) for s in states) else 0)
+
+
+def _down(state: dict) -> bool:
+    """A deployed environment whose router or a serving backend (not the standby) is down, or whose record is bad."""
+    if state.get("deployed", True) is None:
+        return bool(state["problem"])
+    serving = [b for b in state["backends"] if b["role"] in ("primary", "candidate")]
+    return bool(state["problem"]) or state["router"] != "up" or not all(b["up"] for b in serving)
 
 
 @app.command()

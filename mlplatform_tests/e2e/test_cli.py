@@ -138,8 +138,11 @@ def test_a_release_from_landed_files_to_production_and_back_through_the_command_
     assert audit[-1].endswith("champion 3 → 1: complaints") and " by " in audit[-1]
 
     run([mlp, "stop", "production"], home)
+    down = run([mlp, "status"], home, check=False)
+    assert down.returncode == 1 and "router down" in down.stdout  # a deployed environment that does not serve
     restarted = run([mlp, "serve", "--env", "production"], home)  # after a reboot: from the record
     assert "router up" in restarted.stdout and served_version(home, "production") == "1"
+    assert run([mlp, "status"], home).returncode == 0
 
     again = run([mlp, "reproduce", "1"], home)
     assert "credit_model v1: re-trained from training set" in again.stdout
