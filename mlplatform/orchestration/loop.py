@@ -128,8 +128,10 @@ class Loop:
         for sensor in self.defs.sensors:
             if isinstance(sensor, dg.AutomationConditionSensorDefinition):
                 continue
-            context = dg.build_sensor_context(instance=self.instance, definitions=self.defs,
-                                              resources=self.defs.resources, cursor=self.cursors[sensor.name])
+            # the resources the sensor asks for, only (the IO manager would take the home's run lock)
+            resources = {k: v for k, v in (self.defs.resources or {}).items() if k in sensor.required_resource_keys}
+            context = dg.build_sensor_context(instance=self.instance, definitions=self.defs, resources=resources,
+                                              cursor=self.cursors[sensor.name])
             # the sensor's function, as the daemon calls it; partitions are added below. The project's sensors
             # return a SensorResult or skip.
             data = cast(dg.SensorResult | dg.SkipReason | None, sensor(context))

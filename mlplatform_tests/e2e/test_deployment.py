@@ -335,8 +335,8 @@ def test_a_champion_that_does_worse_live_than_the_one_it_replaced_is_rolled_back
         sensor = defs.resolve_sensor_def("credit_rollback_sensor")
 
         def tick():  # noqa: ANN202
-            return sensor.evaluate_tick(dg.build_sensor_context(instance=instance, definitions=defs,
-                                                                resources=defs.resources))
+            return sensor.evaluate_tick(dg.build_sensor_context(instance=instance, definitions=defs, resources={
+                k: v for k, v in defs.resources.items() if k in sensor.required_resource_keys}))
 
         assert tick().skip_message.startswith("not enough labelled rows yet to compare v2 (0) with v1 (0)")
         write_frame(pd.concat([before, after]).drop(columns="score"), settings.landing_root / "credit" / "outcomes.csv")
