@@ -8,7 +8,7 @@ from mlplatform.lib.data.demo import CORRUPTIONS, corrupt, credit_day, write_cor
 from mlplatform.lib.data.landing import content_hash
 from mlplatform.lib.data.validation import FAILURES_COLUMN
 
-FILE_LEVEL = {"empty", "truncated-parquet", "truncated-csv", "bad-header", "not-data"}
+FILE_LEVEL = {"empty", "truncated-parquet", "truncated-csv", "bad-header", "not-data", "wide-header", "truncated-gzip"}
 
 
 def failed_checks(result) -> dict[str, str]:  # noqa: ANN001

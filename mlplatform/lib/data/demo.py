@@ -1,5 +1,6 @@
 """The demo dataset: credit-default applications with real signal, one landed file per day."""
 
+from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -23,6 +24,8 @@ CORRUPTIONS: dict[str, str] = {
     "truncated-csv": "a CSV file cut off halfway, in the middle of a line",
     "bad-header": "a CSV whose header row is garbled",
     "not-data": "binary content that is not a table at all",
+    "wide-header": "a CSV whose header names a million columns",
+    "truncated-gzip": "a gzipped CSV cut off halfway",
 }
 _HOME = np.array(["rent", "own", "mortgage", "other"])
 _PURPOSE = np.array(["debt_consolidation", "car", "home_improvement", "education", "medical", "other"])
@@ -126,33 +129,69 @@ def write_frame(frame: pd.DataFrame, path: Path) -> Path:
     return path
 
 
+def _empty(frame: pd.DataFrame, stem: Path) -> Path:
+    path = stem.with_suffix(".csv")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"")
+    return path
+
+
+def _cut(path: Path) -> Path:
+    """The file cut off halfway, never on a line end."""
+    data = path.read_bytes()
+    cut = len(data) // 2
+    path.write_bytes(data[: cut if data[cut - 1:cut] != b"\n" else cut + 1])
+    return path
+
+
+def _bad_header(frame: pd.DataFrame, stem: Path) -> Path:
+    path = write_frame(frame, stem.with_suffix(".csv"))
+    lines = path.read_text().splitlines(keepends=True)
+    lines[0] = lines[0].replace(",", ";").replace("_", " ")
+    path.write_text("".join(lines))
+    return path
+
+
+def _not_data(frame: pd.DataFrame, stem: Path) -> Path:
+    path = stem.with_suffix(".csv")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + np.random.default_rng(0).bytes(2048))
+    return path
+
+
+def _wide_header(frame: pd.DataFrame, stem: Path) -> Path:
+    path = stem.with_suffix(".csv")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(",".join(f"c{i}" for i in range(1_000_000)) + "\n" + ",".join("1" * 1_000_000) + "\n")
+    return path
+
+
+def _truncated_gzip(frame: pd.DataFrame, stem: Path) -> Path:
+    import gzip
+
+    plain = write_frame(frame, stem.with_suffix(".csv"))
+    path = stem.with_name(f"{stem.name}.csv.gz")
+    path.write_bytes(gzip.compress(plain.read_bytes()))
+    plain.unlink()
+    return _cut(path)
+
+
+FILE_DEFECTS: dict[str, Callable[[pd.DataFrame, Path], Path]] = {
+    "empty": _empty,
+    "truncated-parquet": lambda frame, stem: _cut(write_frame(frame, stem.with_suffix(".parquet"))),
+    "truncated-csv": lambda frame, stem: _cut(write_frame(frame, stem.with_suffix(".csv"))),
+    "bad-header": _bad_header,
+    "not-data": _not_data,
+    "wide-header": _wide_header,
+    "truncated-gzip": _truncated_gzip,
+}
+
+
 def write_corrupt(frame: pd.DataFrame, kind: str, path_stem: Path, share: float = 0.1) -> Path:
     """Write one landed file with the defect `kind`; returns its path."""
-    if kind == "empty":
-        path = path_stem.with_suffix(".csv")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(b"")
-    elif kind == "truncated-parquet":
-        path = write_frame(frame, path_stem.with_suffix(".parquet"))
-        data = path.read_bytes()
-        path.write_bytes(data[: len(data) // 2])
-    elif kind == "truncated-csv":
-        path = write_frame(frame, path_stem.with_suffix(".csv"))
-        data = path.read_bytes()
-        cut = len(data) // 2
-        path.write_bytes(data[: cut if data[cut - 1:cut] != b"\n" else cut + 1])  # never on a line end
-    elif kind == "bad-header":
-        path = write_frame(frame, path_stem.with_suffix(".csv"))
-        lines = path.read_text().splitlines(keepends=True)
-        lines[0] = lines[0].replace(",", ";").replace("_", " ")
-        path.write_text("".join(lines))
-    elif kind == "not-data":
-        path = path_stem.with_suffix(".csv")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(b"\x89PNG\r\n\x1a\n" + np.random.default_rng(0).bytes(2048))
-    else:
-        path = write_frame(corrupt(frame, kind, share), path_stem.with_suffix(".csv"))
-    return path
+    if kind in FILE_DEFECTS:
+        return FILE_DEFECTS[kind](frame, path_stem)
+    return write_frame(corrupt(frame, kind, share), path_stem.with_suffix(".csv"))
 
 
 def write_demo_data(

@@ -3,7 +3,7 @@ import pandas as pd
 import pytest
 
 from mlplatform.lib.data.demo import CORRUPTIONS, credit_day, write_demo_data
-from mlplatform.lib.data.landing import read_landed
+from mlplatform.lib.data.landing import partition_key, read_landed
 from mlplatform.lib.data.validation import validate_landed
 from mlplatform.specs import CREDIT
 
@@ -42,7 +42,7 @@ def test_drift_shifts_features_and_the_label_relationship():
 def test_each_corruption_writes_one_named_file_after_the_days(tmp_path, kind):
     paths = write_demo_data(tmp_path, days=2, rows_per_day=100, corrupt_kind=kind)
     assert len(paths) == 3
-    assert paths[-1].stem == f"2026-01-03_corrupt-{kind}"
+    assert partition_key(paths[-1]) == f"2026-01-03_corrupt-{kind}"
 
 
 def test_unknown_corruption_names_the_choices(tmp_path):

@@ -89,6 +89,10 @@ def test_valid_rows_come_out_typed_for_the_contract():
                      "land it under a name starting with '.' and rename it when complete)",
     "bad-header": "x.csv: rows have more fields than the header (1 names): bad header or delimiter",
     "not-data": "x.csv: binary content, not a CSV text file",
+    "wide-header": "x.csv: the header line is longer than 1048576 bytes: not a header a contract can have (at most "
+                   "1000 columns, Spec.max_columns)",
+    "truncated-gzip": "x.csv.gz: not a complete gzip file: Compressed file ended before the end-of-stream marker "
+                      "was reached",
 }.items())
 def test_unreadable_files_raise_a_message_naming_file_and_defect(tmp_path, kind, message):
     path = write_corrupt(credit_day(0, 100), kind, tmp_path / "x")
