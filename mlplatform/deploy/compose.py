@@ -62,7 +62,8 @@ def project(record: Record, keys_file: Path, host_port: int) -> tuple[dict[str, 
                 "secrets": {"api_keys": {"file": str(Path(keys_file).resolve())}}}
     updates = {role: b.model_copy(update={"host": role, "port": CONTAINER_PORT, "pid": 0,
                                           "bento_path": BENTO_IN_IMAGE}) for role, b in roles.items()}
-    routed = record.model_copy(update={"primary": updates["primary"], "candidate": updates.get("candidate")})
+    routed = record.model_copy(update={"primary": updates["primary"], "candidate": updates.get("candidate"),
+                                       "standby": None})  # a standby is a process of the embedded deployer
     return document, routed
 
 

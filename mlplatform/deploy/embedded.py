@@ -200,6 +200,7 @@ class EmbeddedDeployer(Deployer):
 
     def _switch(self, env: str, before: Record | None, record: Record, action: str, reason: str,
                 extra: dict[str, Any] | None = None) -> Record:
+        record = record.model_copy(update={"standby": warm_standby(before, record)})
         self.deployments.write(record)
         try:
             self.ensure_router(env)
@@ -217,11 +218,9 @@ class EmbeddedDeployer(Deployer):
                 if before is None or b not in before.backends():
                     self.stop(b)
             raise
-        # The previous primary stays up as a warm standby (a rollback then moves traffic back at once); every
-        # other backend the environment ever started that still runs is stopped.
-        keep = {b.pid for b in record.backends()}
-        if before is not None and before.primary.pid not in keep and serving(before.primary):
-            keep.add(before.primary.pid)
+        # The previous primary stays up as a warm standby (a rollback then moves traffic back at once, and the router
+        # answers with it when the primary dies); every other backend the environment started that still runs stops.
+        keep = {b.pid for b in record.backends()} | ({record.standby.pid} if record.standby else set())
         stale = [b for b in self.running(env) if b.pid not in keep]
         if stale:
             time.sleep(GRACE_S)  # requests already sent to the old backend finish there
@@ -310,7 +309,10 @@ class EmbeddedDeployer(Deployer):
         return out
 
     def standby(self, env: str, record: Record) -> Backend | None:
-        """The running backend outside `record` (the previous primary: a rollback moves traffic to it at once)."""
+        """The record's warm standby (the previous primary: a rollback moves traffic to it at once), or for a record
+        written before standbys were recorded, the running backend outside it."""
+        if record.standby is not None:
+            return record.standby
         keep = {b.pid for b in record.backends()}
         return next((b for b in self.running(env) if b.pid not in keep), None)
 
@@ -352,6 +354,15 @@ class EmbeddedDeployer(Deployer):
                            for role, b in (("primary", record.primary), ("candidate", record.candidate),
                                            ("standby", self.standby(env, record))) if b]
         return out
+
+
+def warm_standby(before: Record | None, record: Record) -> Backend | None:
+    """What stays up next to `record`: the primary it replaces, else the standby before it, if still serving."""
+    if before is None:
+        return None
+    taken = {b.pid for b in record.backends()}
+    return next((b for b in (before.primary, before.standby) if b is not None and b.pid not in taken and serving(b)),
+                None)
 
 
 def serving(backend: Backend) -> bool:

@@ -49,7 +49,8 @@ class Backend(BaseModel):
 
 
 class Record(BaseModel):
-    """What one environment serves: the primary (answers), and under canary/shadow a candidate."""
+    """What one environment serves: the primary (answers), under canary/shadow a candidate, and the warm standby
+    (the previous primary, still running: it answers when the primary does not answer at all)."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -58,6 +59,7 @@ class Record(BaseModel):
     strategy: Literal["blue_green", "canary", "shadow"] = "blue_green"
     primary: Backend
     candidate: Backend | None = None
+    standby: Backend | None = None
     canary_share: float = Field(default=0.0, ge=0.0, le=1.0)
     created_at: str
     created_by: str

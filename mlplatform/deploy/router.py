@@ -62,6 +62,7 @@ class Router:
         self.shadow_log = deployments.env_dir(env) / "shadow.jsonl"
         self.shadow_slots = asyncio.Semaphore(SHADOW_QUEUE)
         self.shadow_dropped = 0
+        self.failed_over = 0  # the record sequence the router last failed over for
 
     # --- record ----------------------------------------------------------------------------------------------
     def reload(self) -> None:
@@ -108,6 +109,18 @@ class Router:
         assert backend is not None  # a canary record has a candidate (the record validates it)
         try:
             status, answer_headers, content = await self._forward(backend, scope, headers, body, role)
+        except (aiohttp.ClientConnectorError, aiohttp.ServerDisconnectedError) as exc:
+            if role != "primary" or record.standby is None:
+                return await send_json(send, 502, {"error": f"backend {backend.bento_tag} on port {backend.port} "
+                                                         f"did not answer: {type(exc).__name__}"})
+            # the primary is gone (refused, or dropped the connection): the warm standby answers instead
+            backend, role = record.standby, "standby"
+            self._failed_over(record, exc)
+            try:
+                status, answer_headers, content = await self._forward(backend, scope, headers, body, role)
+            except (TimeoutError, aiohttp.ClientError) as again:
+                return await send_json(send, 502, {"error": f"neither the primary nor the standby of {self.env} "
+                                                         f"answered: {type(exc).__name__}, {type(again).__name__}"})
         except (TimeoutError, aiohttp.ClientError) as exc:
             return await send_json(send, 502, {"error": f"backend {backend.bento_tag} on port {backend.port} did not "
                                                      f"answer: {type(exc).__name__}"})
@@ -119,6 +132,22 @@ class Router:
         await send({"type": "http.response.body", "body": content})
         if record.strategy == "shadow" and record.candidate is not None and scope["method"] == "POST":
             self._mirror(record.candidate, scope, headers, body, content)
+
+    def _failed_over(self, record: Record, exc: Exception) -> None:
+        """The first failover of a record is logged and audited (`mlplatform audit`); `mlplatform status` shows
+        the primary DOWN until `mlplatform serve` restarts it."""
+        if self.failed_over == record.sequence:
+            return
+        self.failed_over = record.sequence
+        assert record.standby is not None
+        reason = (f"primary {record.primary.bento_tag} (v{record.primary.model_version}, port {record.primary.port}) "
+                  f"does not answer ({type(exc).__name__}): the standby v{record.standby.model_version} answers")
+        log.error("%s", reason)
+        try:
+            self.deployments.audit("failover", self.env, reason, record, record.model_copy(
+                update={"primary": record.standby, "standby": None}), who="router")
+        except OSError as err:  # the answer matters more than the audit line
+            log.error("could not write the failover to the audit log: %s", err)
 
     def state(self, headers: dict[bytes, bytes]) -> dict[str, Any]:
         """What the router serves; where it runs from (home, pid) and its problem only for a key of the

@@ -282,6 +282,32 @@ def test_every_answered_prediction_is_in_the_log_even_after_the_server_is_killed
     assert set(answered) | more <= {e["request_id"] for e in read_day(folder, day)}
 
 
+def test_when_the_primary_dies_the_standby_answers_at_once_and_serve_restarts_it_keeping_the_standby(rig):
+    import os
+    import signal
+
+    deployer, v1, v2 = rig
+    deployer.deploy("staging", v1, reason="v1 first")
+    record = deployer.deploy("staging", v2, reason="then v2")
+    assert record.standby is not None and record.standby.model_version == "1"
+    os.kill(record.primary.pid, signal.SIGSTOP)  # the arbiter cannot restart its worker
+    for pid in [*children(record.primary.pid), record.primary.pid]:
+        os.kill(pid, signal.SIGKILL)
+    answers = [predict(deployer, "staging") for _ in range(20)]
+    assert [a.status_code for a in answers] == [200] * 20  # not one 502: the standby answers at once
+    assert {(a.headers["x-mlplatform-answered-by"], a.headers["x-mlplatform-model-version"]) for a in answers} == {
+        ("standby", "1")}
+    failovers = [e for e in deployer.deployments.audit_entries("staging") if e["action"] == "failover"]
+    assert len(failovers) == 1 and failovers[0]["who"] == "router"  # once per record, not per request
+    assert "does not answer" in failovers[0]["reason"] and failovers[0]["to"]["model_version"] == "1"
+    roles = {b["role"]: b["up"] for b in deployer.status("staging")["backends"]}
+    assert roles == {"primary": False, "standby": True}  # and `mlplatform status` exits 1
+    restarted = deployer.ensure_running("staging")  # `mlplatform serve --env staging`
+    assert restarted.primary.model_version == "2" and restarted.primary.pid != record.primary.pid
+    assert restarted.standby is not None and restarted.standby.pid == record.standby.pid  # the standby is kept
+    assert predict(deployer, "staging").headers["x-mlplatform-answered-by"] == "primary"
+
+
 def test_a_torn_last_line_of_a_killed_writer_is_skipped(tmp_path):
     from mlplatform.serving.predlog import PredictionLog, read_day
 
