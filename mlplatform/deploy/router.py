@@ -30,6 +30,7 @@ from mlplatform.serving.predlog import ROLE_HEADER as PREDICTION_LOG_ROLE_HEADER
 from mlplatform.serving.settings import load_api_keys
 
 log = logging.getLogger("mlplatform.router")
+CLIENT_IDLE_S = 75  # > what clients keep an idle connection for
 HOP_BY_HOP = {b"connection", b"keep-alive", b"transfer-encoding", b"te", b"upgrade", b"host", b"content-length",
               b"proxy-connection", b"trailer"}
 SHADOW_QUEUE = 256
@@ -108,7 +109,7 @@ class Router:
         backend = record.candidate if role == "candidate" else record.primary
         assert backend is not None  # a canary record has a candidate (the record validates it)
         try:
-            status, answer_headers, content = await self._forward(backend, scope, headers, body, role)
+            status, answer_headers, content = await self._answer(backend, scope, headers, body, role)
         except (aiohttp.ClientConnectorError, aiohttp.ServerDisconnectedError) as exc:
             if role != "primary" or record.standby is None:
                 return await send_json(send, 502, {"error": f"backend {backend.bento_tag} on port {backend.port} "
@@ -117,7 +118,7 @@ class Router:
             backend, role = record.standby, "standby"
             self._failed_over(record, exc)
             try:
-                status, answer_headers, content = await self._forward(backend, scope, headers, body, role)
+                status, answer_headers, content = await self._answer(backend, scope, headers, body, role)
             except (TimeoutError, aiohttp.ClientError) as again:
                 return await send_json(send, 502, {"error": f"neither the primary nor the standby of {self.env} "
                                                          f"answered: {type(exc).__name__}, {type(again).__name__}"})
@@ -162,6 +163,15 @@ class Router:
             return public
         return public | {"root": str(self.deployments.root), "pid": os.getpid(), "problem": self.problem,
                          "shadow_dropped": self.shadow_dropped}
+
+    async def _answer(self, backend: Backend, scope: dict[str, Any], headers: dict[bytes, bytes], body: bytes,
+                      role: str) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+        """`_forward`, tried once more on a fresh connection when the backend dropped the one it was sent on (a
+        keep-alive connection it had just closed); a backend that refuses connections is not tried again."""
+        try:
+            return await self._forward(backend, scope, headers, body, role)
+        except aiohttp.ServerDisconnectedError:
+            return await self._forward(backend, scope, headers, body, role)
 
     async def _forward(self, backend: Backend, scope: dict[str, Any], headers: dict[bytes, bytes],
                        body: bytes, role: str) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
@@ -234,8 +244,10 @@ def main() -> None:
     parser.add_argument("--host", default="127.0.0.1")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    # a client's idle connection is kept longer than clients keep theirs (httpx, aiohttp, browsers: 5-60 s), so a
+    # client never sends a request on a connection the router is closing at that moment
     uvicorn.run(Router(Deployments(args.root), args.env), host=args.host, port=args.port, log_level="warning",
-                access_log=False, lifespan="on")
+                access_log=False, lifespan="on", timeout_keep_alive=CLIENT_IDLE_S)
 
 
 if __name__ == "__main__":
