@@ -56,6 +56,7 @@ def training_set_asset(spec: Spec, retraining: str, sources: Sources) -> dg.Asse
             return
         import pandera.pandas as pa
 
+        from mlplatform.lib.features.training_set import schema_failures, without_repeats
         from mlplatform.lib.features.training_set import training_set as build_set
         from mlplatform.lib.hashing import frame_version
         from mlplatform.schemas import training_set_schema
@@ -66,6 +67,9 @@ def training_set_asset(spec: Spec, retraining: str, sources: Sources) -> dg.Asse
         labels = {k: v for k, v in labels.items() if v is not None}  # partitions that never passed their gates
         if not labels:
             raise dg.Failure(f"{spec.name}: no partition has validated features yet; ingest a landed file first")
+        labels, repeated = without_repeats(labels, spec)
+        for partition, sentence in repeated.items():
+            context.log.warning(f"{spec.name} partition {partition}: {sentence}")
         frame = build_set(labels, spec, feast.store())
         try:
             frame = training_set_schema(spec).validate(frame, lazy=True)
@@ -77,11 +81,12 @@ def training_set_asset(spec: Spec, retraining: str, sources: Sources) -> dg.Asse
         yield dg.Output(frame, data_version=dg.DataVersion(version), metadata={
             "snapshot": dg.MetadataValue.path(str(snapshot)) if snapshot else "not kept (failed its schema check)",
             "dagster/row_count": len(frame), "partitions": dg.MetadataValue.json(sorted(labels)),
+            "repeated_keys": dg.MetadataValue.json(repeated) if repeated else "none",
             "feature_service": spec.feature_service_name, "data_version": version,
             "label_rate": float(frame[spec.label].mean()) if len(frame) else 0.0})
         yield dg.AssetCheckResult(
             check_name="schema", passed=failures is None,
-            description="valid" if failures is None else f"{len(failures)} failing values",
+            description="valid" if failures is None else schema_failures(failures, frame),
             metadata={"failures": table(failures) if failures is not None else "none"})
 
     return training_set

@@ -70,3 +70,30 @@ def test_training_set_rows_pass_the_pandera_schema(platform):
     frame = result.output_for_node("credit__training_set")
     assert str(frame[CREDIT.timestamp].dtype) == "datetime64[ns, UTC]"
     assert pd.api.types.is_float_dtype(frame["age"]) and frame[CREDIT.label].dtype == "int64"
+
+
+def test_a_file_that_repeats_an_earlier_files_keys_does_not_block_the_training_set(platform):
+    day0 = credit_day(0, 200)
+    platform.land("2026-01-01.csv", day0)
+    platform.land("2026-01-02.csv", day0)  # the same file again, under a new name
+    platform.land("2026-01-03.csv", day=2, rows=200)
+    for partition in ("2026-01-01", "2026-01-02", "2026-01-03"):
+        assert platform.ingest(partition).success
+    result = platform.build_training_set()
+    assert result.success, [c.description for c in result.get_asset_check_evaluations() if not c.passed]
+    frame = result.output_for_node("credit__training_set")
+    assert len(frame) == 400 and set(frame["_partition"]) == {"2026-01-01", "2026-01-03"}
+    assert not frame.duplicated([CREDIT.entity, CREDIT.timestamp]).any()
+    meta = result.asset_materializations_for_node("credit__training_set")[0].metadata
+    assert meta["repeated_keys"].value == {"2026-01-02": "200 rows repeat (customer_id, event_timestamp) pairs of "
+                                                         "earlier partition 2026-01-01: left out"}
+
+
+def test_a_schema_failure_names_the_check_the_column_and_the_partitions():
+    from mlplatform.lib.features.training_set import schema_failures
+
+    frame = pd.DataFrame({"_partition": ["a", "b", "b", "c"], "age": [1, 200, 300, 4]})
+    failures = pd.DataFrame({"column": ["age", "age"], "check": ["less_than_or_equal_to(100)"] * 2,
+                             "index": [1, 2], "failure_case": [200, 300]})
+    assert schema_failures(failures, frame) == ("2 failing values: age: less_than_or_equal_to(100) (2 values in "
+                                                "partitions b)")

@@ -8,6 +8,41 @@ import pandas as pd
 from mlplatform.lib.memory import release_freed_memory
 from mlplatform.specs import Spec
 
+
+def without_repeats(labels: dict[str, pd.DataFrame], spec: Spec) -> tuple[dict[str, pd.DataFrame], dict[str, str]]:
+    """Each (entity, timestamp) once: a pair a partition repeats from an earlier one (in partition order) is left out
+    of the later one, so a repeated file cannot block every later training. Returns the labels and, per partition
+    that lost rows, a sentence naming the earlier partition."""
+    seen: dict[tuple, str] = {}
+    kept, repeated = {}, {}
+    for partition in sorted(labels):
+        frame = labels[partition]
+        pairs = list(zip(frame[spec.entity].tolist(), pd.to_datetime(frame[spec.timestamp], utc=True).tolist(),
+                         strict=True))
+        earlier = [seen.get(pair) for pair in pairs]
+        keep = [e is None for e in earlier]
+        if not all(keep):
+            first = sorted({e for e in earlier if e is not None})
+            repeated[partition] = (f"{keep.count(False)} rows repeat ({spec.entity}, {spec.timestamp}) pairs of "
+                                   f"earlier partition{'s' if len(first) > 1 else ''} {', '.join(first)}: left out")
+        for pair, new in zip(pairs, keep, strict=True):
+            if new:
+                seen[pair] = partition
+        kept[partition] = frame[keep].reset_index(drop=True) if not all(keep) else frame
+    return kept, repeated
+
+
+def schema_failures(failures: pd.DataFrame, frame: pd.DataFrame) -> str:
+    """One sentence naming each failed check with its column, row count and the partitions of those rows."""
+    parts = []
+    for (column, check), group in failures.groupby(["column", "check"], dropna=False, sort=True):
+        rows = pd.to_numeric(group["index"], errors="coerce").dropna().astype(int)
+        partitions = sorted(frame["_partition"].iloc[rows[rows < len(frame)]].unique().tolist()) if len(rows) else []
+        where = f" in partitions {', '.join(partitions)}" if partitions else ""
+        parts.append(f"{column}: {check} ({len(group)} values{where})")
+    return f"{len(failures)} failing values: " + "; ".join(parts)
+
+
 CHUNK_ROWS = 1_000_000  # Feast's join materialises every (label, earlier feature row) pair: bound it
 STRINGS = pd.StringDtype("pyarrow")  # what the training set schema coerces categories to anyway
 
