@@ -87,6 +87,14 @@ def _previous_status(instance: dg.DagsterInstance, spec: Spec, partition: str, d
     return "unchanged (rejected earlier: fix or remove the file)"
 
 
+def _last_training(instance: dg.DagsterInstance, spec: Spec, job: str) -> dg.DagsterRun | None:
+    """The newest run that trained `spec`'s model: the training job's, or automation's (the implicit asset job)."""
+    model = key(spec, "model")
+    runs = [r for name in (job, "__ASSET_JOB") for r in instance.get_run_records(dg.RunsFilter(job_name=name), limit=20)
+            if name == job or model in (r.dagster_run.asset_selection or ())]
+    return max(runs, key=lambda r: r.create_timestamp).dagster_run if runs else None
+
+
 def landing_folder(defs: dg.Definitions, spec: Spec) -> Path:
     assert defs.resources is not None
     return defs.resources["landing"].folder(spec)
@@ -132,6 +140,10 @@ def ingest_and_train(spec: Spec, settings: Settings, only: list[str] | None, tra
     trained = _latest_record(instance, spec, "model", None) is not None
     if train and trained and "ok" not in outcome.partitions.values():
         outcome.training = "unchanged (no partition changed)"
+        last = _last_training(instance, spec, jobs.job_name(spec.name, primary, "training"))
+        if last is not None and last.status == dg.DagsterRunStatus.FAILURE:  # say so: nothing newer answered it
+            outcome.training += f"; the last training run {last.run_id} failed (`mlplatform retry {last.run_id}`)"
+            outcome.ok = False
     elif train:
         result = defs.resolve_job_def(jobs.job_name(spec.name, primary, "training")).execute_in_process(
             instance=instance, raise_on_error=False)

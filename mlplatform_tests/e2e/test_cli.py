@@ -107,6 +107,9 @@ def test_a_release_from_landed_files_to_production_and_back_through_the_command_
     assert "Asset check 'floors' on 'credit/evaluation' did not pass" in gated.stderr + gated.stdout
     assert "roc_auc 0.5000 < floor 0.6500" in gated.stderr + gated.stdout
     assert served_version(home, "staging") == "1"  # the failed candidate was never packaged or deployed
+    after = run([mlp, "ingest"], home, check=False)  # nothing changed since: no training, but the failure is said
+    assert after.returncode == 1 and "training_job: unchanged (no partition changed); the last training run " \
+        in after.stdout and "failed (`mlplatform retry " in after.stdout, after.stdout
 
     promoted = run([mlp, "promote", "--reason", "first release"], home)
     assert promoted.stdout.startswith("production serves credit_model v1 (credit_service:") and \
