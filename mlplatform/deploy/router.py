@@ -58,6 +58,7 @@ class Router:
         self.path = deployments.record_path(env)
         self.record: Record | None = None
         self.session: aiohttp.ClientSession | None = None  # one keep-alive pool for every backend
+        self.fresh: aiohttp.ClientSession | None = None  # a new connection per request (the retry of a dropped one)
         self.seen: tuple[int, int] | None = None
         self.problem: str | None = None
         self.shadow_log = deployments.env_dir(env) / "shadow.jsonl"
@@ -110,8 +111,8 @@ class Router:
         assert backend is not None  # a canary record has a candidate (the record validates it)
         try:
             status, answer_headers, content = await self._answer(backend, scope, headers, body, role)
-        except (aiohttp.ClientConnectorError, aiohttp.ServerDisconnectedError) as exc:
-            if role != "primary" or record.standby is None:
+        except aiohttp.ClientConnectionError as exc:  # refused, reset or dropped: no answer at all (or timed out)
+            if isinstance(exc, TimeoutError) or role != "primary" or record.standby is None:
                 return await send_json(send, 502, {"error": f"backend {backend.bento_tag} on port {backend.port} "
                                                          f"did not answer: {type(exc).__name__}"})
             # the primary is gone (refused, or dropped the connection): the warm standby answers instead
@@ -170,19 +171,22 @@ class Router:
         keep-alive connection it had just closed); a backend that refuses connections is not tried again."""
         try:
             return await self._forward(backend, scope, headers, body, role)
-        except aiohttp.ServerDisconnectedError:
-            return await self._forward(backend, scope, headers, body, role)
+        except aiohttp.ClientConnectorError:
+            raise  # refused: no process listens there any more
+        except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError):  # a reused connection, dropped
+            return await self._forward(backend, scope, headers, body, role, fresh=True)
 
     async def _forward(self, backend: Backend, scope: dict[str, Any], headers: dict[bytes, bytes],
-                       body: bytes, role: str) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+                       body: bytes, role: str, fresh: bool = False) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
         """The backend's status, headers and body for the request (aiohttp: httpx's async client cost ~2 ms here)."""
-        assert self.session is not None
+        session = self.fresh if fresh else self.session
+        assert session is not None
         url = f"http://{backend.host}:{backend.port}{scope['path']}"
         if scope.get("query_string"):
             url += "?" + scope["query_string"].decode()
         forwarded = {k.decode(): v.decode(errors="replace") for k, v in headers.items()
                      if k not in HOP_BY_HOP and k != ROLE} | {PREDICTION_LOG_ROLE_HEADER: role}
-        async with self.session.request(scope["method"], url, data=body, headers=forwarded) as answer:
+        async with session.request(scope["method"], url, data=body, headers=forwarded) as answer:
             return answer.status, list(answer.raw_headers), await answer.read()
 
     def _mirror(self, candidate: Backend, scope: dict[str, Any], headers: dict[bytes, bytes], body: bytes,
@@ -222,14 +226,18 @@ class Router:
                 self.session = aiohttp.ClientSession(
                     connector=aiohttp.TCPConnector(limit=256, limit_per_host=128, keepalive_timeout=30),
                     timeout=aiohttp.ClientTimeout(total=30), auto_decompress=False, skip_auto_headers=("User-Agent",))
+                self.fresh = aiohttp.ClientSession(
+                    connector=aiohttp.TCPConnector(force_close=True), timeout=aiohttp.ClientTimeout(total=30),
+                    auto_decompress=False, skip_auto_headers=("User-Agent",))
                 self.reload()
                 watcher = asyncio.get_running_loop().create_task(self.watch())
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 if watcher:
                     watcher.cancel()
-                if self.session is not None:
-                    await self.session.close()
+                for session in (self.session, self.fresh):
+                    if session is not None:
+                        await session.close()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
