@@ -31,10 +31,6 @@ class LandingZone(dg.ConfigurableResource):
     def files(self, spec: Spec) -> dict[str, Path]:
         return self.listing(spec).files
 
-    def refused(self, spec: Spec) -> dict[str, str]:
-        """Entries named like landed files that are never read (symbolic links, a partition twice), with why."""
-        return self.listing(spec).refused
-
     def path(self, spec: Spec, partition_key: str) -> Path:
         """The landed file of a partition; a missing file gives a path that does not exist."""
         return self.files(spec).get(partition_key, self.folder(spec) / f"{partition_key}.missing")

@@ -85,16 +85,6 @@ def list_landing(folder: Path, formats: tuple[str, ...]) -> Listing:
     return listing
 
 
-def landed_files(folder: Path, formats: tuple[str, ...]) -> dict[str, Path]:
-    """Landed files by partition key (see `list_landing` for the entries that are not)."""
-    return list_landing(folder, formats).files
-
-
-def refused_files(folder: Path, formats: tuple[str, ...]) -> dict[str, str]:
-    """Entries named like landed files that are never read, by name, with the reason."""
-    return list_landing(folder, formats).refused
-
-
 def content_hash(path: Path) -> str:
     """sha256 of the file's bytes: the raw partition's data version and the sensor's run key."""
     digest = hashlib.sha256()

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from mlplatform.lib.data.demo import corrupt, credit_day, write_corrupt, write_frame
-from mlplatform.lib.data.landing import LandedFileError, landed_files, partition_key, read_landed
+from mlplatform.lib.data.landing import LandedFileError, list_landing, partition_key, read_landed
 from mlplatform.lib.data.validation import FAILURES_COLUMN, validate_landed
 from mlplatform.specs import CREDIT
 
@@ -112,14 +112,12 @@ def test_header_only_csv_and_a_corrupt_parquet_body_are_named(tmp_path):
 
 
 def test_partition_keys_come_from_file_names_and_only_colliding_files_are_refused(tmp_path):
-    from mlplatform.lib.data.landing import list_landing
-
     assert partition_key(tmp_path / "2026-01-01 batch#2.csv") == "2026-01-01_batch_2"
     assert partition_key(tmp_path / "2026-01-02.CSV.GZ") == "2026-01-02"
     (tmp_path / "a.csv").write_text("x\n1\n")
     (tmp_path / ".a.csv.tmp").write_text("being written")
     (tmp_path / "notes.txt").write_text("ignored")
-    assert list(landed_files(tmp_path, ("csv", "parquet"))) == ["a"]
+    assert list(list_landing(tmp_path, ("csv", "parquet")).files) == ["a"]
     (tmp_path / "a.parquet").write_bytes(b"")
     (tmp_path / "ab c.csv").write_text("x\n1\n")
     (tmp_path / "ab_c.csv").write_text("x\n1\n")
@@ -169,7 +167,6 @@ def test_nullable_columns_accept_nulls_but_still_refuse_infinities():
 
 
 def test_symbolic_links_are_refused_by_name_never_read_and_never_copied(tmp_path):
-    from mlplatform.lib.data.landing import refused_files
     from mlplatform.resources import Quarantine
     from mlplatform.specs import CREDIT
 
@@ -180,8 +177,8 @@ def test_symbolic_links_are_refused_by_name_never_read_and_never_copied(tmp_path
     (landing / "keys.csv").symlink_to(secret)
     (landing / "folder.csv").mkdir()
     (landing / "ok.csv").write_text("x\n1\n")
-    assert list(landed_files(landing, ("csv",))) == ["ok"]
-    refused = refused_files(landing, ("csv",))
+    assert list(list_landing(landing, ("csv",)).files) == ["ok"]
+    refused = list_landing(landing, ("csv",)).refused
     assert sorted(refused) == ["folder.csv", "keys.csv"] and all("never followed" in r for r in refused.values())
     with pytest.raises(LandedFileError, match="^keys.csv: not a regular file: symbolic links"):
         read_landed(landing / "keys.csv")
