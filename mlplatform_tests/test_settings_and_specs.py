@@ -78,3 +78,19 @@ def test_export_points_dagster_at_the_home_with_one_run_at_a_time(tmp_path, monk
     with dg.DagsterInstance.from_config(str(tmp_path / "dagster")) as instance:
         assert instance.get_concurrency_config().run_queue_config.max_concurrent_runs == 1
         assert instance.run_coordinator.dequeue_interval_seconds == 1
+
+
+def test_prepare_instance_creates_every_store_before_the_ui_and_daemon_start_together(tmp_path, monkeypatch):
+    """`mlplatform dev` starts the UI, the daemon and a code server at once; each would create a missing sqlite store,
+    and two of them stamping one store leaves it unopenable. Prepared first, every store exists with one revision."""
+    import sqlite3
+
+    for name in ("DAGSTER_HOME", "BENTOML_HOME", "MLFLOW_TRACKING_URI"):
+        monkeypatch.setenv(name, "unset")
+        monkeypatch.delenv(name)
+    Settings.from_env({"MLPLATFORM_HOME": str(tmp_path)}).prepare_instance()
+    stores = sorted((tmp_path / "dagster").rglob("*.db"))
+    assert {p.name for p in stores} >= {"runs.db", "index.db", "schedules.db"}
+    for store in stores:
+        with sqlite3.connect(store) as db:
+            assert len(db.execute("SELECT version_num FROM alembic_version").fetchall()) == 1, store

@@ -34,9 +34,9 @@ def test_the_daemon_takes_landed_files_to_a_model_answering_in_staging(tmp_path,
             "MLPLATFORM_STAGING_PORT": str(free_port()), "MLPLATFORM_PRODUCTION_PORT": str(free_port()),
             "MLPLATFORM_AUTOMATION_INTERVAL": "2"}
     settings = Settings.from_env(env)
-    # the instance's dagster.yaml, as `mlplatform dev` writes it (the queue, one run at a time)
-    subprocess.run([sys.executable, "-c", "from mlplatform.settings import get_settings; get_settings().export()"],
-                   env=env, check=True)
+    # the instance as `mlplatform dev` prepares it (dagster.yaml: the queue, one run at a time; the stores created)
+    prepare = "from mlplatform.settings import get_settings; get_settings().prepare_instance()"
+    subprocess.run([sys.executable, "-c", prepare], env=env, check=True)
     mlflow_db = Path(settings.mlflow_tracking_uri.removeprefix("sqlite:///"))
     mlflow_db.parent.mkdir(parents=True)
     shutil.copyfile(migrated_mlflow_db, mlflow_db)
