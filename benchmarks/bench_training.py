@@ -43,14 +43,14 @@ def main() -> None:
 
         def tracked() -> None:
             pipeline, _, holdout = train.fit(data, CREDIT, params)
-            metrics = {"holdout_roc_auc": train.holdout_auc(pipeline, holdout, CREDIT)}
+            metrics = {"holdout_roc_auc": train.headline_metric(pipeline, holdout, CREDIT)[1]}
             tags = {"dagster.run_id": "benchmark-run"}
             tracking.log_and_register(client, uri, str(Path(tmp) / "artifacts"), CREDIT, pipeline,
                                       holdout[CREDIT.feature_names], params.__dict__, metrics, tags)
 
         def untracked() -> None:
             pipeline, _, holdout = train.fit(data, CREDIT, params)
-            train.holdout_auc(pipeline, holdout, CREDIT)
+            train.headline_metric(pipeline, holdout, CREDIT)[1]
 
         tracked()  # first call pays imports and creates the experiment and registered model
         with_mlflow: list[float] = []

@@ -127,11 +127,11 @@ def chain(folder: Path, mlflow_uri: str, meter: Meter) -> dict[str, object]:
         frame = training_set_schema(spec).validate(frame, lazy=True)
     with meter.phase("hash"):
         version = frame_version(frame)
-    params = train.TrainParams(spec.estimator, spec.regularization_c, spec.max_iter, spec.seed, spec.holdout_days)
+    params = train.TrainParams(spec.estimator_name, spec.regularization_c, spec.max_iter, spec.seed, spec.holdout_days)
     with meter.phase("fit"):
         pipeline, train_rows, holdout = train.fit(frame, spec, params)
     with meter.phase("score"):
-        auc = train.holdout_auc(pipeline, holdout, spec)
+        _, auc = train.headline_metric(pipeline, holdout, spec)
         train.behaviour_version(pipeline, holdout, spec)
     partitions = sorted(frame["_partition"].unique())
     tags = {"dagster.run_id": "benchmark-run", "training_set.data_version": version}
@@ -139,10 +139,10 @@ def chain(folder: Path, mlflow_uri: str, meter: Meter) -> dict[str, object]:
     with meter.phase("mlflow"):
         tracked = tracking.log_and_register(client, mlflow_uri, str(folder.parent / "mlflow" / "artifacts"), spec,
                                             pipeline, holdout[spec.feature_names], params.__dict__, metrics, tags)
-    candidate = train.TrainedModel(pipeline, params, tracked, version, partitions, train_rows, len(holdout), tags)
+    candidate = train.TrainedModel(pipeline, params, tracked, version, partitions, train_rows, len(holdout), tags,
+                                   spec)
     g = spec.gates
-    thresholds = Thresholds(dict(g.floors), dict(g.ceilings), dict(g.max_regression), dict(g.max_relative_regression),
-                            dict(g.fairness_bounds))
+    thresholds = Thresholds.of(spec)
     with meter.phase("assess"):
         predict = tracking.registered_predictor(mlflow_uri, tracked.model_uri)
         result = assessment.assess(spec, candidate, frame, None, None, predict, thresholds, g.decision_threshold,

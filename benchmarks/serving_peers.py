@@ -26,9 +26,9 @@ class Request(BaseModel):
 
 
 def _answer(request: Request) -> dict[str, Any]:
-    proba, labels = SCORER.score([r.model_dump() for r in cast(list[BaseModel], request.rows)], 0.3)
+    out = SCORER.output([r.model_dump() for r in cast(list[BaseModel], request.rows)])
     return {"request_id": request_id(), "model": CREDIT.model_name, "model_version": "1",
-            "probabilities": proba, "labels": labels}
+            "probabilities": out.round(6).tolist(), "labels": (out >= 0.3).astype(int).tolist()}
 
 
 sync_app = FastAPI()

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pandera.pandas as pa
 
-from mlplatform.specs import Categorical, Numeric, Spec
+from mlplatform.specs import MISSING_CATEGORY, Categorical, Numeric, Spec
 
 TIMESTAMP_DTYPE = pd.DatetimeTZDtype(unit="ns", tz="UTC")
 
@@ -33,6 +33,17 @@ def _categorical_column(col: Categorical) -> pa.Column:
     return pa.Column(STRING_DTYPE, checks=pa.Check.isin(col.categories), nullable=col.nullable, coerce=True)
 
 
+def label_column(spec: Spec, coerce: bool) -> pa.Column:
+    """The label: one of the declared classes (integers or strings), or a finite number in the target's range."""
+    if spec.is_classification:
+        dtype = STRING_DTYPE if spec.label_is_text else "int64"
+        return pa.Column(dtype, pa.Check.isin(list(spec.classes)), nullable=False, coerce=coerce)
+    checks = [pa.Check(np.isfinite, name="finite", error="not finite")]
+    checks += [pa.Check.ge(spec.target_min)] if spec.target_min is not None else []
+    checks += [pa.Check.le(spec.target_max)] if spec.target_max is not None else []
+    return pa.Column("float64", checks=checks, nullable=False, coerce=coerce)
+
+
 def contract_schema(spec: Spec) -> pa.DataFrameSchema:
     """The dataset contract of landed files: dtypes, ranges, categories, non-null keys, unique (entity, time)."""
     columns = {
@@ -43,7 +54,7 @@ def contract_schema(spec: Spec) -> pa.DataFrameSchema:
     columns |= {c.name: _categorical_column(c) for c in spec.categorical}
     if spec.sensitive is not None:
         columns[spec.sensitive.name] = _categorical_column(spec.sensitive)
-    columns[spec.label] = pa.Column("int64", pa.Check.isin([0, 1]), nullable=False, coerce=True)
+    columns[spec.label] = label_column(spec, coerce=True)
     return pa.DataFrameSchema(
         columns,
         strict=True,
@@ -67,9 +78,12 @@ def training_set_schema(spec: Spec) -> pa.DataFrameSchema:
         checks = [pa.Check.ge(col.min)] if col.min is not None else []
         checks += [pa.Check.le(col.max)] if col.max is not None else []
         columns[col.name] = pa.Column("float64", checks=checks, nullable=col.nullable)
-    columns |= {c.name: _categorical_column(c) for c in spec.categorical}
-    columns |= {d.name: pa.Column("float64", pa.Check(np.isfinite, name="finite", error="not finite"), nullable=False)
-                for d in spec.derived}
-    columns[spec.label] = pa.Column("int64", pa.Check.isin([0, 1]), nullable=False)
+    # a missing category is its own category from featurization on (`MISSING_CATEGORY`)
+    for c in spec.categorical:
+        allowed = [*c.categories, *([MISSING_CATEGORY] if c.nullable else [])]
+        columns[c.name] = pa.Column(STRING_DTYPE, pa.Check.isin(allowed), nullable=False, coerce=True)
+    columns |= {d.name: pa.Column("float64", pa.Check(lambda s: ~np.isinf(s), name="finite", error="not finite"),
+                                  nullable=spec.derived_nullable(d)) for d in spec.derived}
+    columns[spec.label] = label_column(spec, coerce=False)
     return pa.DataFrameSchema(columns, strict=True, unique=[spec.entity, spec.timestamp],
                               name=f"{spec.name}_training_set")

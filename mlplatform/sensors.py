@@ -186,7 +186,8 @@ def rollback_sensor(spec: Spec, job: dg.JobDefinition) -> dg.SensorDefinition:
             return dg.SensorResult(skip_reason=dg.SkipReason("nothing is promoted to production"))
         days = performance_days(context.instance, spec, limit=spec.monitoring.rollback_lookback_days)
         decision = triggers.rollback(changes[-1], record.primary.model_version, days, spec.monitoring,
-                                     deployment.error_rate("production"))
+                                     deployment.error_rate("production"), spec.rollback_metric,
+                                     spec.metric_directions.get(spec.rollback_metric, 1))
         if isinstance(decision, str):
             return dg.SensorResult(skip_reason=dg.SkipReason(decision))
         context.log.info(f"rolling {spec.name} production back: {decision.reason}")

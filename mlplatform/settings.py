@@ -159,17 +159,6 @@ class Settings:
         if not config.exists():
             config.write_text(DAGSTER_YAML)
 
-    def prepare_instance(self) -> None:
-        """Export, then open the Dagster instance once, so that its sqlite stores are created and stamped by one
-        process. The daemon, the UI and the code server each create a missing store when they start; started
-        together on a fresh home they race, and two stamps of different revisions leave a store no process can
-        open again ("more than one head present")."""
-        import dagster as dg
-
-        self.export()
-        with dg.DagsterInstance.get() as instance:
-            instance.get_runs_count()
-
 
 # sqlite storage in DAGSTER_HOME is Dagster's default. One run at a time: the embedded Feast and MLflow stores are
 # single-writer sqlite files (raise it with Postgres, Redis and a real run launcher). The queue is read each second,

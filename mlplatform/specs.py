@@ -5,9 +5,11 @@ code location loads fast.
 """
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 DerivedOp = Literal["ratio", "log1p", "product", "difference"]
+# A missing value of a nullable categorical feature is this category of its own, in training and in serving alike.
+MISSING_CATEGORY = "(missing)"
 
 
 @dataclass(frozen=True)
@@ -40,25 +42,73 @@ class Derived:
 
 
 Thresholds = tuple[tuple[str, float], ...]
+Task = Literal["binary", "multiclass", "regression"]
+TASKS: tuple[Task, ...] = ("binary", "multiclass", "regression")
+ClassValue = int | str
+
+# Each task's default gate thresholds; a spec's `Gates` (and run config) override them metric by metric.
+TASK_GATES: dict[str, dict[str, dict[str, float]]] = {
+    "binary": {
+        "floors": {"roc_auc": 0.65, "pr_auc": 0.25},
+        "ceilings": {"brier": 0.2, "expected_calibration_error": 0.08},
+        "max_regression": {"roc_auc": 0.01, "pr_auc": 0.02},
+        "max_relative_regression": {"roc_auc": 0.02},
+        "fairness_bounds": {"demographic_parity_difference": 0.25, "equalized_odds_difference": 0.3},
+    },
+    "multiclass": {
+        "floors": {"f1_macro": 0.5},
+        "ceilings": {},
+        "max_regression": {"f1_macro": 0.02, "accuracy": 0.02},
+        "max_relative_regression": {},
+        "fairness_bounds": {"accuracy_gap": 0.2, "recall_gap": 0.25},
+    },
+    "regression": {
+        "floors": {"r2": 0.1},
+        "ceilings": {},
+        "max_regression": {},
+        "max_relative_regression": {"rmse": 0.05, "mae": 0.05},
+        "fairness_bounds": {"relative_mae_gap": 0.5},
+    },
+}
+# Each task's holdout metrics: +1 where higher is better, -1 where lower is (multiclass adds recall_<class>).
+TASK_METRICS: dict[str, dict[str, int]] = {
+    "binary": {"roc_auc": 1, "pr_auc": 1, "f1": 1, "precision": 1, "recall": 1, "accuracy": 1, "log_loss": -1,
+               "brier": -1, "expected_calibration_error": -1},
+    "multiclass": {"accuracy": 1, "f1_macro": 1, "f1_weighted": 1, "roc_auc_ovr": 1, "log_loss": -1},
+    "regression": {"rmse": -1, "mae": -1, "r2": 1},
+}
+# Each task's disparity metrics over the sensitive slices (lower is fairer).
+TASK_FAIRNESS: dict[str, tuple[str, ...]] = {
+    "binary": ("demographic_parity_difference", "equalized_odds_difference"),
+    "multiclass": ("accuracy_gap", "recall_gap"),
+    "regression": ("mae_gap", "relative_mae_gap"),
+}
+# The live metric a new champion is compared on before it is rolled back, per task.
+TASK_ROLLBACK_METRIC = {"binary": "roc_auc", "multiclass": "accuracy", "regression": "rmse"}
+GATE_KINDS = ("floors", "ceilings", "max_regression", "max_relative_regression", "fairness_bounds")
 
 
 @dataclass(frozen=True)
 class Gates:
-    """Thresholds of the blocking promotion gates (each one is run config defaulting to these values).
+    """Thresholds of the blocking promotion gates, as overrides of the task's defaults (`TASK_GATES`): a spec that
+    names one floor keeps every other default. Each is run config defaulting to the merged values.
 
-    Metric names are those of `lib/evaluate.py`: roc_auc, pr_auc, f1, precision, recall, accuracy (higher is
-    better) and log_loss, brier, expected_calibration_error (lower is better).
+    Metric names are those of `lib/evaluation/metrics.py` for the spec's task.
     """
 
-    decision_threshold: float = 0.3
-    floors: Thresholds = (("roc_auc", 0.65), ("pr_auc", 0.25))
-    ceilings: Thresholds = (("brier", 0.2), ("expected_calibration_error", 0.08))
+    decision_threshold: float = 0.3  # binary: a row is labelled positive from this probability on
+    floors: Thresholds = ()
+    ceilings: Thresholds = ()
     # Allowed drop against the champion on the same holdout: absolute, and relative to the champion's value.
-    max_regression: Thresholds = (("roc_auc", 0.01), ("pr_auc", 0.02))
-    max_relative_regression: Thresholds = (("roc_auc", 0.02),)
-    fairness_bounds: Thresholds = (("demographic_parity_difference", 0.25), ("equalized_odds_difference", 0.3))
+    max_regression: Thresholds = ()
+    max_relative_regression: Thresholds = ()
+    fairness_bounds: Thresholds = ()
     # Slices with fewer holdout rows are reported but left out of the disparity metrics (too noisy to judge).
     min_slice_rows: int = 100
+
+    def resolved(self, task: str) -> dict[str, dict[str, float]]:
+        """Each kind of threshold: the task's defaults, overridden by this spec's values."""
+        return {kind: {**TASK_GATES[task][kind], **dict(getattr(self, kind))} for kind in GATE_KINDS}
 
 
 @dataclass(frozen=True)
@@ -83,7 +133,7 @@ class Monitoring:
     # Automatic rollback of a newly promoted champion: its live metric (weighted by labelled rows, over the last
     # `rollback_lookback_days`) below the previous champion's by more than the tolerance, or its error rate on
     # prediction requests above the maximum.
-    rollback_metric: str = "roc_auc"
+    rollback_metric: str = ""  # default: the task's (`TASK_ROLLBACK_METRIC`)
     rollback_tolerance: float = 0.02
     rollback_lookback_days: int = 14
     max_error_rate: float = 0.05
@@ -99,6 +149,13 @@ class Spec:
     timestamp: str
     label: str
     numeric: tuple[Numeric, ...]
+    # What the model predicts from the label column: one of two classes (`positive_class` is the one scored),
+    # one of several classes, or a number (within `target_min`..`target_max` when given).
+    task: Task = "binary"
+    classes: tuple[ClassValue, ...] = (0, 1)
+    positive_class: ClassValue = 1
+    target_min: float | None = None
+    target_max: float | None = None
     categorical: tuple[Categorical, ...] = ()
     sensitive: Categorical | None = None
     derived: tuple[Derived, ...] = ()
@@ -113,7 +170,11 @@ class Spec:
     feature_service_version: int = 1
     parity_sample_size: int = 200
     # Training: the holdout is the latest `holdout_days` of label time; every random choice derives from `seed`.
-    estimator: str = "logistic_regression"
+    # `estimator`: a built-in name (`lib/training/estimators.py`; "" is the task's default), a scikit-learn-compatible
+    # class by dotted path (`sklearn.ensemble.RandomForestClassifier`) built with `estimator_params`, or a factory
+    # `package.module:function` returning an estimator or a whole Pipeline.
+    estimator: str = ""
+    estimator_params: tuple[tuple[str, Any], ...] = ()
     regularization_c: float = 1.0
     max_iter: int = 1000
     seed: int = 42
@@ -139,6 +200,64 @@ class Spec:
                 raise ValueError(f"spec {self.name!r}: derived feature {d.name!r} uses unknown columns {missing}")
         if not self.name.isidentifier():
             raise ValueError(f"spec name {self.name!r} must be a Python identifier (it prefixes asset keys)")
+        self._check_task()
+
+    def _check_task(self) -> None:
+        where = f"spec {self.name!r}"
+        if self.task not in TASKS:
+            raise ValueError(f"{where}: task {self.task!r} is not one of {', '.join(TASKS)}")
+        if self.task != "regression":
+            kinds = {type(c) for c in self.classes}
+            if len(set(self.classes)) != len(self.classes) or not kinds <= {int, str} or len(kinds) != 1:
+                raise ValueError(f"{where}: classes must be distinct integers or distinct strings, got {self.classes}")
+            wanted = 2 if self.task == "binary" else 3
+            if (len(self.classes) != 2) if self.task == "binary" else (len(self.classes) < 3):
+                raise ValueError(f"{where}: a {self.task} task needs {'exactly' if wanted == 2 else 'at least'} "
+                                 f"{wanted} classes, got {len(self.classes)}: {list(self.classes)}")
+        if self.task == "binary" and self.positive_class not in self.classes:
+            raise ValueError(f"{where}: positive_class {self.positive_class!r} is not one of the classes "
+                             f"{list(self.classes)}")
+        for kind in GATE_KINDS:
+            known = TASK_FAIRNESS[self.task] if kind == "fairness_bounds" else tuple(self.metric_directions)
+            unknown = sorted({name for name, _ in getattr(self.gates, kind)} - set(known))
+            if unknown:
+                raise ValueError(f"{where}: gates.{kind} names unknown {self.task} metric(s) {unknown}; "
+                                 f"known: {', '.join(known)}")
+
+    @property
+    def is_classification(self) -> bool:
+        return self.task != "regression"
+
+    @property
+    def label_is_text(self) -> bool:
+        return self.is_classification and isinstance(self.classes[0], str)
+
+    @property
+    def negative_class(self) -> ClassValue:
+        """Binary: the class that is not the positive one."""
+        return next(c for c in self.classes if c != self.positive_class)
+
+    @property
+    def metric_directions(self) -> dict[str, int]:
+        """Every holdout metric of the task: +1 where higher is better, -1 where lower is."""
+        directions = dict(TASK_METRICS[self.task])
+        if self.task == "multiclass":
+            directions |= {f"recall_{c}": 1 for c in self.classes}
+        return directions
+
+    @property
+    def estimator_name(self) -> str:
+        """The estimator, with "" resolved to the task's default."""
+        return self.estimator or ("ridge" if self.task == "regression" else "logistic_regression")
+
+    @property
+    def gate_thresholds(self) -> dict[str, dict[str, float]]:
+        """Every gate threshold: the task's defaults merged with the spec's overrides."""
+        return self.gates.resolved(self.task)
+
+    @property
+    def rollback_metric(self) -> str:
+        return self.monitoring.rollback_metric or TASK_ROLLBACK_METRIC[self.task]
 
     @property
     def contract_feature_names(self) -> list[str]:
@@ -148,6 +267,11 @@ class Spec:
     def feature_names(self) -> list[str]:
         """Model inputs served by Feast: contract features then derived ones."""
         return self.contract_feature_names + [d.name for d in self.derived]
+
+    def derived_nullable(self, feature: Derived) -> bool:
+        """A derived feature can be missing when one of its inputs can."""
+        nullable = {c.name for c in self.numeric if c.nullable}
+        return any(name in nullable for name in feature.inputs)
 
     @property
     def categorical_feature_names(self) -> list[str]:
@@ -201,3 +325,38 @@ CREDIT = Spec(
 )
 
 SPECS: tuple[Spec, ...] = (CREDIT,)
+
+
+def spec_to_json(spec: Spec) -> str:
+    """The spec as JSON (it travels inside a Bento and to the packaging process)."""
+    import json
+    from dataclasses import asdict
+
+    return json.dumps(asdict(spec), sort_keys=True)
+
+
+def spec_from_json(text: str) -> Spec:
+    """A spec back from `spec_to_json`."""
+    import json
+
+    raw = json.loads(text)
+
+    def pairs(values: list) -> tuple:
+        return tuple(tuple(v) for v in values)
+
+    def categorical(c: dict) -> Categorical:
+        return Categorical(c["name"], tuple(c["categories"]), c["nullable"])
+
+    gates = raw.pop("gates")
+    for kind in GATE_KINDS:
+        gates[kind] = pairs(gates[kind])
+    return Spec(**{
+        **raw,
+        "numeric": tuple(Numeric(**c) for c in raw["numeric"]),
+        "categorical": tuple(categorical(c) for c in raw["categorical"]),
+        "sensitive": categorical(raw["sensitive"]) if raw["sensitive"] else None,
+        "derived": tuple(Derived(d["name"], d["op"], tuple(d["inputs"])) for d in raw["derived"]),
+        "classes": tuple(raw["classes"]), "file_formats": tuple(raw["file_formats"]),
+        "estimator_params": pairs(raw["estimator_params"]),
+        "gates": Gates(**gates), "monitoring": Monitoring(**raw["monitoring"]),
+    })

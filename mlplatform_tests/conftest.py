@@ -136,8 +136,8 @@ def serve(settings: Settings, frame: pd.DataFrame, version: str, role: str, inve
     scores = (1 - frame["score"] if invert else frame["score"]).tolist()
     ids = frame["customer_id"].tolist()
     for s in range(0, len(frame), 20):
-        log.append(f"{version}-{role}-{s:08d}", features[s:s + 20], scores[s:s + 20],
-                   [int(p >= 0.3) for p in scores[s:s + 20]], role=role, entity_ids=ids[s:s + 20])
+        answer = {"probabilities": scores[s:s + 20], "labels": [int(p >= 0.3) for p in scores[s:s + 20]]}
+        log.append(f"{version}-{role}-{s:08d}", features[s:s + 20], answer, role=role, entity_ids=ids[s:s + 20])
 
 
 LONGEST_FIRST = ("test_cli.py", "test_rebuild.py", "test_deployment.py", "test_daemon.py")  # each runs for minutes

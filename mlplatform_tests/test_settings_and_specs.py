@@ -88,7 +88,9 @@ def test_prepare_instance_creates_every_store_before_the_ui_and_daemon_start_tog
     for name in ("DAGSTER_HOME", "BENTOML_HOME", "MLFLOW_TRACKING_URI"):
         monkeypatch.setenv(name, "unset")
         monkeypatch.delenv(name)
-    Settings.from_env({"MLPLATFORM_HOME": str(tmp_path)}).prepare_instance()
+    from mlplatform.orchestration.instance import prepare_instance
+
+    prepare_instance(Settings.from_env({"MLPLATFORM_HOME": str(tmp_path)}))
     stores = sorted((tmp_path / "dagster").rglob("*.db"))
     assert {p.name for p in stores} >= {"runs.db", "index.db", "schedules.db"}
     for store in stores:

@@ -1,5 +1,5 @@
-"""The model service: feature rows (or entity ids, looked up in the Feast online store) in, default probabilities
-out, validated against the spec, behind API keys.
+"""The model service: feature rows (or entity ids, looked up in the Feast online store) in, the task's answer out
+(probabilities and labels, or values), validated against the spec, behind API keys.
 
 `POST /predict` is answered by the hot path (`mlplatform.serving.hotpath`: the same request model, scorer and
 answer as the `predict` API below, without BentoML's per-request dispatch, with micro-batching of concurrent
@@ -19,7 +19,7 @@ from mlplatform.serving.answer import Answers, unscorable
 from mlplatform.serving.metrics import PredictionMetrics
 from mlplatform.serving.scorer import Scorer
 from mlplatform.serving.settings import ServingSettings
-from mlplatform.specs import SPECS
+from mlplatform.specs import SPECS, spec_from_json
 
 
 class ServiceArgs(BaseModel):
@@ -33,7 +33,11 @@ class ServiceArgs(BaseModel):
 args = bentoml.use_arguments(ServiceArgs)
 logs.quiet_client_errors()  # a 400 is one log line, not a traceback
 SETTINGS = ServingSettings.from_env(args.env)
-SPEC = next(s for s in SPECS if s.name == args.spec)
+# The Bento carries the spec it was built for; a service started from the source tree finds it by name.
+_PACKED_SPEC = Path(__file__).with_name("spec.json")
+SPEC = (spec_from_json(_PACKED_SPEC.read_text()) if _PACKED_SPEC.exists()
+        else next(s for s in SPECS if s.name == args.spec))
+Answer = request.prediction_model(SPEC)
 Row = request.row_model(SPEC)
 RowsType, RowsField = request.rows_field(SPEC)
 HOT = hotpath.Target()
@@ -55,7 +59,7 @@ class ModelService:
         self.version = str(self.lineage.get("mlflow_version", self.bento_model.tag.version))
         self.threshold = threshold
         self.scorer = Scorer(self.model, SPEC)
-        self.answers = Answers(SPEC.model_name, self.version, threshold,
+        self.answers = Answers(SPEC, self.version, threshold,
                                PredictionMetrics(SPEC.model_name, SETTINGS.metrics))
         self.log = predlog.PredictionLog(SETTINGS.prediction_log_dir, SPEC.model_name, self.version)
         HOT.bind(self.scorer, self.answers, self.log)
@@ -64,8 +68,10 @@ class ModelService:
 
     @bentoml.api
     async def predict(self, rows: Annotated[RowsType, RowsField],  # type: ignore[valid-type]
-                      ctx: bentoml.Context, entity_ids: request.EntityIdList = None) -> request.Prediction:
-        """A batch of feature rows → probability of default and label per row. `entity_ids` (optional, one per
+                      ctx: bentoml.Context, entity_ids: request.EntityIdList = None,
+                      ) -> Answer:  # type: ignore[valid-type]
+        """A batch of feature rows → per row the task's answer (probability and label, class probabilities and
+        label, or value). `entity_ids` (optional, one per
         row) are logged with the answers, so live performance can join the labels that land later."""
         problem = request.entity_ids_problem(len(rows), entity_ids)
         if problem:
@@ -75,15 +81,16 @@ class ModelService:
 
     def _answer(self, rows: list[dict[str, Any]], ctx: bentoml.Context, **logged: Any) -> request.Prediction:
         try:
-            answer = self.answers.build(self.scorer.proba(rows), rows)
+            answer = self.answers.build(self.scorer.output(rows), rows)
         except ValueError as exc:  # the model refused the rows, or scored one as not a finite number
             raise bentoml.exceptions.UnprocessableEntity(str(unscorable(rows, exc))) from exc
-        self.log.append(answer.request_id, rows, answer.probabilities, answer.labels,
+        self.log.append(answer.request_id, rows, answer.outputs(),
                         predlog.role_of(ctx.request.headers.raw), **logged)
         return answer
 
     @bentoml.api(route="/predict_entity")
-    async def predict_entity(self, entity_ids: EntityIds, ctx: bentoml.Context) -> request.Prediction:
+    async def predict_entity(self, entity_ids: EntityIds, ctx: bentoml.Context,
+                             ) -> Answer:  # type: ignore[valid-type]
         """Entity ids → their features from the Feast online store (as training used them) → predictions."""
         try:
             rows = await asyncio.to_thread(self.online.rows, entity_ids)
@@ -103,9 +110,9 @@ class ModelService:
 
     if SETTINGS.bentoml_batching:  # measured by benchmarks/bench_serving.py only
         @bentoml.api(route="/predict_batched", batchable=True, max_batch_size=1000, max_latency_ms=10)
-        async def predict_batched(self, rows: list[Row]) -> list[float]:  # type: ignore[valid-type]
-            """BentoML's adaptive batching of rows across requests (probabilities only)."""
-            return self.scorer.proba([r.model_dump() for r in cast("list[BaseModel]", rows)]).round(6).tolist()
+        async def predict_batched(self, rows: list[Row]) -> list[Any]:  # type: ignore[valid-type]
+            """BentoML's adaptive batching of rows across requests (outputs only)."""
+            return self.scorer.output([r.model_dump() for r in cast("list[BaseModel]", rows)]).round(6).tolist()
 
 
 # `@bentoml.service` made the class a bentoml.Service (mypy keeps class decorators' classes as they are)

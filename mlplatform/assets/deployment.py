@@ -76,8 +76,9 @@ def bento_asset(spec: Spec, sources: Sources) -> dg.AssetsDefinition:
         labels = {"mlflow_model": reg.name, "mlflow_version": reg.version, "dagster_run": context.run.run_id,
                   "data_version": model.training_set_version, "code_version": lineage["dagster.code_version"]}
         metadata = {**labels, "mlflow_run_id": reg.run_id, "git_commit": lineage.get("git.commit", ""),
-                    "decision_threshold": spec.gates.decision_threshold, "roc_auc": evaluation.metrics["roc_auc"]}
-        rows = packaging.holdout_rows(training_set, spec, model.params.holdout_days, SMOKE_ROWS)
+                    "decision_threshold": spec.gates.decision_threshold, "task": spec.task,
+                    **{k: v for k, v in evaluation.metrics.items() if k in ("roc_auc", "accuracy", "rmse")}}
+        rows = packaging.holdout_rows(training_set, spec, model.params.holdout_days, SMOKE_ROWS, model.params.seed)
         built = packaging.package(spec, model.pipeline, Path(bentos.home), bentos.env, labels, metadata,
                                   smoke_rows=rows, model_card=evaluation.files["model_card"].read_text())
         candidate = Candidate(built.tag, str(built.path), reg.name, reg.version,

@@ -16,7 +16,7 @@ GATE_DESCRIPTIONS = {
     "floors": "Headline metrics at least their floors (calibration at most its ceiling)",
     "no_regression": "No metric drops against the champion beyond its tolerance, on the same holdout rows",
     "fairness": "Disparities between sensitive slices within their bounds",
-    "prediction_contract": "One probability per row in [0, 1]; the registered model scores exactly as trained",
+    "prediction_contract": "One output per row (probabilities or a value); the registered model answers as trained",
 }
 
 
@@ -34,16 +34,17 @@ class EvaluationConfig(dg.Config):
 
 def evaluation_config(spec: Spec) -> type[EvaluationConfig]:
     """Gate thresholds as run config, defaulting to the spec's `Gates`."""
-    g = spec.gates
+    g, t = spec.gates, spec.gate_thresholds
     return create_model(f"{spec.name.title()}EvaluationConfig", __base__=EvaluationConfig,
-                        decision_threshold=(float, g.decision_threshold), floors=(dict[str, float], dict(g.floors)),
-                        ceilings=(dict[str, float], dict(g.ceilings)),
-                        max_regression=(dict[str, float], dict(g.max_regression)),
-                        max_relative_regression=(dict[str, float], dict(g.max_relative_regression)),
-                        fairness_bounds=(dict[str, float], dict(g.fairness_bounds)),
+                        decision_threshold=(float, g.decision_threshold), floors=(dict[str, float], t["floors"]),
+                        ceilings=(dict[str, float], t["ceilings"]),
+                        max_regression=(dict[str, float], t["max_regression"]),
+                        max_relative_regression=(dict[str, float], t["max_relative_regression"]),
+                        fairness_bounds=(dict[str, float], t["fairness_bounds"]),
                         min_slice_rows=(int, g.min_slice_rows))
 
 
+SEVERITY = {True: dg.AssetCheckSeverity.ERROR, False: dg.AssetCheckSeverity.WARN}  # by whether the gate judged
 EVALUATION_CODE = tuple(f"mlplatform.lib.evaluation.{m}" for m in ("metrics", "gates", "assessment", "report"))
 
 
@@ -55,7 +56,8 @@ def build(spec: Spec, sources: Sources = CHECKOUT) -> list[dg.AssetsDefinition]:
     @dg.asset(key=eval_key, ins={"training_set": dg.AssetIn(key(spec, "training_set")),
                                  "model": dg.AssetIn(key(spec, "model"))},
               group_name=GROUP, kinds={"scikitlearn", "mlflow"},
-              code_version=sources.version(*EVALUATION_CODE, config=spec.gates),
+              code_version=sources.version(*EVALUATION_CODE, "mlplatform.lib.predictions",
+                                           config=(spec.task, spec.classes, spec.positive_class, spec.gates)),
               check_specs=checks, automation_condition=rebuild_on_change(partitioned=False), output_required=False)
     @spec_config(evaluation_config(spec))
     def evaluation(context: dg.AssetExecutionContext, config: EvaluationConfig, training_set: DataFrame,
@@ -83,8 +85,10 @@ def build(spec: Spec, sources: Sources = CHECKOUT) -> list[dg.AssetsDefinition]:
             "summary": dg.MetadataValue.md(result.summary_md),
             "model_card": dg.MetadataValue.md(result.files["model_card"].read_text()),
             "report": dg.MetadataValue.path(str(result.files["report_html"])), "mlflow_run_id": reg.run_id})
-        for gate in result.gates:
-            yield dg.AssetCheckResult(check_name=gate.name, passed=gate.passed, description=gate.description,
+        for gate in result.gates:  # a gate with too little data to judge is a warning: it neither blocks nor passes
+            yield dg.AssetCheckResult(check_name=gate.name, passed=gate.passed and gate.judged,
+                                      severity=SEVERITY[gate.judged],
+                                      description=gate.description,
                                       metadata={"numbers": dg.MetadataValue.json(gate.numbers)})
 
     return [evaluation]

@@ -148,15 +148,15 @@ def live_performance_asset(spec: Spec, sources: Sources) -> dg.AssetsDefinition:
     m, predictions_key = spec.monitoring, key(spec, "predictions")
     live_performance_key, labels_key = key(spec, "live_performance"), key(spec, "labels")
 
-    floors = ", ".join([f"{n} ≥ {v}" for n, v in spec.gates.floors]
-                       + [f"{n} ≤ {v}" for n, v in spec.gates.ceilings])
+    floors = ", ".join([f"{n} ≥ {v}" for n, v in spec.gate_thresholds["floors"].items()]
+                       + [f"{n} ≤ {v}" for n, v in spec.gate_thresholds["ceilings"].items()])
 
     @dg.asset(key=live_performance_key, group_name=GROUP, kinds={"scikitlearn", "pandas"},
               code_version=sources.version("mlplatform.lib.monitoring.live",
                                            "mlplatform.lib.evaluation.metrics:expected_calibration_error",
                                            "mlplatform.lib.evaluation.metrics:calibration_bins", config=(
-                                               m.label_window_days, m.min_label_rows, spec.gates.floors,
-                                               spec.gates.ceilings)),
+                                               m.label_window_days, m.min_label_rows, spec.gate_thresholds,
+                                               spec.task)),
               ins={"predictions": dg.AssetIn(predictions_key),
                    "labels": dg.AssetIn(labels_key, partition_mapping=dg.AllPartitionMapping(),
                                         metadata={"allow_missing_partitions": True})},
@@ -180,7 +180,7 @@ def live_performance_asset(spec: Spec, sources: Sources) -> dg.AssetsDefinition:
         label_rows = pd.concat(landed, ignore_index=True) if landed else pd.DataFrame(
             columns=[spec.entity, spec.timestamp, spec.label])
         joined = live.labelled(predictions, label_rows, spec)
-        versions = live.by_version(predictions, joined)
+        versions = live.by_version(predictions, joined, spec)
         metadata: dict = {"served_rows": len(predictions), "labelled_rows": len(joined),
                           "with_entity": int(predictions[spec.entity].notna().sum()),
                           "by_version": table(versions.round(4)) if len(versions) else "no traffic"}

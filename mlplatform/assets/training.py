@@ -1,5 +1,6 @@
 """Training layer: the point-in-time correct training set and the trained, registered model."""
 
+import json
 from collections.abc import Iterator
 
 import dagster as dg
@@ -22,13 +23,15 @@ class TrainingConfig(dg.Config):
     max_iter: int
     seed: int
     holdout_days: int
+    estimator_params: str = "{}"  # JSON object: the estimator's keyword arguments
 
 
 def training_config(spec: Spec) -> type[TrainingConfig]:
     """Hyper-parameters, seed and holdout as run config, defaulting to the spec."""
     return create_model(f"{spec.name.title()}TrainingConfig", __base__=TrainingConfig,
-                        estimator=(str, spec.estimator), regularization_c=(float, spec.regularization_c),
-                        max_iter=(int, spec.max_iter), seed=(int, spec.seed), holdout_days=(int, spec.holdout_days))
+                        estimator=(str, spec.estimator_name), regularization_c=(float, spec.regularization_c),
+                        max_iter=(int, spec.max_iter), seed=(int, spec.seed), holdout_days=(int, spec.holdout_days),
+                        estimator_params=(str, json.dumps(dict(spec.estimator_params), sort_keys=True)))
 
 
 def build(spec: Spec, retraining: str = "on_new_data", sources: Sources = CHECKOUT) -> list[dg.AssetsDefinition]:
@@ -83,7 +86,7 @@ def training_set_asset(spec: Spec, retraining: str, sources: Sources) -> dg.Asse
             "dagster/row_count": len(frame), "partitions": dg.MetadataValue.json(sorted(labels)),
             "repeated_keys": dg.MetadataValue.json(repeated) if repeated else "none",
             "feature_service": spec.feature_service_name, "data_version": version,
-            "label_rate": float(frame[spec.label].mean()) if len(frame) else 0.0})
+            **label_metadata(frame, spec)})
         yield dg.AssetCheckResult(
             check_name="schema", passed=failures is None,
             description="valid" if failures is None else schema_failures(failures, frame),
@@ -92,12 +95,26 @@ def training_set_asset(spec: Spec, retraining: str, sources: Sources) -> dg.Asse
     return training_set
 
 
+def label_metadata(frame: DataFrame, spec: Spec) -> dict[str, float | dg.MetadataValue]:
+    """The labels at a glance: binary the positive rate, multiclass the count per class, regression the mean."""
+    if not len(frame):
+        return {}
+    if spec.task == "binary":
+        return {"label_rate": float((frame[spec.label] == spec.positive_class).mean())}
+    if spec.task == "multiclass":
+        counts = frame[spec.label].value_counts()
+        return {"label_counts": dg.MetadataValue.json({str(c): int(counts.get(c, 0)) for c in spec.classes})}
+    return {"label_mean": float(frame[spec.label].mean())}
+
+
 def model_asset(spec: Spec, sources: Sources) -> dg.AssetsDefinition:
     set_key, model_key = key(spec, "training_set"), key(spec, "model")
 
     @dg.asset(key=model_key, ins={"training_set": dg.AssetIn(set_key)}, group_name=GROUP,
-              code_version=sources.version("mlplatform.lib.training.train", config=(
-                  spec.estimator, spec.regularization_c, spec.max_iter, spec.seed, spec.holdout_days)),
+              code_version=sources.version("mlplatform.lib.training.train", "mlplatform.lib.training.estimators",
+                                           config=(spec.task, spec.classes, spec.estimator_name, spec.estimator_params,
+                                                   spec.regularization_c, spec.max_iter, spec.seed,
+                                                   spec.holdout_days)),
               kinds={"scikitlearn", "mlflow"}, automation_condition=rebuild_on_change(partitioned=False),
               retry_policy=dg.RetryPolicy(max_retries=2, delay=5), output_required=False)
     @spec_config(training_config(spec))
@@ -109,11 +126,12 @@ def model_asset(spec: Spec, sources: Sources) -> dg.AssetsDefinition:
         from mlplatform.lib.hashing import frame_version
         from mlplatform.lib.training import tracking, train
 
-        params = train.TrainParams(**config.model_dump())
         try:
+            given = config.model_dump()
+            params = train.TrainParams(**{**given, "estimator_params": json.loads(given["estimator_params"])})
             pipeline, train_rows, holdout = train.fit(training_set, spec, params)
-            auc = train.holdout_auc(pipeline, holdout, spec)
-        except ValueError as err:  # bad data or config: retrying cannot help
+            metric, value = train.headline_metric(pipeline, holdout, spec)
+        except ValueError as err:  # bad data or config (an EstimatorError names the path): retrying cannot help
             raise dg.Failure(str(err), allow_retries=False) from err
         set_version = frame_version(training_set)  # the content trained on, as the training set versioned it
         partitions = sorted(training_set["_partition"].unique())
@@ -123,12 +141,12 @@ def model_asset(spec: Spec, sources: Sources) -> dg.AssetsDefinition:
                 "training_set.partitions": f"{partitions[0]}..{partitions[-1]} ({len(partitions)})",
                 "git.commit": tracking.git_commit(), "lock.sha256": tracking.lock_hash(),
                 "feature_service": spec.feature_service_name}
-        metrics = {"holdout_roc_auc": auc,
+        metrics = {f"holdout_{metric}": value,
                    "train_rows": train_rows, "holdout_rows": len(holdout)}
         tracked = tracking.log_and_register(mlflow.client(), mlflow.tracking_uri, mlflow.artifact_root, spec, pipeline,
                                             holdout[spec.feature_names], params.__dict__, metrics, tags)
         trained = train.TrainedModel(pipeline, params, tracked, set_version, partitions, train_rows, len(holdout),
-                                     tags)
+                                     tags, spec)
         yield dg.Output(trained, data_version=dg.DataVersion(train.behaviour_version(pipeline, holdout, spec)),
                          metadata={**metrics, "mlflow_run_id": tracked.run_id, "model_uri": tracked.model_uri,
                                    "registered_model": f"{tracked.name} v{tracked.version} @challenger",

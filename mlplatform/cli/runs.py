@@ -130,7 +130,9 @@ def plan(
 @app.command()
 def dev(port: Annotated[int, typer.Option(help="Port of the UI.")] = 3000) -> None:
     """Start the Dagster UI and daemon (sensors, automation) on 127.0.0.1 with this project's instance."""
-    get_settings().prepare_instance()
+    from mlplatform.orchestration.instance import prepare_instance
+
+    prepare_instance(get_settings())
     workspace = PROJECT / "workspace.yaml"
     dagster = Path(sys.executable).with_name("dagster")
     os.execv(str(dagster), [str(dagster), "dev", "-w", str(workspace), "-h", "127.0.0.1", "-p", str(port)])

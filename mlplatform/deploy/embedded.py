@@ -21,6 +21,7 @@ from mlplatform.deploy.deployer import Candidate, Deployer
 from mlplatform.deploy.packaging import bento_file
 from mlplatform.deploy.processes import alive, cmdline, free_port, tail, terminate
 from mlplatform.deploy.records import Backend, DeploymentError, Deployments, Record, now, who
+from mlplatform.serving.request import flat_outputs
 
 READY_TIMEOUT_S = 180
 GRACE_S = 2.0
@@ -148,10 +149,11 @@ class EmbeddedDeployer(Deployer):
         answered = answer.headers.get("x-mlplatform-answered-by")
         if role is not None and answered != role:
             return [f"the router sent the {role}'s smoke request to {answered}"]
-        got = answer.json().get("probabilities", [])
-        if len(got) != len(smoke["probabilities"]):
-            return [f"smoke answer has {len(got)} probabilities for {len(smoke['rows'])} rows"]
-        worst = max(abs(a - b) for a, b in zip(got, smoke["probabilities"], strict=True))
+        got = flat_outputs(answer.json()) or []
+        if len(got) != len(smoke["outputs"]):
+            return [f"smoke answer has {len(got)} outputs for {len(smoke['rows'])} rows, "
+                    f"expected {len(smoke['outputs'])}"]
+        worst = max(abs(a - b) for a, b in zip(got, smoke["outputs"], strict=True))
         if worst > SMOKE_TOLERANCE:
             return [f"smoke answers differ from the registered model's by up to {worst:.2e} (> {SMOKE_TOLERANCE})"]
         return []

@@ -28,7 +28,8 @@ SERVICE_DIR = ROOT / "bentos" / "credit_service"
 # records (the container project runs the router from the primary's image). Nothing of Dagster or the ML stages.
 BENTO_PACKAGES = ("mlplatform.serving",)
 BENTO_MODULES = ("mlplatform", "mlplatform.specs", "mlplatform.settings", "mlplatform.lib",
-                 "mlplatform.lib.features", "mlplatform.lib.features.featurize", "mlplatform.lib.features.feast_repo",
+                 "mlplatform.lib.predictions", "mlplatform.lib.features", "mlplatform.lib.features.featurize",
+                 "mlplatform.lib.features.feast_repo",
                  "mlplatform.deploy", "mlplatform.deploy.records", "mlplatform.deploy.router")
 
 
@@ -88,20 +89,22 @@ def stage_context(target: Path, service_dir: Path = SERVICE_DIR, root: Path = RO
 
 
 def smoke_set(pipeline: Any, spec: Spec, rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """Request rows with the probabilities the registered pipeline gives them (what the served Bento must answer)."""
+    """Request rows with the outputs the registered pipeline gives them, flat (`request.flat_outputs`): what the
+    served Bento must answer."""
     import pandas as pd
 
+    from mlplatform.lib import predictions
     from mlplatform.lib.features.featurize import featurize
 
     x = featurize(pd.DataFrame(rows), spec, keys=False)[spec.feature_names]
-    return {"rows": rows, "probabilities": [float(p) for p in pipeline.predict_proba(x)[:, 1]]}
+    return {"rows": rows, "outputs": [float(v) for v in predictions.output(pipeline, x, spec).reshape(-1)]}
 
 
-def holdout_rows(frame: Any, spec: Spec, holdout_days: int, limit: int) -> list[dict[str, Any]]:
+def holdout_rows(frame: Any, spec: Spec, holdout_days: int, limit: int, seed: int) -> list[dict[str, Any]]:
     """Up to `limit` holdout rows of a training set as request rows (the contract's features only)."""
     from mlplatform.lib.training.train import holdout_mask
 
-    held = frame[holdout_mask(frame, spec, holdout_days)].head(limit)
+    held = frame[holdout_mask(frame, spec, holdout_days, seed)].head(limit)
     return [{k: (v.item() if hasattr(v, "item") else v) for k, v in row.items()}
             for row in held[spec.contract_feature_names].to_dict("records")]
 
@@ -135,7 +138,9 @@ def package(spec: Spec, pipeline: Any, bentoml_home: Path, env: str, labels: dic
     with tempfile.TemporaryDirectory(prefix="mlplatform-package-") as tmp:
         model_file = Path(tmp) / "pipeline.pkl"
         model_file.write_bytes(pickle.dumps(pipeline, protocol=pickle.HIGHEST_PROTOCOL))
-        request = {"spec": spec.name, "pipeline": str(model_file), "env": env, "labels": labels,
+        from mlplatform.specs import spec_to_json
+
+        request = {"spec": spec_to_json(spec), "pipeline": str(model_file), "env": env, "labels": labels,
                    "metadata": metadata, "smoke_rows": smoke_rows or [], "model_card": model_card}
         done = subprocess.run([sys.executable, "-m", "mlplatform.deploy.packaging"], input=json.dumps(request),
                               text=True, capture_output=True, env=environ, cwd=ROOT, timeout=900)
@@ -147,13 +152,14 @@ def package(spec: Spec, pipeline: Any, bentoml_home: Path, env: str, labels: dic
 
 
 def _main() -> None:
-    from mlplatform.specs import SPECS
+    from mlplatform.specs import spec_from_json
 
     request = json.loads(sys.stdin.read())
-    spec = next(s for s in SPECS if s.name == request["spec"])
+    spec = spec_from_json(request["spec"])
     pipeline = pickle.loads(Path(request["pipeline"]).read_bytes())  # written by package() just before
     model_tag = save_model(spec, pipeline, request["labels"], request["metadata"])
-    extra = {"model_card.md": request["model_card"] or f"# {spec.model_name}\n\n(no model card was given)\n"}
+    extra = {"model_card.md": request["model_card"] or f"# {spec.model_name}\n\n(no model card was given)\n",
+             "spec.json": request["spec"]}
     if request["smoke_rows"]:
         extra["smoke.json"] = json.dumps(smoke_set(pipeline, spec, request["smoke_rows"]))
     # BentoML refuses build contexts under hidden folders (like the default home `.mlplatform`): stage in tmp

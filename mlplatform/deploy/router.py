@@ -203,13 +203,13 @@ class Router:
                     primary_body = json.loads(primary)
                     entry.update(request_id=primary_body.get("request_id"),
                                  primary_version=primary_body.get("model_version"),
-                                 primary=primary_body.get("probabilities"))
+                                 primary=_outputs(primary_body))
                 except ValueError:
                     pass
                 try:
                     status, _, shadow = await self._forward(candidate, scope, headers, body, "shadow")
                     entry.update(status=status, shadow_version=candidate.model_version,
-                                 shadow=json.loads(shadow).get("probabilities") if status == 200 else None)
+                                 shadow=_outputs(json.loads(shadow)) if status == 200 else None)
                 except (TimeoutError, aiohttp.ClientError, ValueError) as exc:
                     entry.update(status=None, error=type(exc).__name__, shadow_version=candidate.model_version)
                 entry["shadow_ms"] = round((time.perf_counter() - start) * 1e3, 3)
@@ -260,3 +260,8 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+def _outputs(answer: dict[str, Any]) -> Any:
+    """An answer's numbers: probabilities (binary, multiclass) or values (regression)."""
+    return answer.get("probabilities", answer.get("values"))

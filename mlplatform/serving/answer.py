@@ -1,15 +1,19 @@
-"""The answer of `predict`, built in one place for the hot path and the BentoML API: probabilities and labels
-from the model's scores, counted in the service's metrics, with a fresh request id. A score that is not a finite
-number is never answered with a 2xx: the request is refused as unscorable, naming its rows and missing values."""
+"""The answer of `predict`, built in one place for the hot path and the BentoML API: the task's fields from the
+model's output (binary probabilities and labels, multiclass a probability per class and labels, regression values),
+counted in the service's metrics, with a fresh request id. An output that is not a finite number is never answered
+with a 2xx: the request is refused as unscorable, naming its rows and missing values."""
 
 import uuid
 from typing import Any
 
 import numpy as np
 
+from mlplatform.lib import predictions
 from mlplatform.serving.metrics import PredictionMetrics
-from mlplatform.serving.request import Prediction
-from mlplatform.serving.scorer import finish
+from mlplatform.serving.request import Prediction, prediction_model
+from mlplatform.specs import Spec
+
+DECIMALS = 6  # probabilities are answered to 6 decimals; labels come from the unrounded ones
 
 
 def request_id() -> str:
@@ -32,16 +36,28 @@ def unscorable(rows: list[dict[str, Any]], exc: Exception) -> Unscorable:
 
 
 class Answers:
-    """Turns one request's positive-class probabilities into its `Prediction` (and counts it)."""
+    """Turns one request's model output into its `Prediction` of the spec's task (and counts it)."""
 
-    def __init__(self, model: str, version: str, threshold: float, metrics: PredictionMetrics) -> None:
-        self.model, self.version, self.threshold, self.metrics = model, version, threshold, metrics
+    def __init__(self, spec: Spec, version: str, threshold: float, metrics: PredictionMetrics) -> None:
+        self.spec, self.model, self.version, self.threshold, self.metrics = (spec, spec.model_name, version,
+                                                                             threshold, metrics)
+        self.answer_type = prediction_model(spec)
 
-    def build(self, proba: np.ndarray, rows: list[dict[str, Any]]) -> Prediction:
-        bad = np.flatnonzero(~np.isfinite(proba))
+    def fields(self, out: np.ndarray) -> dict[str, Any]:
+        """The task's fields of an answer for finite outputs."""
+        if self.spec.task == "regression":
+            return {"values": out.tolist()}
+        labels = predictions.labels(out, self.spec, self.threshold)
+        if self.spec.task == "binary":
+            return {"probabilities": out.round(DECIMALS).tolist(), "labels": labels}
+        names = [str(c) for c in self.spec.classes]
+        return {"probabilities": [dict(zip(names, row, strict=True)) for row in out.round(DECIMALS).tolist()],
+                "labels": labels}
+
+    def build(self, out: np.ndarray, rows: list[dict[str, Any]]) -> Prediction:
+        bad = np.flatnonzero(~predictions.finite_rows(out))
         if len(bad):
             raise Unscorable(rows, bad.tolist())
-        probabilities, labels = finish(proba, self.threshold)
-        self.metrics.record(self.version, probabilities, labels)
-        return Prediction(request_id=request_id(), model=self.model, model_version=self.version,
-                          probabilities=probabilities, labels=labels)
+        fields = self.fields(out)
+        self.metrics.record(self.version, out, fields.get("labels"))
+        return self.answer_type(request_id=request_id(), model=self.model, model_version=self.version, **fields)

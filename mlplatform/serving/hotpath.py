@@ -35,7 +35,7 @@ class MicroBatcher:
         self.batches = 0
         self.requests = 0
 
-    async def proba(self, rows: list[dict[str, Any]]) -> np.ndarray:
+    async def output(self, rows: list[dict[str, Any]]) -> np.ndarray:
         loop = asyncio.get_running_loop()
         future = loop.create_future()
         if not self.pending:
@@ -53,11 +53,11 @@ class MicroBatcher:
         self.batches += 1
         self.requests += len(batch)
         try:
-            proba = self.scorer.proba([row for rows, _ in batch for row in rows])
+            proba = self.scorer.output([row for rows, _ in batch for row in rows])
         except Exception:  # noqa: BLE001 - one request's rows may be what the model refuses: score each alone
             for rows, future in batch:
                 try:
-                    alone = self.scorer.proba(rows)
+                    alone = self.scorer.output(rows)
                 except Exception as exc:  # noqa: BLE001 - that request gets the error
                     if not future.done():
                         future.set_exception(exc)
@@ -87,10 +87,10 @@ class Target:
     async def answer(self, rows: list[dict[str, Any]]) -> Prediction:
         assert self.batcher is not None and self.answers is not None
         try:
-            proba = await self.batcher.proba(rows)
+            out = await self.batcher.output(rows)
         except ValueError as exc:
             raise unscorable(rows, exc) from exc
-        return self.answers.build(proba, rows)
+        return self.answers.build(out, rows)
 
 
 class HotPath:

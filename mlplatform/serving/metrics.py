@@ -6,8 +6,10 @@ from typing import Any
 class PredictionMetrics:
     """Prometheus series of the service's answers, exported on BentoML's /metrics next to its own.
 
-    mlplatform_predictions_total{model, model_version, predicted_class}: rows answered, by predicted label;
-    mlplatform_prediction_score{model, model_version}: histogram of the positive-class probability;
+    mlplatform_predictions_total{model, model_version, predicted_class}: rows answered, by predicted label ("value"
+    for regression);
+    mlplatform_prediction_score{model, model_version}: histogram of the probability of the answered class (binary:
+    of the positive class); regression answers no probability and records none;
     mlplatform_request_rows{model, model_version}: histogram of rows per request.
     """
 
@@ -30,21 +32,23 @@ class PredictionMetrics:
         self.rows = bentoml.metrics.Histogram(name="mlplatform_request_rows", labelnames=labels,
                                               documentation="Rows per prediction request", buckets=self.ROW_BUCKETS)
 
-    def record(self, version: str, proba: list[float], labels: list[int]) -> None:
+    def record(self, version: str, out: Any, labels: list[Any] | None) -> None:
+        """Count one answer: `out` is the task's output (`lib/predictions.py`), `labels` its classes (None for
+        regression)."""
         if not self.enabled:
             return
         series = self._series.get(version)
-        if series is None:  # the labelled children, looked up once per model version
-            series = self._series[version] = (self.predictions.labels(self.model, version, "1"),
-                                              self.predictions.labels(self.model, version, "0"),
-                                              self.scores.labels(self.model, version),
+        if series is None:  # the children of a version, looked up once each
+            series = self._series[version] = ({}, self.scores.labels(self.model, version),
                                               self.rows.labels(self.model, version))
-        positive, negative, scores, rows = series
-        positives = sum(labels)
-        if positives:
-            positive.inc(positives)
-        if positives < len(labels):
-            negative.inc(len(labels) - positives)
-        for p in proba:
-            scores.observe(p)
-        rows.observe(len(labels))
+        counters, scores, rows = series
+        classes = labels if labels is not None else ["value"] * len(out)
+        for name in set(map(str, classes)):
+            counter = counters.get(name)
+            if counter is None:
+                counter = counters[name] = self.predictions.labels(self.model, version, name)
+            counter.inc(sum(1 for c in classes if str(c) == name))
+        if labels is not None:
+            for p in (out if out.ndim == 1 else out.max(axis=1)).tolist():
+                scores.observe(p)
+        rows.observe(len(classes))

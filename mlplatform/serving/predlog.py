@@ -39,14 +39,15 @@ class PredictionLog:
             self.day = day
         return self.fd
 
-    def append(self, request_id: str, rows: list[dict[str, Any]], probabilities: list[float], labels: list[int],
-               role: str = "direct", **extra: Any) -> None:
-        """Log one answered request (its inputs and outputs); call before the answer is sent."""
+    def append(self, request_id: str, rows: list[dict[str, Any]], outputs: dict[str, Any], role: str = "direct",
+               **extra: Any) -> None:
+        """Log one answered request: its rows and the answer's task fields (`outputs`: probabilities and labels, or
+        values); call before the answer is sent."""
         if self.folder is None:
             return
         now = time.time()
         entry = {"request_id": request_id, "at": round(now, 6), "model": self.model, "model_version": self.version,
-                 "role": role, "rows": rows, "probabilities": probabilities, "labels": labels, **extra}
+                 "role": role, "rows": rows, **outputs, **extra}
         self._write(now, (json.dumps(entry, separators=(",", ":"), default=str) + "\n").encode())
 
     def append_raw(self, request: bytes, answer: bytes, role: str = "direct") -> None:
@@ -86,30 +87,37 @@ def _entry(raw: dict[str, Any]) -> dict[str, Any]:
     if "answer" not in raw:
         return raw
     answer, request = raw["answer"], raw["request"]
-    entry = {"request_id": answer["request_id"], "at": raw["at"], "model": answer["model"],
-             "model_version": answer["model_version"], "role": raw["role"], "rows": request["rows"],
-             "probabilities": answer["probabilities"], "labels": answer["labels"]}
+    entry = {**answer, "at": raw["at"], "role": raw["role"], "rows": request["rows"]}
     return entry | ({"entity_ids": request["entity_ids"]} if request.get("entity_ids") else {})
 
 
 def day_frame(folders: Mapping[str, Path], day: str, spec: Any) -> Any:
     """One row per scored row of a day's logged requests, across environments (env, request, version, role,
     the entity where the request named it (`predict_entity`, or `predict` with `entity_ids`; else missing), the
-    contract features, probability, label)."""
+    contract features, probability (binary: of the positive class; multiclass: of the answered class), label,
+    value (regression))."""
     import pandas as pd
 
     records = []
     for env, folder in folders.items():
         for entry in read_day(folder, day):
-            entities = entry.get("entity_ids") or [None] * len(entry["rows"])
-            for row, entity, probability, label in zip(entry["rows"], entities, entry["probabilities"],
-                                                       entry["labels"], strict=True):
+            n = len(entry["rows"])
+            entities = entry.get("entity_ids") or [None] * n
+            probabilities = [_answered_probability(p) for p in entry.get("probabilities", [None] * n)]
+            for row, entity, probability, label, value in zip(
+                    entry["rows"], entities, probabilities, entry.get("labels", [None] * n),
+                    entry.get("values", [None] * n), strict=True):
                 records.append({"env": env, "request_id": entry["request_id"], "at": entry["at"],
                                 "model_version": entry["model_version"], "role": entry["role"], spec.entity: entity,
-                                **row, "probability": probability, "label": label})
+                                **row, "probability": probability, "label": label, "value": value})
     columns = ["env", "request_id", "at", "model_version", "role", spec.entity, *spec.contract_feature_names,
-               "probability", "label"]
+               "probability", "label", "value"]
     frame = pd.DataFrame.from_records(records, columns=columns)
     frame["at"] = pd.to_datetime(frame["at"], unit="s", utc=True)
     frame[spec.entity] = frame[spec.entity].astype("Int64")
     return frame.sort_values(["at", "request_id"], kind="stable").reset_index(drop=True)
+
+
+def _answered_probability(p: Any) -> Any:
+    """Binary: the positive class's probability; multiclass (a class → probability object): the answered class's."""
+    return max(p.values()) if isinstance(p, dict) else p

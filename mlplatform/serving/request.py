@@ -28,13 +28,44 @@ EntityId = Annotated[int, Field(ge=0, le=MAX_ENTITY_ID, strict=True)]
 
 
 class Prediction(BaseModel):
-    """The answer of `predict`: one probability and label per row, which model answered, a request id."""
+    """The answer of `predict`: which model answered, a request id, and per row the task's output (the fields of
+    `prediction_model(spec)`)."""
 
     request_id: str
     model: str
     model_version: str
-    probabilities: list[float]
-    labels: list[int]
+
+    def outputs(self) -> dict[str, Any]:
+        """The task's fields of the answer (what the prediction log keeps besides the request)."""
+        return self.model_dump(exclude={"request_id", "model", "model_version"})
+
+
+def prediction_model(spec: Spec) -> type[Prediction]:
+    """The answer of the spec's task. binary: `probabilities` (of the positive class) and `labels`; multiclass:
+    `probabilities` (one object per row, class → probability, in the declared class order) and `labels`;
+    regression: `values`."""
+    title = f"{spec.name.title()}Prediction"
+    if spec.task == "regression":
+        return create_model(title, __base__=Prediction,
+                            values=(list[float], Field(description="Predicted value per row")))
+    label: Any = Literal[spec.classes]  # a Literal built at run time
+    if spec.task == "binary":
+        proba: Any = (list[float], Field(description=f"Probability of {spec.positive_class!r} per row"))
+    else:
+        proba = (list[dict[str, float]], Field(description="Per row, each class's probability"))
+    return create_model(title, __base__=Prediction, probabilities=proba,
+                        labels=(list[label], Field(description="Predicted class per row")))
+
+
+def flat_outputs(answer: dict[str, Any]) -> list[float] | None:
+    """An answer's numbers in one flat list (binary probabilities, multiclass probabilities row by row in class
+    order, regression values), to compare two answers; None when it holds none."""
+    if "values" in answer:
+        return [float(v) for v in answer["values"]]
+    probabilities = answer.get("probabilities")
+    if probabilities is None:
+        return None
+    return [float(v) for p in probabilities for v in (p.values() if isinstance(p, dict) else [p])]
 
 
 def row_model(spec: Spec) -> type[BaseModel]:

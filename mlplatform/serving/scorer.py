@@ -1,13 +1,15 @@
-"""Scoring: a fitted pipeline compiled for request rows (no DataFrame on the hot path), and the answer's rounding."""
+"""Scoring: a fitted pipeline compiled for request rows (no DataFrame on the hot path), giving the task's output
+(`lib/predictions.py`)."""
 
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy.special import expit
+from scipy.special import expit, softmax
 
+from mlplatform.lib import predictions
 from mlplatform.lib.features.featurize import derive, featurize
-from mlplatform.specs import Spec
+from mlplatform.specs import MISSING_CATEGORY, Spec
 
 
 class Scorer:
@@ -27,15 +29,25 @@ class Scorer:
 
     def _compile(self, pipeline: Any) -> bool:
         from sklearn.compose import ColumnTransformer
-        from sklearn.linear_model import LogisticRegression
+        from sklearn.impute import SimpleImputer
+        from sklearn.linear_model import LinearRegression, LogisticRegression, Ridge
+        from sklearn.pipeline import Pipeline
         from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
+        if not isinstance(pipeline, Pipeline) or len(pipeline) != 2:
+            return False
         pre, self.estimator = pipeline[0], pipeline[-1]
-        if len(pipeline) != 2 or not isinstance(pre, ColumnTransformer) or pre.remainder != "drop":
+        if not isinstance(pre, ColumnTransformer) or pre.remainder != "drop":
             return False
         parts = {name: (step, list(cols)) for name, step, cols in pre.transformers_ if name != "remainder"}
         scaler, numeric_cols = parts.get("numeric", (None, []))
         encoder, categorical_cols = parts.get("categorical", (None, []))
+        self.fill = np.full(len(numeric_cols), np.nan)  # NaN: no imputer (a missing value stays missing)
+        if isinstance(scaler, Pipeline) and len(scaler) == 2 and isinstance(scaler[0], SimpleImputer):
+            imputer, scaler = scaler[0], scaler[1]
+            if imputer.add_indicator or len(imputer.statistics_) != len(numeric_cols):
+                return False
+            self.fill = imputer.statistics_.astype("float64")
         if (not isinstance(scaler, StandardScaler) or not isinstance(encoder, OneHotEncoder)
                 or numeric_cols != self.numeric + self.derived or categorical_cols != self.categorical
                 or encoder.handle_unknown != "ignore" or encoder.drop is not None
@@ -49,7 +61,8 @@ class Scorer:
             self.offsets.append({str(c): width + i for i, c in enumerate(cats)})
             width += len(cats)
         self.width = width
-        self.linear = (isinstance(self.estimator, LogisticRegression) and len(self.estimator.classes_) == 2)
+        # Linear models are applied as one matrix product (their predict methods re-check the input each call).
+        self.linear = isinstance(self.estimator, LogisticRegression | LinearRegression | Ridge)
         return True
 
     def matrix(self, rows: list[dict[str, Any]]) -> np.ndarray:
@@ -63,29 +76,35 @@ class Scorer:
         for j, feature in enumerate(self.spec.derived):
             out[:, len(self.numeric) + j] = derive(columns, feature)
         k = len(self.numeric) + len(self.derived)
-        out[:, :k] -= self.mean
-        out[:, :k] /= self.scale
+        block = out[:, :k]
+        missing = np.isnan(block)
+        if missing.any():  # the fitted imputer's statistics (NaN without an imputer: the answer is refused)
+            block[missing] = np.broadcast_to(self.fill, block.shape)[missing]
+        block -= self.mean
+        block /= self.scale
         for offsets, name in zip(self.offsets, self.categorical, strict=True):
             for i, row in enumerate(rows):
-                column = offsets.get(str(row[name]))
+                value = row[name]
+                column = offsets.get(MISSING_CATEGORY if value is None else str(value))
                 if column is not None:  # a category not seen in training is all zeros (handle_unknown="ignore")
                     out[i, column] = 1.0
         return out
 
-    def proba(self, rows: list[dict[str, Any]]) -> np.ndarray:
-        """Probability of the positive class per row."""
+    def output(self, rows: list[dict[str, Any]]) -> np.ndarray:
+        """The task's output per row: binary the positive class's probability, multiclass a probability per
+        declared class, regression the value."""
         if not self.compiled:
             frame = featurize(pd.DataFrame(rows), self.spec, keys=False)[self.spec.feature_names]
-            return np.asarray(self.pipeline.predict_proba(frame))[:, 1]
+            return predictions.output(self.pipeline, frame, self.spec)
         x = self.matrix(rows)
-        if self.linear:  # LogisticRegression.predict_proba for two classes, without its per-call input checks
-            return expit(x @ self.estimator.coef_[0] + self.estimator.intercept_[0])
-        return np.asarray(self.estimator.predict_proba(x))[:, 1]
-
-    def score(self, rows: list[dict[str, Any]], threshold: float) -> tuple[list[float], list[int]]:
-        return finish(self.proba(rows), threshold)
-
-
-def finish(proba: np.ndarray, threshold: float) -> tuple[list[float], list[int]]:
-    """What an answer carries: probabilities to 6 decimals, labels from the unrounded probabilities."""
-    return proba.round(6).tolist(), (proba >= threshold).astype(int).tolist()
+        if not self.linear:
+            return predictions.output(self.estimator, x, self.spec)
+        if not np.isfinite(x).all():
+            raise ValueError("Input X contains NaN.")  # what the estimator itself says (the answer is a 422)
+        raw = x @ self.estimator.coef_.T + self.estimator.intercept_
+        if self.spec.task == "regression":
+            return np.asarray(raw, dtype="float64").reshape(len(rows))
+        if raw.ndim == 2 and raw.shape[1] == 1:  # two classes: one decision function for classes_[1]
+            p1 = expit(raw[:, 0])
+            return predictions.from_proba(np.column_stack([1 - p1, p1]), self.estimator.classes_, self.spec)
+        return predictions.from_proba(softmax(raw, axis=1), self.estimator.classes_, self.spec)

@@ -91,7 +91,8 @@ def test_each_landed_file_is_judged_against_the_models_training_set_with_severit
     log = PredictionLog(platform.settings.deployments_dir / "production" / "predictions", "credit_model", "1")
     rows = credit_day(6, 200, drifted=True)[CREDIT.contract_feature_names].to_dict("records")
     for start in range(0, len(rows), 20):
-        log.append(f"{start:032d}", rows[start:start + 20], [0.5] * 20, [1] * 20, role="primary")
+        log.append(f"{start:032d}", rows[start:start + 20], {"probabilities": [0.5] * 20, "labels": [1] * 20},
+                   role="primary")
     day = time.strftime("%Y-%m-%d", time.gmtime())
     keys = [dg.AssetKey(["credit", "predictions"]), dg.AssetKey(["credit", "live_drift"])]
     result = dg.materialize([platform.defs.resolve_assets_def(k) for k in keys], instance=platform.instance,

@@ -16,9 +16,9 @@ pytestmark = pytest.mark.usefixtures("same_utc_day")  # logs filed by UTC day, r
 def test_a_days_prediction_logs_become_one_row_per_scored_row_with_version_and_role(platform):
     folder = platform.settings.deployments_dir
     PredictionLog(folder / "staging" / "predictions", "credit_model", "2").append(
-        "a" * 32, [ROW, {**ROW, "age": 60}], [0.1, 0.7], [0, 1], role="direct")
+        "a" * 32, [ROW, {**ROW, "age": 60}], {"probabilities": [0.1, 0.7], "labels": [0, 1]}, role="direct")
     production = PredictionLog(folder / "production" / "predictions", "credit_model", "1")
-    production.append("b" * 32, [ROW], [0.2], [0], role="primary")
+    production.append("b" * 32, [ROW], {"probabilities": [0.2], "labels": [0]}, role="primary")
     production.append_raw(b'{"rows": [%s]}' % pd.Series(ROW).to_json().encode(),
                           b'{"request_id": "%s", "model": "credit_model", "model_version": "1", '
                           b'"probabilities": [0.2], "labels": [0]}' % (b"c" * 32), role="candidate")

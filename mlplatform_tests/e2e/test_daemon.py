@@ -35,7 +35,8 @@ def test_the_daemon_takes_landed_files_to_a_model_answering_in_staging(tmp_path,
             "MLPLATFORM_AUTOMATION_INTERVAL": "2"}
     settings = Settings.from_env(env)
     # the instance as `mlplatform dev` prepares it (dagster.yaml: the queue, one run at a time; the stores created)
-    prepare = "from mlplatform.settings import get_settings; get_settings().prepare_instance()"
+    prepare = ("from mlplatform.settings import get_settings; from mlplatform.orchestration.instance import "
+               "prepare_instance; prepare_instance(get_settings())")
     subprocess.run([sys.executable, "-c", prepare], env=env, check=True)
     mlflow_db = Path(settings.mlflow_tracking_uri.removeprefix("sqlite:///"))
     mlflow_db.parent.mkdir(parents=True)

@@ -312,7 +312,7 @@ def test_a_torn_last_line_of_a_killed_writer_is_skipped(tmp_path):
     from mlplatform.serving.predlog import PredictionLog, read_day
 
     log = PredictionLog(tmp_path, "credit_model", "1")
-    log.append("a" * 32, ROWS[:1], [0.25], [0], role="primary")
+    log.append("a" * 32, ROWS[:1], {"probabilities": [0.25], "labels": [0]}, role="primary")
     answer = {"request_id": "b" * 32, "model": "credit_model", "model_version": "1", "probabilities": [0.5],
               "labels": [1]}
     log.append_raw(json.dumps({"rows": ROWS[:1]}, indent=2).encode(), json.dumps(answer).encode(), "candidate")

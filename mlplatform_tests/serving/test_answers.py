@@ -35,7 +35,7 @@ def pipeline():
 
 
 def test_a_non_finite_score_is_refused_naming_the_row_and_its_missing_values():
-    answers = Answers("credit_model", "1", 0.3, PredictionMetrics("credit_model", enabled=False))
+    answers = Answers(CREDIT, "1", 0.3, PredictionMetrics("credit_model", enabled=False))
     rows = [ROW, {**ROW, "income": None}]
     with pytest.raises(Unscorable, match=r"cannot score row 1 \(missing values in income\)"):
         answers.build(np.array([0.2, np.nan]), rows)
@@ -47,7 +47,7 @@ def hot_path_app(pipeline, spec):  # noqa: ANN001, ANN201
         await send_json(send, 404, {"error": "not the hot path"})
 
     target = Target()
-    target.bind(Scorer(pipeline, spec), Answers(spec.model_name, "1", 0.3, PredictionMetrics(spec.model_name, False)),
+    target.bind(Scorer(pipeline, spec), Answers(spec, "1", 0.3, PredictionMetrics(spec.model_name, False)),
                 PredictionLog(None, spec.model_name, "1"))
     return HotPath(fallback, target, request_model(spec)), target
 
@@ -71,8 +71,8 @@ def test_one_requests_unscorable_rows_do_not_fail_the_others_in_its_batch(pipeli
 
     async def together() -> list:
         batcher = MicroBatcher(scorer)
-        return await asyncio.gather(batcher.proba([ROW]), batcher.proba([{**ROW, "income": None}]),
-                                    batcher.proba([ROW, ROW]), return_exceptions=True)
+        return await asyncio.gather(batcher.output([ROW]), batcher.output([{**ROW, "income": None}]),
+                                    batcher.output([ROW, ROW]), return_exceptions=True)
 
     first, bad, third = asyncio.run(together())
     assert isinstance(bad, ValueError)

@@ -156,7 +156,7 @@ def test_concurrent_requests_are_scored_in_one_model_call_with_the_same_answers(
     requests = [[{**ROW, "age": 20 + i}] * (1 + i % 3) for i in range(12)]
 
     async def together():
-        return await asyncio.gather(*(batcher.proba(rows) for rows in requests))
+        return await asyncio.gather(*(batcher.output(rows) for rows in requests))
 
     answers = asyncio.run(together())
     assert batcher.batches == 1 and batcher.requests == 12
@@ -175,8 +175,8 @@ def test_the_compiled_scorer_matches_the_pipeline_on_every_row(estimator):
     rows[0] = {**rows[0], "income": 0.0}  # zero denominator of loan_to_income
     expected = pipeline.predict_proba(featurize(pd.DataFrame(rows), CREDIT, keys=False)[CREDIT.feature_names])[:, 1]
     assert scorer.compiled
-    assert abs(scorer.proba(rows) - expected).max() < 1e-12
-    assert abs(scorer.proba(rows[:1]) - expected[:1]).max() < 1e-12
+    assert abs(scorer.output(rows) - expected).max() < 1e-12
+    assert abs(scorer.output(rows[:1]) - expected[:1]).max() < 1e-12
 
 
 def test_a_pipeline_of_another_shape_is_scored_through_the_pipeline_itself():
@@ -194,7 +194,7 @@ def test_a_pipeline_of_another_shape_is_scored_through_the_pipeline_itself():
     scorer = Scorer(pipeline, CREDIT)
     rows = raw[CREDIT.contract_feature_names].head(50).to_dict("records")
     assert not scorer.compiled
-    assert abs(scorer.proba(rows) - pipeline.predict_proba(x.head(50))[:, 1]).max() < 1e-12
+    assert abs(scorer.output(rows) - pipeline.predict_proba(x.head(50))[:, 1]).max() < 1e-12
 
 
 def test_safeguards_cannot_be_switched_off_outside_local():

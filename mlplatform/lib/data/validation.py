@@ -164,7 +164,7 @@ def validate_landed(frame: pd.DataFrame, spec: Spec) -> ValidationResult:
     """Validate one landed file's frame against the spec's contract."""
     from mlplatform.schemas import contract_schema
 
-    numeric = [spec.entity, spec.label, *(c.name for c in spec.numeric)]
+    numeric = [spec.entity, *([] if spec.label_is_text else [spec.label]), *(c.name for c in spec.numeric)]
     return validate_frame(frame, contract_schema(spec), numeric)
 
 

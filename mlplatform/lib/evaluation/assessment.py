@@ -10,10 +10,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from mlplatform.lib import predictions
 from mlplatform.lib.evaluation import gates, metrics, report
-from mlplatform.lib.training.train import TrainedModel
+from mlplatform.lib.training.train import TrainedModel, holdout_method
 from mlplatform.lib.training.train import holdout as holdout_rows
-from mlplatform.specs import Spec
+from mlplatform.specs import TASK_FAIRNESS, Spec
 
 
 @dataclass(frozen=True)
@@ -43,7 +44,7 @@ def card_facts(spec: Spec, candidate: TrainedModel, champion: str | None) -> rep
     lineage, reg = candidate.lineage, candidate.registered
     return report.CardFacts(
         model=reg.name, version=reg.version, description=spec.description, intended_use=spec.intended_use,
-        estimator=candidate.params.estimator, params=candidate.params.__dict__,
+        estimator=candidate.params.estimator, params=candidate.params.__dict__, task=spec.task,
         feature_service=spec.feature_service_name, features=spec.feature_names,
         sensitive=spec.sensitive.name if spec.sensitive else None, partitions=candidate.partitions,
         train_rows=candidate.train_rows, training_set_version=candidate.training_set_version, champion=champion,
@@ -58,13 +59,16 @@ def assess(spec: Spec, candidate: TrainedModel, training_set: pd.DataFrame, cham
 
     `registered_predict` scores rows with the candidate as loaded back from the registry (the contract gate).
     """
-    holdout = holdout_rows(training_set, spec, candidate.params.holdout_days)
-    result = metrics.evaluate(candidate.pipeline, champion, holdout, spec, threshold, min_slice_rows,
-                               candidate.params.seed)
+    params = candidate.params
+    holdout = holdout_rows(training_set, spec, params.holdout_days, params.seed)
+    how = holdout_method(training_set, spec, params.holdout_days)
+    result = metrics.evaluate(candidate.pipeline, champion, holdout, spec, threshold, min_slice_rows, params.seed, how)
     x = holdout[spec.feature_names]
     registered = np.asarray(registered_predict(x))  # what a consumer of the registry gets
-    outcomes = gates.run_gates(result, thresholds, champion_version, min_slice_rows,
-                               registered[:, 1] if registered.ndim == 2 else registered, candidate.predict_proba(x))
+    if spec.is_classification:  # the pyfunc answers predict_proba in the model's own class order
+        registered = predictions.from_proba(registered, candidate.pipeline.classes_, spec)
+    outcomes = gates.run_gates(result, thresholds, champion_version, min_slice_rows, registered, candidate.output(x),
+                               len(spec.classes), TASK_FAIRNESS[spec.task])
     facts = card_facts(spec, candidate, champion_version)
     files = report.write_report(folder, result, outcomes, facts)
     summary = "\n\n".join([

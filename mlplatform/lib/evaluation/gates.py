@@ -5,7 +5,8 @@ from typing import Any
 
 import numpy as np
 
-from mlplatform.lib.evaluation.metrics import HIGHER_IS_BETTER, METRICS, Evaluation
+from mlplatform.lib.evaluation.metrics import Evaluation
+from mlplatform.specs import Spec
 
 GATES = ("floors", "no_regression", "fairness", "prediction_contract")
 
@@ -20,6 +21,11 @@ class Thresholds:
     max_relative_regression: dict[str, float]
     fairness_bounds: dict[str, float]
 
+    @classmethod
+    def of(cls, spec: Spec) -> "Thresholds":
+        """The spec's thresholds: its task's defaults merged with its own values."""
+        return cls(**spec.gate_thresholds)
+
 
 @dataclass(frozen=True)
 class GateResult:
@@ -29,12 +35,13 @@ class GateResult:
     passed: bool
     description: str
     numbers: dict[str, Any] = field(default_factory=dict)
+    judged: bool = True  # False: too little data to judge (passes, shown as a warning, never as a clean pass)
 
 
-def _unknown(names: dict[str, float], known: tuple[str, ...], what: str) -> None:
+def _unknown(names: dict[str, float], known: Any, what: str) -> None:
     unknown = sorted(set(names) - set(known))
     if unknown:
-        raise ValueError(f"{what}: unknown metric(s) {unknown}; expected some of {', '.join(known)}")
+        raise ValueError(f"{what}: unknown metric(s) {unknown}; expected some of {', '.join(sorted(known))}")
 
 
 def bound_failures(m: dict[str, float], floors: dict[str, float], ceilings: dict[str, float]) -> list[str]:
@@ -45,8 +52,8 @@ def bound_failures(m: dict[str, float], floors: dict[str, float], ceilings: dict
 
 def floors(evaluation: Evaluation, t: Thresholds) -> GateResult:
     """Absolute bounds: each metric at least its floor (or at most its ceiling)."""
-    _unknown(t.floors, METRICS, "floors")
-    _unknown(t.ceilings, METRICS, "ceilings")
+    _unknown(t.floors, evaluation.directions, "floors")
+    _unknown(t.ceilings, evaluation.directions, "ceilings")
     m = evaluation.candidate.metrics
     failures = bound_failures(m, t.floors, t.ceilings)
     numbers = {k: {"value": m[k], "floor": v} for k, v in t.floors.items()}
@@ -58,15 +65,15 @@ def floors(evaluation: Evaluation, t: Thresholds) -> GateResult:
 
 def no_regression(evaluation: Evaluation, t: Thresholds, champion_version: str | None) -> GateResult:
     """Against the champion on the same rows: no metric drops by more than its absolute or relative tolerance."""
-    _unknown(t.max_regression, METRICS, "max_regression")
-    _unknown(t.max_relative_regression, METRICS, "max_relative_regression")
+    _unknown(t.max_regression, evaluation.directions, "max_regression")
+    _unknown(t.max_relative_regression, evaluation.directions, "max_relative_regression")
     if evaluation.champion is None:
         return GateResult("no_regression", True, "no champion yet: the floors alone decide", {"champion": None})
     cand, champ = evaluation.candidate.metrics, evaluation.champion.metrics
     failures: list[str] = []
     numbers: dict[str, Any] = {"champion": champion_version}
     for metric in sorted(set(t.max_regression) | set(t.max_relative_regression)):
-        sign = 1.0 if metric in HIGHER_IS_BETTER else -1.0
+        sign = float(evaluation.directions[metric])
         drop = sign * (champ[metric] - cand[metric])  # > 0: the candidate is worse
         relative = drop / abs(champ[metric]) if champ[metric] else (0.0 if drop <= 0 else float("inf"))
         numbers[metric] = {"candidate": cand[metric], "champion": champ[metric], "drop": drop,
@@ -82,57 +89,72 @@ def no_regression(evaluation: Evaluation, t: Thresholds, champion_version: str |
                       f"v{champion_version}: {summary}", numbers)
 
 
-def fairness(evaluation: Evaluation, t: Thresholds, min_slice_rows: int) -> GateResult:
-    """Each disparity metric over the sensitive slices within its bound."""
-    measured = evaluation.candidate.fairness
-    if not measured:
+def fairness(evaluation: Evaluation, t: Thresholds, min_slice_rows: int, known: tuple[str, ...] = ()) -> GateResult:
+    """Each disparity metric over the sensitive slices within its bound; "not judged" when fewer than two slices
+    have `min_slice_rows` holdout rows (a disparity of noise is neither a pass nor a failure)."""
+    measured, slices = evaluation.candidate.fairness, evaluation.candidate.slices
+    if not len(slices):
         return GateResult("fairness", True, "the spec names no sensitive attribute", {})
-    _unknown(t.fairness_bounds, tuple(measured), "fairness_bounds")
+    _unknown(t.fairness_bounds, known or tuple(measured), "fairness_bounds")
+    sizes = {str(k): int(v) for k, v in slices["rows"].items()}
+    if not measured:
+        return GateResult("fairness", True, f"not judged: fewer than two slices have {min_slice_rows} holdout rows "
+                          f"(rows per slice: {sizes})", {"rows_by_slice": sizes, "min_rows": min_slice_rows},
+                          judged=False)
     failures = [f"{k} {measured[k]:.4f} > bound {v:.4f}" for k, v in t.fairness_bounds.items() if not measured[k] <= v]
-    slices = evaluation.candidate.slices
-    skipped = sorted(slices.index[~slices["judged"]]) if len(slices) else []
-    numbers: dict[str, dict[str, Any]] = {k: {"value": measured[k], "bound": t.fairness_bounds.get(k)}
-                                          for k in measured}
-    numbers["selection_rate_by_slice"] = {str(k): round(float(v), 4) for k, v in slices["selection_rate"].items()}
+    skipped = sorted(slices.index[~slices["judged"]])
+    numbers: dict[str, Any] = {k: {"value": measured[k], "bound": t.fairness_bounds.get(k)} for k in measured}
+    numbers["rows_by_slice"] = sizes
     if skipped:
         numbers["slices_below_min_rows"] = {"slices": skipped, "min_rows": min_slice_rows}
-    worst = slices[slices["judged"]]["selection_rate"] if len(slices) else None
-    where = (f" (selection rate {worst.idxmax()} {worst.max():.3f} vs {worst.idxmin()} {worst.min():.3f})"
-             if worst is not None and len(worst) else "")
+    where = ""
+    rate = next((c for c in ("selection_rate", "accuracy", "mae") if c in slices), None)
+    if rate is not None:
+        numbers[f"{rate}_by_slice"] = {str(k): round(float(v), 4) for k, v in slices[rate].items()}
+        worst = slices[slices["judged"]][rate]
+        if failures and len(worst):
+            where = (f" ({rate.replace('_', ' ')} {worst.idxmax()} {worst.max():.3f} vs {worst.idxmin()} "
+                     f"{worst.min():.3f})")
     ok = ", ".join(f"{k} {measured[k]:.4f} ≤ {v:.4f}" for k, v in t.fairness_bounds.items())
     return GateResult("fairness", not failures, ("; ".join(failures) + where) if failures else f"within bounds: {ok}",
                       numbers)
 
 
-def prediction_contract(expected_rows: int, in_memory: np.ndarray, registered: np.ndarray) -> GateResult:
-    """The scores are probabilities, one per row, and the registered model (what gets packaged) gives the same."""
+def prediction_contract(task: str, classes: int, expected_rows: int, in_memory: np.ndarray,
+                        registered: np.ndarray) -> GateResult:
+    """One output per row (binary a probability; multiclass a probability per class summing to 1; regression a
+    finite value), and the registered model (what gets packaged) gives exactly the same."""
     problems = []
-    if in_memory.ndim != 2 or in_memory.shape != (expected_rows, 2):
-        problems.append(f"predict_proba shape {in_memory.shape}, expected ({expected_rows}, 2)")
-    else:
-        if not np.isfinite(in_memory).all():
-            problems.append(f"{int((~np.isfinite(in_memory)).any(axis=1).sum())} row(s) with non-finite scores")
-        elif in_memory.min() < 0 or in_memory.max() > 1:
-            problems.append(f"scores outside [0, 1]: min {in_memory.min():.4g}, max {in_memory.max():.4g}")
-        elif np.abs(in_memory.sum(axis=1) - 1).max() > 1e-6:
-            problems.append("class probabilities do not sum to 1"
-                            f" (max error {np.abs(in_memory.sum(axis=1) - 1).max():.3g})")
-    registered = np.asarray(registered, dtype=float).reshape(-1)
-    if registered.shape != (expected_rows,):
-        problems.append(f"registered model returned {registered.shape[0]} score(s) for {expected_rows} rows")
-    elif in_memory.shape == (expected_rows, 2):
-        delta = float(np.nanmax(np.abs(registered - in_memory[:, 1]))) if expected_rows else 0.0
+    shape = (expected_rows, classes) if task == "multiclass" else (expected_rows,)
+    in_memory = np.asarray(in_memory, dtype=float)
+    if in_memory.shape != shape:
+        problems.append(f"output shape {in_memory.shape}, expected {shape}")
+    elif not np.isfinite(in_memory).all():
+        bad = ~np.isfinite(in_memory)
+        problems.append(f"{int((bad.any(axis=1) if bad.ndim == 2 else bad).sum())} row(s) with non-finite output")
+    elif task != "regression" and (in_memory.min() < 0 or in_memory.max() > 1):
+        problems.append(f"probabilities outside [0, 1]: min {in_memory.min():.4g}, max {in_memory.max():.4g}")
+    elif task == "multiclass" and expected_rows and np.abs(in_memory.sum(axis=1) - 1).max() > 1e-6:
+        problems.append("class probabilities do not sum to 1"
+                        f" (max error {np.abs(in_memory.sum(axis=1) - 1).max():.3g})")
+    registered = np.asarray(registered, dtype=float)
+    if registered.shape != shape:
+        problems.append(f"registered model returned shape {registered.shape} for {expected_rows} rows")
+    elif in_memory.shape == shape:
+        delta = float(np.nanmax(np.abs(registered - in_memory))) if expected_rows else 0.0
         if not delta <= 1e-9:
-            problems.append(f"registered model's scores differ from the trained pipeline's by up to {delta:.3g}")
+            problems.append(f"registered model's outputs differ from the trained pipeline's by up to {delta:.3g}")
+    what = {"binary": "probabilities in [0, 1]", "multiclass": f"probability vectors over {classes} classes",
+            "regression": "finite values"}[task]
     numbers = {"rows": expected_rows, "shape": list(in_memory.shape)}
     return GateResult("prediction_contract", not problems, "; ".join(problems) or
-                      f"{expected_rows} rows → {expected_rows} probabilities in [0, 1], registered model identical",
-                      numbers)
+                      f"{expected_rows} rows → {expected_rows} {what}, registered model identical", numbers)
 
 
 def run_gates(evaluation: Evaluation, t: Thresholds, champion_version: str | None, min_slice_rows: int,
-              registered_scores: np.ndarray, in_memory_proba: np.ndarray) -> list[GateResult]:
+              registered: np.ndarray, in_memory: np.ndarray, classes: int, fairness_metrics: tuple[str, ...] = (),
+              ) -> list[GateResult]:
     """Every gate, in the order of `GATES`."""
     return [floors(evaluation, t), no_regression(evaluation, t, champion_version),
-            fairness(evaluation, t, min_slice_rows),
-            prediction_contract(evaluation.holdout_rows, in_memory_proba, registered_scores)]
+            fairness(evaluation, t, min_slice_rows, fairness_metrics),
+            prediction_contract(evaluation.task, classes, evaluation.holdout_rows, in_memory, registered)]

@@ -10,9 +10,9 @@ from typing import Any
 import pandas as pd
 
 from mlplatform.lib.evaluation.gates import GateResult
-from mlplatform.lib.evaluation.metrics import HIGHER_IS_BETTER, METRICS, Evaluation
+from mlplatform.lib.evaluation.metrics import HEADLINE, Evaluation
 
-PLOTS = ("roc_curve", "calibration_curve", "feature_importance", "slices")
+PLOTS = ("roc_curve", "calibration_curve", "residuals", "feature_importance", "slices")
 
 
 @dataclass(frozen=True)
@@ -36,6 +36,7 @@ class CardFacts:
     mlflow_run_id: str
     git_commit: str
     lock_hash: str
+    task: str = "binary"
 
 
 def _figure(path: Path, draw: Callable[[Any], None], size: tuple[float, float] = (5, 4)) -> Path:
@@ -71,22 +72,38 @@ def _plots(evaluation: Evaluation, folder: Path) -> dict[str, Path]:
         ax.set(xlabel="mean predicted probability", ylabel="observed positive rate", title="Calibration (10 bins)")
         ax.legend(loc="upper left")
 
+    def residuals(ax: Any) -> None:
+        for m in models:
+            points = pd.DataFrame(m.residuals, columns=["predicted", "residual"])
+            ax.scatter(points["predicted"], points["residual"], s=6, alpha=0.5,
+                       label=f"{m.name} (RMSE {m.metrics['rmse']:.4g})")
+        ax.axhline(0, linestyle=":", color="grey")
+        ax.set(xlabel="predicted value", ylabel="actual − predicted", title="Residuals (holdout)")
+        ax.legend(loc="upper left")
+
     def importance(ax: Any) -> None:
         imp = evaluation.importance.iloc[::-1]
         ax.barh(imp["feature"], imp["importance"], xerr=imp["importance_std"], color="tab:blue")
-        ax.set(xlabel="drop in ROC AUC when shuffled", title="Permutation importance (holdout)")
+        ax.set(xlabel=f"worsening of {HEADLINE[evaluation.task]} when shuffled",
+               title="Permutation importance (holdout)")
 
     def slices(ax: Any) -> None:
         frame = evaluation.candidate.slices
-        if len(frame):
-            frame[["selection_rate", "true_positive_rate", "false_positive_rate"]].plot.bar(ax=ax, rot=0)
-        ax.set(xlabel="", ylabel="rate", title="Challenger by slice")
+        shown = [c for c in ("selection_rate", "true_positive_rate", "false_positive_rate", "accuracy", "recall",
+                             "mae") if c in frame]
+        if len(frame) and shown:
+            frame[shown].plot.bar(ax=ax, rot=0)
+        ax.set(xlabel="", ylabel="value", title="Challenger by slice")
 
     rows = len(evaluation.importance)
-    return {"roc_curve": _figure(folder / "roc_curve.png", roc),
-            "calibration_curve": _figure(folder / "calibration_curve.png", calibration),
-            "feature_importance": _figure(folder / "feature_importance.png", importance, (5, 0.3 * rows + 1)),
-            "slices": _figure(folder / "slices.png", slices, (6, 4))}
+    plots = {"feature_importance": _figure(folder / "feature_importance.png", importance, (5, 0.3 * rows + 1)),
+             "slices": _figure(folder / "slices.png", slices, (6, 4))}
+    if evaluation.task == "binary":
+        plots["roc_curve"] = _figure(folder / "roc_curve.png", roc)
+        plots["calibration_curve"] = _figure(folder / "calibration_curve.png", calibration)
+    if evaluation.task == "regression":
+        plots["residuals"] = _figure(folder / "residuals.png", residuals)
+    return plots
 
 
 def comparison(evaluation: Evaluation) -> pd.DataFrame:
@@ -94,8 +111,7 @@ def comparison(evaluation: Evaluation) -> pd.DataFrame:
     cand = evaluation.candidate.metrics
     champ = evaluation.champion.metrics if evaluation.champion else {}
     rows = []
-    for metric in METRICS:
-        sign = 1 if metric in HIGHER_IS_BETTER else -1
+    for metric, sign in evaluation.directions.items():
         rows.append({"metric": metric, "challenger": round(cand[metric], 4),
                      "champion": round(champ[metric], 4) if champ else "—",
                      "better by": round(sign * (cand[metric] - champ[metric]), 4) if champ else "—"})
@@ -110,8 +126,8 @@ def md_table(frame: pd.DataFrame) -> str:
 
 
 def gate_table(gates: list[GateResult]) -> pd.DataFrame:
-    return pd.DataFrame([{"gate": g.name, "result": "PASSED" if g.passed else "FAILED", "detail": g.description}
-                         for g in gates])
+    return pd.DataFrame([{"gate": g.name, "result": ("PASSED" if g.judged else "NOT JUDGED") if g.passed else "FAILED",
+                          "detail": g.description} for g in gates])
 
 
 def slice_table(evaluation: Evaluation) -> pd.DataFrame:
@@ -124,12 +140,14 @@ def slice_table(evaluation: Evaluation) -> pd.DataFrame:
 def _sections(evaluation: Evaluation, gates: list[GateResult], facts: CardFacts) -> list[tuple[str, object]]:
     """The report as (heading, table or plot name or text), rendered to Markdown and HTML alike."""
     champ = f"champion v{facts.champion}" if facts.champion else "no champion yet"
-    intro = (f"Holdout: {evaluation.holdout_rows} rows from the latest days of label time, label rate "
-             f"{evaluation.label_rate:.3f}, decision threshold {evaluation.threshold}. Compared with {champ} on the "
-             "same rows.")
+    threshold = f", decision threshold {evaluation.threshold}" if evaluation.task == "binary" else ""
+    intro = (f"Task: {evaluation.task}. Holdout: {evaluation.holdout_rows} rows ({evaluation.holdout_method}), "
+             f"{evaluation.label_summary}{threshold}. Compared with {champ} on the same rows.")
     importance = evaluation.importance.round(4)
-    return [("", intro), ("Gates", gate_table(gates)), ("Challenger vs champion", comparison(evaluation)),
-            ("ROC curve", "roc_curve"), ("Calibration", "calibration_curve"),
+    curves: list[tuple[str, object]] = ([("ROC curve", "roc_curve"), ("Calibration", "calibration_curve")]
+                                        if evaluation.task == "binary" else
+                                        [("Residuals", "residuals")] if evaluation.task == "regression" else [])
+    return [("", intro), ("Gates", gate_table(gates)), ("Challenger vs champion", comparison(evaluation)), *curves,
             ("Fairness slices", slice_table(evaluation)), ("", "slices"),
             ("Disparities", pd.DataFrame([evaluation.candidate.fairness]).round(4)),
             ("Feature importance", importance), ("", "feature_importance")]
@@ -175,11 +193,11 @@ def model_card(evaluation: Evaluation, gates: list[GateResult], facts: CardFacts
         f"# Model card: {facts.model} v{facts.version}", "",
         f"Status: **{'challenger, every gate passed' if passed else 'challenger, blocked by a failed gate'}**", "",
         "## Intended use", facts.description, "", facts.intended_use or "Not stated in the spec.", "",
-        "## Model", f"scikit-learn Pipeline (scaling, one-hot encoding, {facts.estimator}); {params}.", "",
+        "## Model", f"Task: {facts.task}. Pipeline: {facts.estimator} ({params}).", "",
         "## Data",
         f"- Partitions: {len(facts.partitions)} ({span})",
-        f"- Rows: {facts.train_rows} training, {evaluation.holdout_rows} holdout"
-        f" (label rate {evaluation.label_rate:.3f})",
+        f"- Rows: {facts.train_rows} training, {evaluation.holdout_rows} holdout ({evaluation.holdout_method}; "
+        f"{evaluation.label_summary})",
         f"- Training set data version: `{facts.training_set_version}`", "",
         "## Features", f"Feature service `{facts.feature_service}`: {', '.join(facts.features)}.",
         f"Sensitive attribute (used only to evaluate fairness, never as an input): {facts.sensitive or 'none'}.", "",

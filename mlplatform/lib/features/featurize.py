@@ -5,7 +5,7 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
-from mlplatform.specs import Derived, Spec
+from mlplatform.specs import MISSING_CATEGORY, Derived, Spec
 
 
 def derive(columns: Mapping[str, np.ndarray], feature: Derived) -> np.ndarray:
@@ -37,8 +37,8 @@ def featurize(frame: pd.DataFrame, spec: Spec, keys: bool = True) -> pd.DataFram
         out[spec.timestamp] = frame[spec.timestamp]
     for col in spec.numeric:
         out[col.name] = frame[col.name].astype("float64")
-    for cat in spec.categorical:
-        out[cat.name] = frame[cat.name].astype(str)
+    for cat in spec.categorical:  # a missing category is a category of its own (the scorer maps None the same way)
+        out[cat.name] = frame[cat.name].astype(object).where(frame[cat.name].notna(), MISSING_CATEGORY).astype(str)
     numeric = {name: frame[name].to_numpy(dtype="float64", na_value=np.nan) for f in spec.derived for name in f.inputs}
     for feature in spec.derived:
         out[feature.name] = derive(numeric, feature)

@@ -15,7 +15,10 @@ from mlplatform.lib.evaluation.gates import bound_failures
 from mlplatform.lib.evaluation.metrics import expected_calibration_error
 from mlplatform.specs import Spec
 
-HEADLINE = ("roc_auc", "brier", "expected_calibration_error")
+# The live metrics per task (the binary ones need only the positive class's probability the log keeps).
+TASK_HEADLINE = {"binary": ("roc_auc", "brier", "expected_calibration_error"), "multiclass": ("accuracy",),
+                 "regression": ("rmse", "mae")}
+HEADLINE = tuple(dict.fromkeys(m for names in TASK_HEADLINE.values() for m in names))
 
 
 def labelled(served: pd.DataFrame, labels: pd.DataFrame, spec: Spec) -> pd.DataFrame:
@@ -31,22 +34,44 @@ def labelled(served: pd.DataFrame, labels: pd.DataFrame, spec: Spec) -> pd.DataF
     events = events.sort_values("labelled_at", kind="stable")
     joined = pd.merge_asof(rows, events, left_on="at", right_on="labelled_at", by=spec.entity, direction="backward",
                            tolerance=pd.Timedelta(days=spec.monitoring.label_window_days))
-    return joined.dropna(subset=["outcome"]).astype({"outcome": "int64"}).reset_index(drop=True)
+    joined = joined.dropna(subset=["outcome"])
+    return (joined.astype({"outcome": "int64"}) if spec.task == "binary" and not spec.label_is_text
+            else joined).reset_index(drop=True)
 
 
-def by_version(served: pd.DataFrame, joined: pd.DataFrame) -> pd.DataFrame:
-    """Per environment and model version: rows served and labelled, and the headline metrics on the labelled."""
+def _live_metrics(rows: pd.DataFrame, spec: Spec | None) -> dict[str, float]:
+    task = spec.task if spec is not None else "binary"
+    nan = float("nan")
+    out = dict.fromkeys(HEADLINE, nan)
+    if not len(rows):
+        return out
+    if task == "binary":
+        positive = spec.positive_class if spec is not None else 1
+        y, scores = (rows["outcome"] == positive).to_numpy(dtype="int64"), rows["probability"].to_numpy(dtype=float)
+        both = len(np.unique(y)) == 2
+        out |= {"roc_auc": float(skm.roc_auc_score(y, scores)) if both else nan,
+                "brier": float(skm.brier_score_loss(y, scores, pos_label=1)),
+                "expected_calibration_error": expected_calibration_error(y, scores)}
+    elif task == "multiclass":
+        out["accuracy"] = float((rows["label"].astype(str) == rows["outcome"].astype(str)).mean())
+    else:
+        error = rows["value"].to_numpy(dtype=float) - rows["outcome"].to_numpy(dtype=float)
+        out |= {"rmse": float(np.sqrt(np.mean(error**2))), "mae": float(np.mean(np.abs(error)))}
+    return out
+
+
+def by_version(served: pd.DataFrame, joined: pd.DataFrame, spec: Spec | None = None) -> pd.DataFrame:
+    """Per environment and model version: rows served and labelled, and the task's live metrics on the labelled."""
     out = []
+    positive = spec.positive_class if spec is not None else 1
     for (env, version), group in served.groupby(["env", "model_version"], sort=True):
         rows = joined[(joined["env"] == env) & (joined["model_version"] == version)]
-        y, scores = rows["outcome"].to_numpy(), rows["probability"].to_numpy(dtype=float)
-        both = len(np.unique(y)) == 2
+        binary = spec is None or spec.task == "binary"
         out.append({"env": env, "model_version": str(version), "served_rows": len(group),
-                    "labelled_rows": len(rows), "positive_rate": float(y.mean()) if len(y) else np.nan,
-                    "mean_probability": float(scores.mean()) if len(y) else np.nan,
-                    "roc_auc": float(skm.roc_auc_score(y, scores)) if both else np.nan,
-                    "brier": float(skm.brier_score_loss(y, scores, pos_label=1)) if len(y) else np.nan,
-                    "expected_calibration_error": expected_calibration_error(y, scores) if len(y) else np.nan})
+                    "labelled_rows": len(rows),
+                    "positive_rate": float((rows["outcome"] == positive).mean()) if len(rows) and binary else np.nan,
+                    "mean_probability": float(rows["probability"].astype(float).mean())
+                    if len(rows) and binary else np.nan, **_live_metrics(rows, spec)})
     columns = ["env", "model_version", "served_rows", "labelled_rows", "positive_rate", "mean_probability", *HEADLINE]
     return pd.DataFrame(out, columns=columns)
 
@@ -78,8 +103,9 @@ def judge(row: pd.Series, spec: Spec) -> Verdict:
     if labelled_rows < spec.monitoring.min_label_rows:
         return Verdict(str(row["model_version"]), labelled_rows, False, ())
     known = {name: float(row[name]) for name in HEADLINE if not np.isnan(row[name])}  # ROC AUC needs both classes
-    failures = bound_failures(known, {k: v for k, v in spec.gates.floors if k in known},
-                              {k: v for k, v in spec.gates.ceilings if k in known})
+    thresholds = spec.gate_thresholds
+    failures = bound_failures(known, {k: v for k, v in thresholds["floors"].items() if k in known},
+                              {k: v for k, v in thresholds["ceilings"].items() if k in known})
     return Verdict(str(row["model_version"]), labelled_rows, True, tuple(failures))
 
 

@@ -151,7 +151,8 @@ def pooled(days: Sequence[Day], version: str, metric: str) -> tuple[float, int]:
 
 
 def rollback(promotion: Mapping[str, Any] | None, serving_version: str, days: Sequence[Day], policy: Monitoring,
-             error_rate: tuple[float, int] | None = None) -> Decision | str:
+             error_rate: tuple[float, int] | None = None, metric: str = "roc_auc",
+             direction: int = 1) -> Decision | str:
     """Roll production back when the champion promoted last does worse live than the one it replaced: its
     labelled-row-weighted headline metric lower by more than the tolerance, or its error rate above the maximum.
 
@@ -173,16 +174,17 @@ def rollback(promotion: Mapping[str, Any] | None, serving_version: str, days: Se
             return Decision("error_rate", f"v{new} failed {rate:.1%} of {requests} prediction requests since its "
                                           f"promotion (maximum {policy.max_error_rate:.0%}); v{old} serves again",
                             key, {"version": new, "previous": old, "error_rate": rate, "requests": requests})
-    metric = policy.rollback_metric
+    metric = policy.rollback_metric or metric  # `direction`: +1 when higher is better (RMSE: -1)
     new_value, new_rows = pooled(days, new, metric)
     old_value, old_rows = pooled(days, old, metric)
     if min(new_rows, old_rows) < policy.min_label_rows:
         return (f"not enough labelled rows yet to compare v{new} ({new_rows}) with v{old} ({old_rows}); "
                 f"{policy.min_label_rows} each are needed")
-    if new_value < old_value - policy.rollback_tolerance:
+    if direction * (old_value - new_value) > policy.rollback_tolerance:
         return Decision("live_performance",
                         f"live {metric} of v{new} is {new_value:.3f} on {new_rows} labelled rows, "
-                        f"{old_value - new_value:.3f} below v{old}'s {old_value:.3f} on {old_rows} "
+                        f"{abs(old_value - new_value):.3f} {'below' if direction > 0 else 'above'} v{old}'s "
+                        f"{old_value:.3f} on {old_rows} "
                         f"(tolerance {policy.rollback_tolerance}); v{old} serves again", key,
                         {"version": new, "previous": old, metric: new_value, f"previous_{metric}": old_value,
                          "labelled_rows": new_rows, "previous_labelled_rows": old_rows})

@@ -1,5 +1,6 @@
 """Re-create a registered model version from its recorded inputs and compare its predictions with the original."""
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -8,6 +9,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from mlplatform.lib import predictions
 from mlplatform.lib.hashing import frame_version
 from mlplatform.lib.training import tracking, train
 from mlplatform.specs import Spec
@@ -51,7 +53,8 @@ def _params(run_params: dict[str, str]) -> train.TrainParams:
         return train.TrainParams(estimator=run_params["estimator"],
                                  regularization_c=float(run_params["regularization_c"]),
                                  max_iter=int(run_params["max_iter"]), seed=int(run_params["seed"]),
-                                 holdout_days=int(run_params["holdout_days"]))
+                                 holdout_days=int(run_params["holdout_days"]),
+                                 estimator_params=json.loads(run_params.get("estimator_params", "{}")))
     except KeyError as err:
         raise ReproductionError(f"the MLflow run records no parameter {err.args[0]!r}") from err
 
@@ -85,7 +88,8 @@ def reproduce(client: Any, tracking_uri: str, spec: Spec, version: str,
     mlflow.set_tracking_uri(tracking_uri)
     original = mlflow.sklearn.load_model(f"models:/{spec.model_name}/{version}")
     x = holdout[spec.feature_names]
-    diff = float(np.max(np.abs(original.predict_proba(x) - pipeline.predict_proba(x)))) if len(x) else 0.0
+    diff = float(np.max(np.abs(predictions.output(original, x, spec) - predictions.output(pipeline, x, spec)))) \
+        if len(x) else 0.0
     recorded = {k: registered.tags.get(k, "unknown") for k in ("git.commit", "lock.sha256")}
     current = {"git.commit": tracking.git_commit(), "lock.sha256": tracking.lock_hash()}
     return Reproduction(spec.model_name, str(version), params, data_version, path, len(x), diff, recorded, current)

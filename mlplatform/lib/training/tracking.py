@@ -1,6 +1,7 @@
 """MLflow tracking and registry for a training run, through one explicit MlflowClient (no global run state)."""
 
 import hashlib
+import json
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -52,11 +53,37 @@ def experiment_id(client: Any, spec: Spec, artifact_root: str) -> str:
     return client.create_experiment(name, artifact_location=Path(artifact_root, spec.name).resolve().as_uri())
 
 
-def pip_requirements() -> list[str]:
-    """What the logged model needs to load, pinned to the versions it was trained with (no slow inference)."""
-    from importlib.metadata import version
+def pip_requirements(pipeline: Any = None) -> list[str]:
+    """What the logged model needs to load, pinned to the versions it was trained with (no slow inference): the
+    scientific stack, plus the distribution of every estimator class from outside it (e.g. lightgbm)."""
+    from importlib.metadata import PackageNotFoundError, packages_distributions, version
 
-    return [f"{name}=={version(name)}" for name in ("scikit-learn", "pandas", "numpy", "cloudpickle")]
+    names = ["scikit-learn", "pandas", "numpy", "cloudpickle", "skops"]
+    owners = packages_distributions()
+    for module in _model_modules(pipeline):
+        for dist in owners.get(module.split(".")[0], []):
+            if dist not in names and dist != "mlplatform":
+                names.append(dist)
+    out = []
+    for name in names:
+        try:
+            out.append(f"{name}=={version(name)}")
+        except PackageNotFoundError:
+            continue
+    return out
+
+
+def _model_modules(pipeline: Any) -> list[str]:
+    steps = getattr(pipeline, "steps", None) or ([("model", pipeline)] if pipeline is not None else [])
+    return [type(step).__module__ for _, step in steps]
+
+
+def trusted_types(pipeline: Any) -> list[str]:
+    """The types skops would refuse to load from this model (e.g. HistGradientBoosting's TreePredictor): the
+    platform trained it, so they are trusted by name, and the registered model loads back for every estimator."""
+    import skops.io
+
+    return list(skops.io.get_untrusted_types(data=skops.io.dumps(pipeline)))
 
 
 def log_and_register(client: Any, tracking_uri: str, artifact_root: str, spec: Spec, pipeline: Any,
@@ -71,13 +98,16 @@ def log_and_register(client: Any, tracking_uri: str, artifact_root: str, spec: S
     run_id = run.info.run_id
     try:
         mlflow.set_tracking_uri(tracking_uri)
-        client.log_batch(run_id, params=[mlflow.entities.Param(k, str(v)) for k, v in params.items()],
+        client.log_batch(run_id, params=[mlflow.entities.Param(k, json.dumps(v, sort_keys=True) if isinstance(v, dict)
+                                                               else str(v)) for k, v in params.items()],
                          metrics=[mlflow.entities.Metric(k, float(v), 0, 0) for k, v in metrics.items()])
-        signature = infer_signature(example, pipeline.predict_proba(example))
+        predict_fn = "predict_proba" if spec.is_classification else "predict"
+        signature = infer_signature(example, getattr(pipeline, predict_fn)(example))
         with mlflow.start_run(run_id=run_id):
-            # pyfunc (and `mlflow models serve`) answers with class probabilities, like the service does
+            # pyfunc (and `mlflow models serve`) answers with class probabilities (or values), like the service
             info = mlflow.sklearn.log_model(pipeline, name="model", signature=signature, input_example=example.head(5),
-                                            pip_requirements=pip_requirements(), pyfunc_predict_fn="predict_proba")
+                                            pip_requirements=pip_requirements(pipeline), pyfunc_predict_fn=predict_fn,
+                                            skops_trusted_types=trusted_types(pipeline))
         version = mlflow.register_model(info.model_uri, spec.model_name, tags=tags)
         client.set_registered_model_alias(spec.model_name, CHALLENGER, version.version)
         client.set_terminated(run_id, "FINISHED")

@@ -11,8 +11,7 @@ from mlplatform.lib.training.train import TrainParams, fit
 from mlplatform.specs import CREDIT
 
 G = CREDIT.gates
-THRESHOLDS = gates.Thresholds(dict(G.floors), dict(G.ceilings), dict(G.max_regression),
-                              dict(G.max_relative_regression), dict(G.fairness_bounds))
+THRESHOLDS = gates.Thresholds.of(CREDIT)
 
 
 def frame(days: int = 5, rows: int = 1000) -> pd.DataFrame:
@@ -55,7 +54,7 @@ def test_floors_name_the_metric_its_value_and_the_floor(fitted):
 def test_unknown_metric_in_the_thresholds_is_named(fitted):
     model, _, holdout = fitted
     good = metrics.evaluate(model, None, holdout, CREDIT, 0.3, 100, 42)
-    with pytest.raises(ValueError, match=r"floors: unknown metric\(s\) \['auc'\]; expected some of roc_auc"):
+    with pytest.raises(ValueError, match=r"floors: unknown metric\(s\) \['auc'\]; expected some of accuracy, brier"):
         gates.floors(good, gates.Thresholds({"auc": 0.7}, {}, {}, {}, {}))
 
 
@@ -102,20 +101,22 @@ class Broken:
 
 
 @pytest.mark.parametrize(("kind", "message"), [
-    ("nan", "3 row(s) with non-finite scores"),
-    ("out_of_range", "scores outside [0, 1]"),
-    ("shape", "predict_proba shape (1999, 2), expected (2000, 2)"),
+    ("nan", "3 row(s) with non-finite output"),
+    ("out_of_range", "probabilities outside [0, 1]"),
+    ("shape", "output shape (1999,), expected (2000,)"),
 ])
 def test_the_prediction_contract_names_what_is_broken(fitted, kind, message):
     model, _, holdout = fitted
     proba = Broken(model, kind).predict_proba(holdout[CREDIT.feature_names])
-    result = gates.prediction_contract(len(holdout), proba, model.predict_proba(holdout[CREDIT.feature_names])[:, 1])
+    result = gates.prediction_contract("binary", 2, len(holdout), proba[:, 1],
+                                       model.predict_proba(holdout[CREDIT.feature_names])[:, 1])
     assert not result.passed and message in result.description
 
 
 def test_the_prediction_contract_catches_a_registered_model_that_scores_differently(fitted):
     model, weak, holdout = fitted
     x = holdout[CREDIT.feature_names]
-    assert gates.prediction_contract(len(x), model.predict_proba(x), model.predict_proba(x)[:, 1]).passed
-    result = gates.prediction_contract(len(x), model.predict_proba(x), weak.predict_proba(x)[:, 1])
-    assert not result.passed and "registered model's scores differ from the trained pipeline's" in result.description
+    own = model.predict_proba(x)[:, 1]
+    assert gates.prediction_contract("binary", 2, len(x), own, own).passed
+    result = gates.prediction_contract("binary", 2, len(x), own, weak.predict_proba(x)[:, 1])
+    assert not result.passed and "registered model's outputs differ from the trained pipeline's" in result.description

@@ -7,7 +7,7 @@ import pytest
 
 from mlplatform.lib.data.demo import credit_day
 from mlplatform.lib.features.featurize import featurize
-from mlplatform.lib.training.train import TrainParams, fit, holdout_auc, time_split
+from mlplatform.lib.training.train import TrainParams, fit, headline_metric, holdout_mask, holdout_method
 from mlplatform.specs import CREDIT
 
 PARAMS = TrainParams("logistic_regression", 1.0, 1000, 42, 2)
@@ -19,14 +19,21 @@ def training_frame(days: int = 5, rows: int = 800) -> pd.DataFrame:
 
 
 def test_holdout_is_the_latest_days_of_label_time():
-    train, holdout = time_split(training_frame(), CREDIT, holdout_days=2)
+    frame = training_frame()
+    held = holdout_mask(frame, CREDIT, holdout_days=2)
+    train, holdout = frame[~held], frame[held]
     assert train[CREDIT.timestamp].max() < holdout[CREDIT.timestamp].min()
     assert sorted(holdout[CREDIT.timestamp].dt.day.unique()) == [4, 5]
+    assert holdout_method(frame, CREDIT, 2) == "by time: the latest 2 of 5 days of label time"
 
 
-def test_too_few_days_for_the_holdout_is_named():
-    with pytest.raises(ValueError, match=r"credit: 2 day\(s\) of labels, need more than holdout_days=2"):
-        time_split(training_frame(days=2), CREDIT, holdout_days=2)
+def test_too_few_days_for_a_holdout_by_time_hold_out_a_seeded_fraction_and_say_so():
+    frame = training_frame(days=2, rows=100)
+    held = holdout_mask(frame, CREDIT, holdout_days=2, seed=3)
+    assert held.sum() == 50  # a quarter of 200 rows, from both days
+    assert (held == holdout_mask(frame, CREDIT, holdout_days=2, seed=3)).all()
+    assert not (held == holdout_mask(frame, CREDIT, holdout_days=2, seed=4)).all()
+    assert holdout_method(frame, CREDIT, 2).startswith("a seeded random 25% of rows (2 day(s) of label time")
 
 
 @pytest.mark.parametrize("estimator", ["logistic_regression", "gradient_boosting"])
@@ -41,12 +48,12 @@ def test_the_model_learns_real_signal_and_the_constant_baseline_does_not():
     frame = training_frame()
     model, _, holdout = fit(frame, CREDIT, PARAMS)
     baseline, _, _ = fit(frame, CREDIT, TrainParams("constant", 1.0, 1, 42, 2))
-    assert holdout_auc(model, holdout, CREDIT) > 0.65
-    assert holdout_auc(baseline, holdout, CREDIT) == 0.5
+    assert headline_metric(model, holdout, CREDIT)[1] > 0.65
+    assert headline_metric(baseline, holdout, CREDIT) == ("roc_auc", 0.5)
 
 
 def test_unknown_estimator_is_named():
-    with pytest.raises(ValueError, match="unknown estimator 'svm'; expected one of logistic_regression"):
+    with pytest.raises(ValueError, match=r"estimator 'svm': not a built-in \(logistic_regression, ridge"):
         fit(training_frame(), CREDIT, TrainParams("svm", 1.0, 1, 42, 2))
 
 
@@ -99,7 +106,7 @@ def test_the_registered_challenger_predicts_like_the_trained_pipeline(tracked_pl
     mlflow.set_tracking_uri(platform.settings.mlflow_tracking_uri)
     loaded = mlflow.sklearn.load_model("models:/credit_model@challenger")
     x = frame[CREDIT.feature_names]
-    assert np.array_equal(loaded.predict_proba(x), pipeline.predict_proba(x))
+    assert np.array_equal(loaded.predict_proba(x), pipeline.pipeline.predict_proba(x))
 
 
 def test_retraining_unchanged_inputs_reproduces_the_model_exactly(tracked_platform):
@@ -110,7 +117,7 @@ def test_retraining_unchanged_inputs_reproduces_the_model_exactly(tracked_platfo
     first, second = platform.train(), platform.train()
     a, b = first.output_for_node("credit__model"), second.output_for_node("credit__model")
     x = first.output_for_node("credit__training_set")[CREDIT.feature_names]
-    assert np.max(np.abs(a.predict_proba(x) - b.predict_proba(x))) == 0.0
+    assert np.max(np.abs(a.output(x) - b.output(x))) == 0.0
     records = platform.instance.fetch_materializations(dg.AssetKey(["credit", "model"]), limit=10).records
     versions = [r.asset_materialization.tags["dagster/data_version"] for r in records]
     assert len(versions) == 2 and versions[0] == versions[1]
