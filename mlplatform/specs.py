@@ -105,6 +105,8 @@ class Gates:
     fairness_bounds: Thresholds = ()
     # Slices with fewer holdout rows are reported but left out of the disparity metrics (too noisy to judge).
     min_slice_rows: int = 100
+    # Binary: a holdout smaller than this does not judge the calibration error (10 bins of a few rows are noise).
+    min_calibration_rows: int = 300
 
     def resolved(self, task: str) -> dict[str, dict[str, float]]:
         """Each kind of threshold: the task's defaults, overridden by this spec's values."""

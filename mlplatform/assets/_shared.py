@@ -68,3 +68,15 @@ def rebuild_on_change(partitioned: bool, lookback: timedelta | None = None,
         missing = ac.any_deps_match(ac.missing() & ~ac.will_be_requested())  # any_deps_missing(), narrowable
         condition = condition & ~(missing.ignore(may_be_missing) if may_be_missing else missing)
     return condition.ignore(not_triggered_by) if not_triggered_by else condition
+
+
+def label_metadata(frame: DataFrame, spec: Spec) -> dict[str, float | dg.MetadataValue]:
+    """The labels at a glance: binary the positive rate, multiclass the count per class, regression the mean."""
+    if not len(frame):
+        return {}
+    if spec.task == "binary":
+        return {"label_rate": float((frame[spec.label] == spec.positive_class).mean())}
+    if spec.task == "multiclass":
+        counts = frame[spec.label].value_counts()
+        return {"label_counts": dg.MetadataValue.json({str(c): int(counts.get(c, 0)) for c in spec.classes})}
+    return {"label_mean": float(frame[spec.label].mean())}

@@ -6,7 +6,15 @@ from typing import Any
 import dagster as dg
 from pydantic import create_model
 
-from mlplatform.assets._shared import DataFrame, key, rebuild_on_change, spec_config, table, table_schema
+from mlplatform.assets._shared import (
+    DataFrame,
+    key,
+    label_metadata,
+    rebuild_on_change,
+    spec_config,
+    table,
+    table_schema,
+)
 from mlplatform.code_versions import CHECKOUT, Sources
 from mlplatform.orchestration.freshness import unchanged
 from mlplatform.partitions import file_partitions
@@ -35,7 +43,8 @@ def build(spec: Spec, sources: Sources = CHECKOUT) -> list[dg.AssetsDefinition]:
 
 def contract(spec: Spec) -> tuple:
     """The spec fields the dataset contract reads (part of the code versions of `validated` and `labels`)."""
-    return (spec.entity, spec.timestamp, spec.label, spec.numeric, spec.categorical, spec.sensitive)
+    return (spec.entity, spec.timestamp, spec.label, spec.numeric, spec.categorical, spec.sensitive, spec.task,
+            spec.classes, spec.positive_class, spec.target_min, spec.target_max)
 
 
 def raw_asset(spec: Spec, sources: Sources) -> dg.AssetsDefinition:
@@ -131,7 +140,6 @@ def labels_asset(spec: Spec, sources: Sources) -> dg.AssetsDefinition:
 
         rows = label_rows(validated, spec)
         yield dg.Output(rows, data_version=dg.DataVersion(frame_version(rows)),
-                         metadata={"dagster/row_count": len(rows), "label_rate": float(rows[spec.label].mean())
-                                   if len(rows) else 0.0})
+                         metadata={"dagster/row_count": len(rows), **label_metadata(rows, spec)})
 
     return labels

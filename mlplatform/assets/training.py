@@ -6,7 +6,7 @@ from collections.abc import Iterator
 import dagster as dg
 from pydantic import create_model
 
-from mlplatform.assets._shared import DataFrame, key, rebuild_on_change, spec_config, table
+from mlplatform.assets._shared import DataFrame, key, label_metadata, rebuild_on_change, spec_config, table
 from mlplatform.code_versions import CHECKOUT, Sources
 from mlplatform.orchestration.freshness import unchanged
 from mlplatform.resources import Artifacts, FeastStore, MlflowTracking
@@ -93,18 +93,6 @@ def training_set_asset(spec: Spec, retraining: str, sources: Sources) -> dg.Asse
             metadata={"failures": table(failures) if failures is not None else "none"})
 
     return training_set
-
-
-def label_metadata(frame: DataFrame, spec: Spec) -> dict[str, float | dg.MetadataValue]:
-    """The labels at a glance: binary the positive rate, multiclass the count per class, regression the mean."""
-    if not len(frame):
-        return {}
-    if spec.task == "binary":
-        return {"label_rate": float((frame[spec.label] == spec.positive_class).mean())}
-    if spec.task == "multiclass":
-        counts = frame[spec.label].value_counts()
-        return {"label_counts": dg.MetadataValue.json({str(c): int(counts.get(c, 0)) for c in spec.classes})}
-    return {"label_mean": float(frame[spec.label].mean())}
 
 
 def model_asset(spec: Spec, sources: Sources) -> dg.AssetsDefinition:

@@ -28,6 +28,9 @@ GRACE_S = 2.0
 SMOKE_TOLERANCE = 1e-6
 
 
+STARTUP_FAILED = "Application startup failed"  # what a service's worker logs when loading it raised
+
+
 class EmbeddedDeployer(Deployer):
     """Starts, checks, switches and stops the serving processes of the staging and production environments."""
 
@@ -72,6 +75,8 @@ class EmbeddedDeployer(Deployer):
             if proc is not None and proc.poll() is not None:
                 raise DeploymentError(f"{what} exited with code {proc.returncode} before it was ready; "
                                       f"log {log}:\n{tail(log)}")
+            if proc is not None and STARTUP_FAILED in tail(log):  # its supervisor lives on, the service never will
+                raise DeploymentError(f"{what} failed to start; log {log}:\n{tail(log)}")
             try:
                 if httpx.get(url, timeout=2).status_code == 200:
                     return

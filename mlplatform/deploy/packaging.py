@@ -105,8 +105,16 @@ def holdout_rows(frame: Any, spec: Spec, holdout_days: int, limit: int, seed: in
     from mlplatform.lib.training.train import holdout_mask
 
     held = frame[holdout_mask(frame, spec, holdout_days, seed)].head(limit)
-    return [{k: (v.item() if hasattr(v, "item") else v) for k, v in row.items()}
-            for row in held[spec.contract_feature_names].to_dict("records")]
+    return [{k: _json_value(v) for k, v in row.items()} for row in held[spec.contract_feature_names].to_dict("records")]
+
+
+def _json_value(value: Any) -> Any:
+    """A cell as a request carries it: a plain number or string, and a missing value as null."""
+    import pandas as pd
+
+    if value is None or (not isinstance(value, str) and pd.isna(value)):
+        return None
+    return value.item() if hasattr(value, "item") else value
 
 
 def bento_file(bento_path: Path | str, name: str) -> Path:

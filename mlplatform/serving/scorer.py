@@ -39,9 +39,11 @@ class Scorer:
         pre, self.estimator = pipeline[0], pipeline[-1]
         if not isinstance(pre, ColumnTransformer) or pre.remainder != "drop":
             return False
-        parts = {name: (step, list(cols)) for name, step, cols in pre.transformers_ if name != "remainder"}
+        # a transformer given no columns is not fitted (and is left out when it has none to encode)
+        parts = {name: (step, list(cols)) for name, step, cols in pre.transformers_
+                 if name != "remainder" and len(cols)}
         scaler, numeric_cols = parts.get("numeric", (None, []))
-        encoder, categorical_cols = parts.get("categorical", (None, []))
+        encoder, categorical_cols = parts.get("categorical", (OneHotEncoder(sparse_output=False), []))
         self.fill = np.full(len(numeric_cols), np.nan)  # NaN: no imputer (a missing value stays missing)
         if isinstance(scaler, Pipeline) and len(scaler) == 2 and isinstance(scaler[0], SimpleImputer):
             imputer, scaler = scaler[0], scaler[1]
@@ -52,12 +54,13 @@ class Scorer:
                 or numeric_cols != self.numeric + self.derived or categorical_cols != self.categorical
                 or encoder.handle_unknown != "ignore" or encoder.drop is not None
                 or getattr(encoder, "sparse_output", True)
-                or getattr(encoder, "_infrequent_enabled", False) or set(parts) != {"numeric", "categorical"}):
+                or getattr(encoder, "_infrequent_enabled", False)
+                or set(parts) != {"numeric", "categorical"} - ({"categorical"} if not self.categorical else set())):
             return False
         self.mean = scaler.mean_ if scaler.with_mean else np.zeros(len(numeric_cols))
         self.scale = scaler.scale_ if scaler.with_std else np.ones(len(numeric_cols))
         self.offsets, width = [], len(numeric_cols)
-        for cats in encoder.categories_:
+        for cats in getattr(encoder, "categories_", []):
             self.offsets.append({str(c): width + i for i, c in enumerate(cats)})
             width += len(cats)
         self.width = width

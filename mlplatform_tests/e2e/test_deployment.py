@@ -75,7 +75,7 @@ def predict(deployer: EmbeddedDeployer, env: str, entity: str | None = None, key
 def test_the_bento_carries_its_smoke_set_and_model_card(rig):
     _, v1, _ = rig
     smoke = json.loads(packaging.bento_file(v1.bento_path, "smoke.json").read_text())
-    assert smoke["rows"] == ROWS[:16] and len(smoke["probabilities"]) == 16
+    assert smoke["rows"] == ROWS[:16] and len(smoke["outputs"]) == 16
     assert packaging.bento_file(v1.bento_path, "model_card.md").read_text().startswith("# Model card: credit_model v1")
 
 

@@ -68,7 +68,7 @@ def assess(spec: Spec, candidate: TrainedModel, training_set: pd.DataFrame, cham
     if spec.is_classification:  # the pyfunc answers predict_proba in the model's own class order
         registered = predictions.from_proba(registered, candidate.pipeline.classes_, spec)
     outcomes = gates.run_gates(result, thresholds, champion_version, min_slice_rows, registered, candidate.output(x),
-                               len(spec.classes), TASK_FAIRNESS[spec.task])
+                               len(spec.classes), TASK_FAIRNESS[spec.task], spec.gates.min_calibration_rows)
     facts = card_facts(spec, candidate, champion_version)
     files = report.write_report(folder, result, outcomes, facts)
     summary = "\n\n".join([

@@ -50,17 +50,25 @@ def bound_failures(m: dict[str, float], floors: dict[str, float], ceilings: dict
     return failures + [f"{k} {m[k]:.4f} > ceiling {v:.4f}" for k, v in ceilings.items() if not m[k] <= v]
 
 
-def floors(evaluation: Evaluation, t: Thresholds) -> GateResult:
-    """Absolute bounds: each metric at least its floor (or at most its ceiling)."""
+CALIBRATION = "expected_calibration_error"
+
+
+def floors(evaluation: Evaluation, t: Thresholds, min_calibration_rows: int = 0) -> GateResult:
+    """Absolute bounds: each metric at least its floor (or at most its ceiling). The calibration error is not
+    judged on a holdout of fewer than `min_calibration_rows` rows (said in the description)."""
     _unknown(t.floors, evaluation.directions, "floors")
     _unknown(t.ceilings, evaluation.directions, "ceilings")
-    m = evaluation.candidate.metrics
-    failures = bound_failures(m, t.floors, t.ceilings)
+    m, ceilings, note = evaluation.candidate.metrics, dict(t.ceilings), ""
+    if CALIBRATION in ceilings and evaluation.holdout_rows < min_calibration_rows:
+        del ceilings[CALIBRATION]
+        note = (f"; {CALIBRATION} not judged: {evaluation.holdout_rows} holdout rows, fewer than "
+                f"{min_calibration_rows}")
+    failures = bound_failures(m, t.floors, ceilings)
     numbers = {k: {"value": m[k], "floor": v} for k, v in t.floors.items()}
-    numbers |= {k: {"value": m[k], "ceiling": v} for k, v in t.ceilings.items()}
-    ok = ", ".join(f"{k} {m[k]:.4f}" for k in [*t.floors, *t.ceilings])
+    numbers |= {k: {"value": m[k], "ceiling": v} for k, v in ceilings.items()}
+    ok = ", ".join(f"{k} {m[k]:.4f}" for k in [*t.floors, *ceilings])
     passed = f"within bounds: {ok}" if ok else "no floors or ceilings configured"
-    return GateResult("floors", not failures, "; ".join(failures) or passed, numbers)
+    return GateResult("floors", not failures, ("; ".join(failures) or passed) + note, numbers)
 
 
 def no_regression(evaluation: Evaluation, t: Thresholds, champion_version: str | None) -> GateResult:
@@ -153,8 +161,8 @@ def prediction_contract(task: str, classes: int, expected_rows: int, in_memory: 
 
 def run_gates(evaluation: Evaluation, t: Thresholds, champion_version: str | None, min_slice_rows: int,
               registered: np.ndarray, in_memory: np.ndarray, classes: int, fairness_metrics: tuple[str, ...] = (),
-              ) -> list[GateResult]:
+              min_calibration_rows: int = 0) -> list[GateResult]:
     """Every gate, in the order of `GATES`."""
-    return [floors(evaluation, t), no_regression(evaluation, t, champion_version),
+    return [floors(evaluation, t, min_calibration_rows), no_regression(evaluation, t, champion_version),
             fairness(evaluation, t, min_slice_rows, fairness_metrics),
             prediction_contract(evaluation.task, classes, evaluation.holdout_rows, in_memory, registered)]
