@@ -140,7 +140,8 @@ def serve(settings: Settings, frame: pd.DataFrame, version: str, role: str, inve
         log.append(f"{version}-{role}-{s:08d}", features[s:s + 20], answer, role=role, entity_ids=ids[s:s + 20])
 
 
-LONGEST_FIRST = ("test_cli.py", "test_rebuild.py", "test_deployment.py", "test_daemon.py", "test_tasks.py")  # each runs for minutes
+# each runs for minutes
+LONGEST_FIRST = ("test_cli.py", "test_rebuild.py", "test_deployment.py", "test_daemon.py", "test_tasks.py")
 
 
 def pytest_collection_modifyitems(items: list) -> None:

@@ -14,7 +14,6 @@ import pytest
 
 from mlplatform.definitions import build_definitions
 from mlplatform.deploy.processes import free_port
-from mlplatform.lib.data.demo import write_frame
 from mlplatform.specs import TASK_METRICS, Categorical, Numeric, Spec
 from mlplatform_tests.conftest import Platform, make_settings
 
