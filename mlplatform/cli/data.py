@@ -1,5 +1,6 @@
 """Commands for data: demo data into the landing zone, ingestion (then training), the demo."""
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -44,16 +45,25 @@ def ingest(
     spec: Annotated[str | None, typer.Option(help="Spec name (default: the first spec).")] = None,
     train: Annotated[bool, typer.Option(help="Run the training job after ingestion.")] = True,
     force: Annotated[bool, typer.Option(help="Re-ingest partitions whose file is unchanged.")] = False,
+    config: Annotated[Path | None, typer.Option("--config", "-c", exists=True, dir_okay=False,
+                                                help="Run config YAML (ops: {<op>: {config: ...}}) for the ingest "
+                                                     "and training jobs, as `dagster job execute -c` takes.")] = None,
 ) -> None:
     """Register landed files as partitions and run ingestion for each, then the training job."""
+    import yaml
+
     from mlplatform.orchestration import runner
 
     settings = get_settings()
     settings.export()
+    run_config = yaml.safe_load(config.read_text()) if config else None
+    if run_config is not None and not isinstance(run_config, dict):
+        raise typer.BadParameter(f"{config}: expected a mapping with `ops:`", param_hint="--config")
     try:
-        outcome = runner.ingest_and_train(spec_named(spec), settings, partition or None, train, force)
+        outcome = runner.ingest_and_train(spec_named(spec), settings, partition or None, train, force, run_config)
     except ValueError as err:
-        raise typer.BadParameter(str(err), param_hint="--partition") from err
+        raise typer.BadParameter(str(err), param_hint="--config" if "run config" in str(err) else "--partition") \
+            from err
     typer.echo(outcome.report())
     raise typer.Exit(0 if outcome.ok else 1)
 

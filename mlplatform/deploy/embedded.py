@@ -186,7 +186,10 @@ class EmbeddedDeployer(Deployer):
             self.deployments.audit("automatic_rollback", env, f"health check failed: {exc}"[:2000], before, before,
                                    attempted=candidate.bento_tag, attempted_version=candidate.model_version)
             raise
-        problems = self.smoke(env, f"http://127.0.0.1:{backend.port}", candidate.bento_path)
+        try:
+            problems = self.smoke(env, f"http://127.0.0.1:{backend.port}", candidate.bento_path)
+        except Exception as exc:  # noqa: BLE001 - whatever broke the smoke test, the new backend must not stay up
+            problems = [f"the smoke test could not run: {type(exc).__name__}: {exc}"]
         if problems:
             self.stop(backend)
             self.deployments.audit("automatic_rollback", env, "smoke test failed: " + "; ".join(problems), before,

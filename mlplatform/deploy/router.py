@@ -242,6 +242,11 @@ class Router:
                 return
 
 
+def _outputs(answer: dict[str, Any]) -> Any:
+    """An answer's numbers: probabilities (binary, multiclass) or values (regression)."""
+    return answer.get("probabilities", answer.get("values"))
+
+
 def main() -> None:
     import uvicorn
 
@@ -260,8 +265,3 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
-
-
-def _outputs(answer: dict[str, Any]) -> Any:
-    """An answer's numbers: probabilities (binary, multiclass) or values (regression)."""
-    return answer.get("probabilities", answer.get("values"))

@@ -64,8 +64,9 @@ def _trained(result: dg.ExecuteInProcessResult) -> str:
             served = [f"; {e.materialization.asset_key.path[-1]} serves it at {e.materialization.metadata['url'].value}"
                       for e in result.get_asset_materialization_events()
                       if e.materialization.asset_key.path[-1] in ("staging", "production")]
-            return (f"ok ({meta['registered_model'].value}, holdout ROC AUC {meta['holdout_roc_auc'].value:.3f}"
-                    f"{gates}){''.join(served)}")
+            metric = next((k for k in meta if k.startswith("holdout_") and k != "holdout_rows"), None)
+            headline = f", {metric.replace('_', ' ')} {meta[metric].value:.3f}" if metric else ""
+            return f"ok ({meta['registered_model'].value}{headline}{gates}){''.join(served)}"
     return "ok"
 
 
@@ -76,15 +77,41 @@ def _latest_record(instance: dg.DagsterInstance, spec: Spec, asset: str, partiti
     return records[0] if records else None
 
 
-def _previous_status(instance: dg.DagsterInstance, spec: Spec, partition: str, digest: str) -> str | None:
-    """'unchanged' when this exact content was ingested through to its labels, 'rejected' when it failed, else None."""
+def _previous_status(instance: dg.DagsterInstance, spec: Spec, partition: str, digest: str,
+                     contract_version: str | None = None) -> str | None:
+    """'unchanged' when this exact content was ingested through to its labels, 'rejected' when it failed, else None
+    (ingest it): also when it was rejected under another contract (`contract_version`: the code version of
+    `validated` now), so a file refused by a spec that was then fixed is validated again."""
     raw = _latest_record(instance, spec, "raw", partition)
     if raw is None or raw.asset_materialization.tags.get("dagster/data_version") != digest:
         return None
     labels = _latest_record(instance, spec, "labels", partition)
     if labels is not None and labels.run_id == raw.run_id:
         return "unchanged"
+    validated = _latest_record(instance, spec, "validated", partition)
+    if (validated is not None and contract_version is not None
+            and validated.asset_materialization.tags.get("dagster/code_version") != contract_version):
+        return None
     return "unchanged (rejected earlier: fix or remove the file)"
+
+
+def job_config(job: dg.JobDefinition, run_config: dict[str, Any] | None) -> dict[str, Any]:
+    """The part of a run config (`ops: {<op>: ...}`) that names this job's ops (a config file may hold both jobs')."""
+    ops = (run_config or {}).get("ops") or {}
+    names = {node.name for node in job.nodes_in_topological_order}
+    return {"ops": {k: v for k, v in ops.items() if k in names}} if ops else {}
+
+
+def check_config(defs: dg.Definitions, spec: Spec, run_config: dict[str, Any] | None) -> None:
+    """A run config naming an op of neither the ingest nor the training job is refused, naming it."""
+    ops = set((run_config or {}).get("ops") or {})
+    primary = spec == SPECS[0]
+    known = {n.name for kind in ("ingest", "training")
+             for n in defs.resolve_job_def(jobs.job_name(spec.name, primary, kind)).nodes_in_topological_order}
+    unknown = sorted(ops - known)
+    if unknown:
+        raise ValueError(f"run config names op(s) {', '.join(unknown)} that neither job has; known: "
+                         f"{', '.join(sorted(known))}")
 
 
 def _last_training(instance: dg.DagsterInstance, spec: Spec, job: str) -> dg.DagsterRun | None:
@@ -111,9 +138,11 @@ def sweep_dead_runs(settings: Settings, instance: dg.DagsterInstance) -> list[st
 
 
 def ingest_and_train(spec: Spec, settings: Settings, only: list[str] | None, train: bool,
-                     force: bool = False) -> Outcome:
-    """Add landed files as partitions, ingest each new or changed one (a bad one fails alone), then train."""
+                     force: bool = False, run_config: dict[str, Any] | None = None) -> Outcome:
+    """Add landed files as partitions, ingest each new or changed one (a bad one fails alone), then train;
+    `run_config` (`ops: {...}`) goes to whichever job has the op it names."""
     defs = build_definitions(SPECS, settings)
+    check_config(defs, spec, run_config)
     primary = spec == SPECS[0]
     instance = dg.DagsterInstance.get()
     sweep_dead_runs(settings, instance)
@@ -126,10 +155,12 @@ def ingest_and_train(spec: Spec, settings: Settings, only: list[str] | None, tra
     outcome = Outcome(refused=listing.refused, ignored=listing.ignored)
     outcome.ok = not outcome.refused
     ingest = defs.resolve_job_def(jobs.job_name(spec.name, primary, "ingest"))
+    contract = defs.resolve_assets_def(key(spec, "validated")).code_versions_by_key[key(spec, "validated")]
     for partition, path in files.items():
-        status = None if force else _previous_status(instance, spec, partition, content_hash(path))
+        status = None if force else _previous_status(instance, spec, partition, content_hash(path), contract)
         if status is None:
-            result = ingest.execute_in_process(instance=instance, partition_key=partition, raise_on_error=False)
+            result = ingest.execute_in_process(instance=instance, partition_key=partition, raise_on_error=False,
+                                               run_config=job_config(ingest, run_config))
             status, outcome.ok = ("ok" if result.success else _failures(result)), outcome.ok and result.success
         outcome.ok &= not status.startswith("unchanged (rejected")
         outcome.partitions[partition] = status
@@ -145,8 +176,9 @@ def ingest_and_train(spec: Spec, settings: Settings, only: list[str] | None, tra
             outcome.training += f"; the last training run {last.run_id} failed (`mlplatform retry {last.run_id}`)"
             outcome.ok = False
     elif train:
-        result = defs.resolve_job_def(jobs.job_name(spec.name, primary, "training")).execute_in_process(
-            instance=instance, raise_on_error=False)
+        training = defs.resolve_job_def(jobs.job_name(spec.name, primary, "training"))
+        result = training.execute_in_process(instance=instance, raise_on_error=False,
+                                             run_config=job_config(training, run_config))
         outcome.training = _trained(result) if result.success else _failures(result)
         outcome.ok &= result.success
     return outcome

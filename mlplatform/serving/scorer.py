@@ -43,7 +43,8 @@ class Scorer:
         parts = {name: (step, list(cols)) for name, step, cols in pre.transformers_
                  if name != "remainder" and len(cols)}
         scaler, numeric_cols = parts.get("numeric", (None, []))
-        encoder, categorical_cols = parts.get("categorical", (OneHotEncoder(sparse_output=False), []))
+        encoder, categorical_cols = parts.get("categorical", (OneHotEncoder(handle_unknown="ignore",
+                                                                            sparse_output=False), []))
         self.fill = np.full(len(numeric_cols), np.nan)  # NaN: no imputer (a missing value stays missing)
         if isinstance(scaler, Pipeline) and len(scaler) == 2 and isinstance(scaler[0], SimpleImputer):
             imputer, scaler = scaler[0], scaler[1]

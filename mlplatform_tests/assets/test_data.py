@@ -99,3 +99,26 @@ def test_raw_records_row_count_schema_and_content_hash(platform):
         dg.AssetRecordsFilter(asset_key=dg.AssetKey(["credit", "raw"]), asset_partitions=["2026-01-01"]),
         limit=1).records
     assert record.asset_materialization.tags["dagster/data_version"] == content_hash(path)
+
+
+def test_a_file_rejected_under_one_contract_is_validated_again_once_the_contract_changes(platform):
+    import dataclasses
+
+    from mlplatform.definitions import build_definitions
+    from mlplatform.orchestration.runner import _previous_status
+    from mlplatform.specs import Numeric
+
+    path = platform.land("old.csv", corrupt(credit_day(0, 200), "out-of-range", share=0.2))  # ages of 150
+    assert not platform.ingest("old").success
+    spec, digest = platform.spec, content_hash(path)
+    validated = dg.AssetKey([spec.name, "validated"])
+    contract = platform.defs.resolve_assets_def(validated).code_versions_by_key[validated]
+    assert _previous_status(platform.instance, spec, "old", digest, contract) == (
+        "unchanged (rejected earlier: fix or remove the file)")
+    wider = dataclasses.replace(spec, numeric=tuple(Numeric("age", 18, 200, integer=True) if c.name == "age" else c
+                                                    for c in spec.numeric))
+    defs = build_definitions([wider], platform.settings)
+    assert _previous_status(platform.instance, wider, "old", digest,
+                            defs.resolve_assets_def(validated).code_versions_by_key[validated]) is None
+    platform.defs = defs
+    assert platform.ingest("old").success  # the same file, valid under the fixed contract

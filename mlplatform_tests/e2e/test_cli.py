@@ -86,7 +86,7 @@ def test_a_release_from_landed_files_to_production_and_back_through_the_command_
     lines = first.stdout.splitlines()
     assert "  2026-01-01                       ok" in lines
     (trained,) = [line for line in lines if line.startswith("training_job: ")]
-    assert trained.startswith("training_job: ok (credit_model v1 @challenger, holdout ROC AUC 0.")
+    assert trained.startswith("training_job: ok (credit_model v1 @challenger, holdout roc auc 0.")
     assert f"gates passed: floors, no_regression, fairness, prediction_contract); staging serves it at " \
            f"http://127.0.0.1:{PORTS['MLPLATFORM_STAGING_PORT']}" in trained
     assert ("  2026-01-05_corrupt-unknown-category check credit/validated:bad_row_share failed: 70 of 700 rows "

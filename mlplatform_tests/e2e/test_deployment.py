@@ -178,7 +178,7 @@ def test_a_failed_smoke_test_or_a_corrupt_record_leaves_the_last_good_deployment
     shutil.copytree(v2.bento_path, broken_dir)
     smoke = packaging.bento_file(broken_dir, "smoke.json")
     tampered = json.loads(smoke.read_text())
-    tampered["probabilities"] = [p + 0.01 for p in tampered["probabilities"]]
+    tampered["outputs"] = [p + 0.01 for p in tampered["outputs"]]
     smoke.write_text(json.dumps(tampered))
     broken = Candidate(v2.bento_tag, str(broken_dir), v2.model, "2", v2.lineage)
     before = deployer.deployments.read("staging")

@@ -234,7 +234,7 @@ def permutation_importance(model: Any, holdout: pd.DataFrame, spec: Spec, seed: 
     sign = spec.metric_directions[headline]
 
     def scorer(estimator: Any, x: pd.DataFrame, y: Any) -> float:
-        return sign * task_metrics(spec, np.asarray(y), predictions.output(estimator, x, spec))[headline]
+        return sign * headline_metric(spec, np.asarray(y), predictions.output(estimator, x, spec))
 
     sample = holdout.sample(n=min(max_rows, len(holdout)), random_state=seed) if len(holdout) > max_rows else holdout
     x, y = sample[spec.feature_names], sample[spec.label]
@@ -257,6 +257,16 @@ def permutation_importance(model: Any, holdout: pd.DataFrame, spec: Spec, seed: 
 
 
 HEADLINE = {"binary": "roc_auc", "multiclass": "accuracy", "regression": "rmse"}
+
+
+def headline_metric(spec: Spec, y: np.ndarray, out: np.ndarray) -> float:
+    """Only the task's headline metric (permutation importance computes it once per feature and repeat)."""
+    if spec.task == "binary":
+        return float(skm.roc_auc_score(predictions.binary_target(y, spec), out))
+    if spec.task == "multiclass":
+        predicted = np.asarray(spec.classes, dtype=object)[np.argmax(out, axis=1)]
+        return float(np.mean(predicted == np.asarray(y, dtype=object)))
+    return float(np.sqrt(np.mean((np.asarray(y, dtype="float64") - out) ** 2)))
 
 
 def _direction(column: pd.Series, scores: np.ndarray) -> str:
