@@ -43,7 +43,7 @@ dev: install  ## the Dagster UI and daemon on 127.0.0.1:3000
 	$(BIN)/mlplatform dev
 
 lock: install  ## re-resolve requirements.lock from pyproject.toml
-	$(BIN)/uv pip compile pyproject.toml --extra test --python-version 3.11 -o requirements.lock
+	$(BIN)/uv pip compile pyproject.toml --extra test --extra lightgbm --python-version 3.11 -o requirements.lock
 
 clean:
 	rm -rf $(VENV) .mlplatform

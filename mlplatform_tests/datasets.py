@@ -47,14 +47,16 @@ def breast_cancer() -> Dataset:
 
 
 def wine() -> Dataset:
-    """Multiclass with string classes, and an estimator given by its dotted path."""
+    """Multiclass with string classes, and an estimator from outside scikit-learn given by its dotted path."""
     from sklearn.datasets import load_wine
 
     raw = load_wine(as_frame=True)
     x = raw.data.rename(columns=_snake)
     frame = x.assign(cultivar=raw.target.map(dict(enumerate(raw.target_names))).to_numpy())
     spec = Spec(name="wine", entity="row_id", timestamp="event_timestamp", label="cultivar", task="multiclass",
-                classes=("class_0", "class_1", "class_2"), numeric=tuple(Numeric(c, 0) for c in x.columns))
+                classes=("class_0", "class_1", "class_2"), numeric=tuple(Numeric(c, 0) for c in x.columns),
+                estimator="lightgbm.LGBMClassifier",
+                estimator_params=(("n_estimators", 60), ("min_child_samples", 5), ("verbose", -1)))
     return Dataset(spec, _spread(frame, 2))
 
 

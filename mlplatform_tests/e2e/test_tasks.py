@@ -111,6 +111,8 @@ def test_multiclass_with_an_estimator_by_path_answers_a_probability_per_class(tm
         expected = set(TASK_METRICS["multiclass"]) | {"recall_class_0", "recall_class_1", "recall_class_2"}
         assert metric_names(data.spec) == expected and expected <= set(metadata)
         assert metadata["accuracy"].value > 0.85 and metadata["f1_macro"].value > 0.85
+        logged = [p.read_text() for p in platform.settings.home.rglob("requirements.txt") if "mlflow" in str(p)]
+        assert logged and all("lightgbm==4.7.0" in text for text in logged)  # the logged model says what it needs
         assert all(passed for passed, _ in checks.values()) and len(checks) == 4
         assert checks["prediction_contract"][1].endswith("probability vectors over 3 classes, registered model "
                                                          "identical")

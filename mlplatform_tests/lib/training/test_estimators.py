@@ -89,22 +89,24 @@ def bare_linear() -> Pipeline:
     return Pipeline([("model", LinearRegression())])
 
 
-@pytest.mark.parametrize("make", [breast_cancer, wine, diabetes])
-def test_gradient_boosting_is_registered_and_loads_back_from_mlflow_for_every_task(make, tmp_path, migrated_mlflow_db):
+@pytest.mark.parametrize(("make", "estimator"), [(breast_cancer, "gradient_boosting"), (wine, "gradient_boosting"),
+                                                 (diabetes, "gradient_boosting"), (wine, "lightgbm.LGBMClassifier")])
+def test_every_estimator_is_registered_and_loads_back_from_mlflow_for_every_task(make, estimator, tmp_path,
+                                                                                 migrated_mlflow_db):
     import shutil
 
     import mlflow
     from mlflow.tracking import MlflowClient
 
     data = make()
-    spec = dataclasses.replace(data.spec, estimator="gradient_boosting")
-    pipeline, _, holdout = fit(training_frame(data), spec, params("gradient_boosting"))
+    spec = dataclasses.replace(data.spec, estimator=estimator, estimator_params=())
+    pipeline, _, holdout = fit(training_frame(data), spec, params(estimator))
     db = tmp_path / "mlflow.db"
     shutil.copyfile(migrated_mlflow_db, db)
     uri = f"sqlite:///{db}"
     x = holdout[spec.feature_names]
     tracked = tracking.log_and_register(MlflowClient(uri), uri, str(tmp_path / "artifacts"), spec, pipeline, x,
-                                        {"estimator": "gradient_boosting"}, {}, {"dagster.run_id": "run-1"})
+                                        {"estimator": estimator}, {}, {"dagster.run_id": "run-1"})
     mlflow.set_tracking_uri(uri)
     loaded = mlflow.sklearn.load_model(tracked.model_uri)  # refused before: untrusted type TreePredictor
     assert np.array_equal(predictions.output(loaded, x, spec), predictions.output(pipeline, x, spec))
