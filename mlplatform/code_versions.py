@@ -45,7 +45,8 @@ class Sources:
         digest = hashlib.sha256(repr(config).encode())
         for source in modules:
             name, _, function = source.partition(":")
-            file = self.root / module_file(name).relative_to(PROJECT)
+            found = module_file(name)  # a user's module outside the project is hashed where it is
+            file = self.root / found.relative_to(PROJECT) if found.is_relative_to(PROJECT) else found
             digest.update(f"{source}\n".encode() + _source(file, function, _mtime(file)).encode())
         for relative in files:
             file = self.root / relative

@@ -41,6 +41,17 @@ class Derived:
     inputs: tuple[str, ...]
 
 
+@dataclass(frozen=True)
+class Metric:
+    """A metric of the user's: `function` (`package.module:function`) takes the holdout's true labels and the model's
+    output (binary: the positive class's probability; multiclass: a probability per class, in the spec's class order;
+    regression: the values) and returns a number. Usable in gates like the task's own metrics."""
+
+    name: str
+    function: str
+    greater_is_better: bool = True
+
+
 Thresholds = tuple[tuple[str, float], ...]
 Task = Literal["binary", "multiclass", "regression"]
 TASKS: tuple[Task, ...] = ("binary", "multiclass", "regression")
@@ -177,6 +188,7 @@ class Spec:
     # `package.module:function` returning an estimator or a whole Pipeline.
     estimator: str = ""
     estimator_params: tuple[tuple[str, Any], ...] = ()
+    metrics: tuple[Metric, ...] = ()  # the user's own metrics, computed and gated next to the task's
     regularization_c: float = 1.0
     max_iter: int = 1000
     seed: int = 42
@@ -219,6 +231,13 @@ class Spec:
         if self.task == "binary" and self.positive_class not in self.classes:
             raise ValueError(f"{where}: positive_class {self.positive_class!r} is not one of the classes "
                              f"{list(self.classes)}")
+        for metric in self.metrics:
+            module, sep, function = metric.function.partition(":")
+            if not sep or not module or not function.isidentifier():
+                raise ValueError(f"{where}: metric {metric.name!r}: function {metric.function!r} is not "
+                                 "package.module:function")
+            if metric.name in TASK_METRICS[self.task]:
+                raise ValueError(f"{where}: metric {metric.name!r} is already a {self.task} metric")
         for kind in GATE_KINDS:
             known = TASK_FAIRNESS[self.task] if kind == "fairness_bounds" else tuple(self.metric_directions)
             unknown = sorted({name for name, _ in getattr(self.gates, kind)} - set(known))
@@ -245,7 +264,7 @@ class Spec:
         directions = dict(TASK_METRICS[self.task])
         if self.task == "multiclass":
             directions |= {f"recall_{c}": 1 for c in self.classes}
-        return directions
+        return directions | {m.name: 1 if m.greater_is_better else -1 for m in self.metrics}
 
     @property
     def estimator_name(self) -> str:
@@ -361,4 +380,5 @@ def spec_from_json(text: str) -> Spec:
         "classes": tuple(raw["classes"]), "file_formats": tuple(raw["file_formats"]),
         "estimator_params": pairs(raw["estimator_params"]),
         "gates": Gates(**gates), "monitoring": Monitoring(**raw["monitoring"]),
+        "metrics": tuple(Metric(**m) for m in raw["metrics"]),
     })

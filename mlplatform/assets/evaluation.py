@@ -57,6 +57,7 @@ def build(spec: Spec, sources: Sources = CHECKOUT) -> list[dg.AssetsDefinition]:
                                  "model": dg.AssetIn(key(spec, "model"))},
               group_name=GROUP, kinds={"scikitlearn", "mlflow"},
               code_version=sources.version(*EVALUATION_CODE, "mlplatform.lib.predictions",
+                                           *(m.function for m in spec.metrics),
                                            config=(spec.task, spec.classes, spec.positive_class, spec.gates)),
               check_specs=checks, automation_condition=rebuild_on_change(partitioned=False), output_required=False)
     @spec_config(evaluation_config(spec))

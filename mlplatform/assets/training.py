@@ -100,6 +100,7 @@ def model_asset(spec: Spec, sources: Sources) -> dg.AssetsDefinition:
 
     @dg.asset(key=model_key, ins={"training_set": dg.AssetIn(set_key)}, group_name=GROUP,
               code_version=sources.version("mlplatform.lib.training.train", "mlplatform.lib.training.estimators",
+                                           *([spec.estimator] if ":" in spec.estimator else []),  # a factory's source
                                            config=(spec.task, spec.classes, spec.estimator_name, spec.estimator_params,
                                                    spec.regularization_c, spec.max_iter, spec.seed,
                                                    spec.holdout_days)),

@@ -114,13 +114,28 @@ def regression_metrics(y: np.ndarray, predicted: np.ndarray) -> dict[str, float]
 
 
 def task_metrics(spec: Spec, y: np.ndarray, out: np.ndarray, threshold: float | None = None) -> dict[str, float]:
-    """Every holdout metric of the spec's task, from true labels and the task's output."""
+    """Every holdout metric of the spec's task, from true labels and the task's output, then the user's own."""
     if spec.task == "binary":
-        return classification_metrics(predictions.binary_target(y, spec), out,
-                                      spec.gates.decision_threshold if threshold is None else threshold)
-    if spec.task == "multiclass":
-        return multiclass_metrics(y, out, spec.classes)
-    return regression_metrics(y, out)
+        found = classification_metrics(predictions.binary_target(y, spec), out,
+                                       spec.gates.decision_threshold if threshold is None else threshold)
+    elif spec.task == "multiclass":
+        found = multiclass_metrics(y, out, spec.classes)
+    else:
+        found = regression_metrics(y, out)
+    return found | {m.name: user_metric(m.function, m.name, y, out) for m in spec.metrics}
+
+
+def user_metric(path: str, name: str, y: np.ndarray, out: np.ndarray) -> float:
+    """A user's metric function called on the labels and the output; what goes wrong is named with the function."""
+    import importlib
+
+    module, _, attribute = path.partition(":")
+    try:
+        function = getattr(importlib.import_module(module), attribute)
+        value = float(function(y, out))
+    except Exception as err:  # noqa: BLE001 - the user's code: say whose it is
+        raise ValueError(f"metric {name!r} ({path}): {type(err).__name__}: {err}") from err
+    return value
 
 
 def _slice_auc(y: np.ndarray, scores: np.ndarray) -> float:
