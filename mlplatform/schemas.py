@@ -84,6 +84,8 @@ def training_set_schema(spec: Spec) -> pa.DataFrameSchema:
         columns[c.name] = pa.Column(STRING_DTYPE, pa.Check.isin(allowed), nullable=False, coerce=True)
     columns |= {d.name: pa.Column("float64", pa.Check(lambda s: ~np.isinf(s), name="finite", error="not finite"),
                                   nullable=spec.derived_nullable(d)) for d in spec.derived}
+    columns |= {name: pa.Column("float64", pa.Check(lambda s: ~np.isinf(s), name="finite", error="not finite"),
+                                nullable=True) for name in spec.function_features}  # imputed like nullable inputs
     columns[spec.label] = label_column(spec, coerce=False)
     return pa.DataFrameSchema(columns, strict=True, unique=[spec.entity, spec.timestamp],
                               name=f"{spec.name}_training_set")

@@ -172,6 +172,11 @@ class Spec:
     categorical: tuple[Categorical, ...] = ()
     sensitive: Categorical | None = None
     derived: tuple[Derived, ...] = ()
+    # The user's own features: `features_function` (`package.module:function`) takes the contract's feature columns
+    # (a DataFrame: numbers as float64, categories as strings) and returns a DataFrame of exactly the numeric columns
+    # named in `function_features`, row for row. Training and serving both call it (`lib/features/featurize.py`).
+    features_function: str = ""
+    function_features: tuple[str, ...] = ()
     # Folder of landed files; a relative path is taken under $MLPLATFORM_HOME/landing.
     landing: str | None = None
     file_formats: tuple[str, ...] = ("csv", "parquet")
@@ -203,7 +208,7 @@ class Spec:
         names = [self.entity, self.timestamp, self.label, *self.contract_feature_names]
         if self.sensitive is not None:
             names.append(self.sensitive.name)
-        names += [d.name for d in self.derived]
+        names += [d.name for d in self.derived] + list(self.function_features)
         duplicated = sorted({n for n in names if names.count(n) > 1})
         if duplicated:
             raise ValueError(f"spec {self.name!r}: column names used twice: {duplicated}")
@@ -214,6 +219,12 @@ class Spec:
                 raise ValueError(f"spec {self.name!r}: derived feature {d.name!r} uses unknown columns {missing}")
         if not self.name.isidentifier():
             raise ValueError(f"spec name {self.name!r} must be a Python identifier (it prefixes asset keys)")
+        if bool(self.features_function) != bool(self.function_features):
+            raise ValueError(f"spec {self.name!r}: features_function and function_features go together (the "
+                             "function's columns must be named)")
+        if self.features_function and ":" not in self.features_function:
+            raise ValueError(f"spec {self.name!r}: features_function {self.features_function!r} is not "
+                             "package.module:function")
         self._check_task()
 
     def _check_task(self) -> None:
@@ -286,8 +297,8 @@ class Spec:
 
     @property
     def feature_names(self) -> list[str]:
-        """Model inputs served by Feast: contract features then derived ones."""
-        return self.contract_feature_names + [d.name for d in self.derived]
+        """Model inputs served by Feast: contract features, derived ones, then the user function's."""
+        return self.contract_feature_names + [d.name for d in self.derived] + list(self.function_features)
 
     def derived_nullable(self, feature: Derived) -> bool:
         """A derived feature can be missing when one of its inputs can."""
@@ -378,6 +389,7 @@ def spec_from_json(text: str) -> Spec:
         "sensitive": categorical(raw["sensitive"]) if raw["sensitive"] else None,
         "derived": tuple(Derived(d["name"], d["op"], tuple(d["inputs"])) for d in raw["derived"]),
         "classes": tuple(raw["classes"]), "file_formats": tuple(raw["file_formats"]),
+        "function_features": tuple(raw["function_features"]),
         "estimator_params": pairs(raw["estimator_params"]),
         "gates": Gates(**gates), "monitoring": Monitoring(**raw["monitoring"]),
         "metrics": tuple(Metric(**m) for m in raw["metrics"]),

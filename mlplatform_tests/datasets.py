@@ -33,8 +33,14 @@ def _snake(name: str) -> str:
     return re.sub(r"\W+", "_", name.strip()).lower()
 
 
+def cancer_features(contract: pd.DataFrame) -> pd.DataFrame:
+    """A user's features function: two columns computed from the contract's (training and serving call it)."""
+    return pd.DataFrame({"radius_x_texture": contract["mean_radius"] * contract["mean_texture"],
+                         "log_area": np.log1p(contract["mean_area"])}, index=contract.index)
+
+
 def breast_cancer() -> Dataset:
-    """Binary, with string classes and the positive class named."""
+    """Binary, with string classes and the positive class named, and features of the user's own function."""
     from sklearn.datasets import load_breast_cancer
 
     raw = load_breast_cancer(as_frame=True)
@@ -42,7 +48,8 @@ def breast_cancer() -> Dataset:
     frame = x.assign(diagnosis=raw.target.map(dict(enumerate(raw.target_names))).to_numpy())
     spec = Spec(name="cancer", entity="row_id", timestamp="event_timestamp", label="diagnosis", task="binary",
                 classes=("malignant", "benign"), positive_class="malignant",
-                numeric=tuple(Numeric(c, 0) for c in x.columns))
+                numeric=tuple(Numeric(c, 0) for c in x.columns),
+                features_function=f"{__name__}:cancer_features", function_features=("radius_x_texture", "log_area"))
     return Dataset(spec, _spread(frame, 1))
 
 

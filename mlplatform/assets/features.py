@@ -49,7 +49,9 @@ def features_asset(spec: Spec, sources: Sources) -> dg.AssetsDefinition:
     @dg.asset(key=features_key, ins={"validated": dg.AssetIn(key(spec, "validated"))}, deps=[registry_key],
               partitions_def=parts, group_name=GROUP, kinds={"pandas", "feast"},
               code_version=sources.version("mlplatform.lib.features.featurize", "mlplatform.lib.features.online",
-                                           "mlplatform.lib.hashing", config=(spec.entity, spec.derived)),
+                                           "mlplatform.lib.hashing",
+                                           *([spec.features_function] if spec.features_function else []),
+                                           config=(spec.entity, spec.derived, spec.function_features)),
               automation_condition=rebuild_on_change(partitioned=True),
               check_specs=[dg.AssetCheckSpec("online_offline_parity", asset=features_key, blocking=True,
                                              description="Online values equal offline values as of the latest time")])

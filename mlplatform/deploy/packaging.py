@@ -71,10 +71,44 @@ def save_model(spec: Spec, pipeline: Any, labels: dict[str, str], metadata: dict
     return str(bentoml.sklearn.save_model(spec.model_name, pipeline, labels=labels, metadata=metadata).tag)
 
 
+def user_modules(spec: Spec) -> list[str]:
+    """The user's modules the served model needs (the features function's, an estimator's or factory's) that no
+    installed distribution provides: they travel inside the Bento, with their packages' `__init__.py`."""
+    import importlib.util
+    import sysconfig
+
+    installed = {Path(sysconfig.get_paths()[k]).resolve() for k in ("purelib", "platlib", "stdlib")}
+    names = []
+    for ref in (spec.features_function, spec.estimator if "." in spec.estimator else ""):
+        if not ref:
+            continue
+        module = ref.partition(":")[0] if ":" in ref else ref.rpartition(".")[0]
+        found = importlib.util.find_spec(module)
+        origin = Path(found.origin).resolve() if found and found.origin else None
+        if origin is not None and not any(origin.is_relative_to(p) for p in installed) and module not in names:
+            names.append(module)
+    return names
+
+
+def _module_files(module: str) -> list[tuple[Path, Path]]:
+    """(source, path inside the context) of a module and of its parent packages' `__init__.py`."""
+    import importlib.util
+
+    parts, out = module.split("."), []
+    for depth in range(1, len(parts) + 1):
+        found = importlib.util.find_spec(".".join(parts[:depth]))
+        if found is None or not found.origin or not found.origin.endswith(".py"):
+            continue
+        name = "__init__.py" if found.submodule_search_locations else f"{parts[depth - 1]}.py"
+        out.append((Path(found.origin), Path(*parts[:depth - 1 if name != "__init__.py" else depth], name)))
+    return out
+
+
 def stage_context(target: Path, service_dir: Path = SERVICE_DIR, root: Path = ROOT,
-                  extra_files: dict[str, str] | None = None) -> Path:
-    """A build context holding the service, the platform modules it needs (`bento_modules`) and the lock file, plus
-    `extra_files` (name → text: the smoke set and the model card travel inside the Bento)."""
+                  extra_files: dict[str, str] | None = None, extra_modules: list[str] | None = None) -> Path:
+    """A build context holding the service, the platform modules it needs (`bento_modules`), the user's modules
+    (`extra_modules`, see `user_modules`) and the lock file, plus `extra_files` (name → text: the smoke set and the
+    model card travel inside the Bento)."""
     if target.exists():
         shutil.rmtree(target)
     shutil.copytree(service_dir, target)
@@ -82,6 +116,11 @@ def stage_context(target: Path, service_dir: Path = SERVICE_DIR, root: Path = RO
         relative = module_path(name)
         (target / relative).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(root / relative, target / relative)
+    for module in extra_modules or []:
+        for source, relative in _module_files(module):
+            (target / relative).parent.mkdir(parents=True, exist_ok=True)
+            if not (target / relative).exists():
+                shutil.copyfile(source, target / relative)
     shutil.copyfile(root / "requirements.lock", target / "requirements.lock")
     for name, text in (extra_files or {}).items():
         (target / name).write_text(text)
@@ -172,7 +211,7 @@ def _main() -> None:
         extra["smoke.json"] = json.dumps(smoke_set(pipeline, spec, request["smoke_rows"]))
     # BentoML refuses build contexts under hidden folders (like the default home `.mlplatform`): stage in tmp
     with tempfile.TemporaryDirectory(prefix="mlplatform-bento-") as tmp:
-        context = stage_context(Path(tmp) / "context", extra_files=extra)
+        context = stage_context(Path(tmp) / "context", extra_files=extra, extra_modules=user_modules(spec))
         built = build(spec, model_tag, context, request["env"], request["labels"])
     print(json.dumps({k: str(v) if isinstance(v, Path) else v for k, v in asdict(built).items()}))
 

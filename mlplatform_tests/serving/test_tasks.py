@@ -87,3 +87,22 @@ def test_a_missing_category_is_a_category_of_its_own_in_training_and_in_serving(
     scorer = Scorer(pipeline, spec)
     expected = predictions.output(pipeline, featurize(pd.DataFrame(rows), spec, keys=False)[spec.feature_names], spec)
     assert scorer.compiled and np.abs(scorer.output(rows) - expected).max() < 1e-9
+
+
+def test_the_prediction_log_reads_back_each_tasks_answers(tmp_path, same_utc_day):
+    import time
+
+    from mlplatform.serving.predlog import PredictionLog, day_frame
+
+    for make, answer, expected in (
+            (wine, {"probabilities": [{"class_0": 0.1, "class_1": 0.7, "class_2": 0.2}], "labels": ["class_1"]},
+             (0.7, "class_1", None)),
+            (diabetes, {"values": [151.5]}, (None, None, 151.5))):
+        data = make()
+        folder = tmp_path / data.spec.name
+        row = {k: (None if isinstance(v, float) and np.isnan(v) else v)
+               for k, v in data.frame[data.spec.contract_feature_names].iloc[1].to_dict().items()}
+        PredictionLog(folder, data.spec.model_name, "1").append("a" * 32, [row], answer, role="primary")
+        frame = day_frame({"production": folder}, time.strftime("%Y-%m-%d", time.gmtime()), data.spec)
+        got = frame.iloc[0]
+        assert (got["probability"] if expected[0] is not None else None, got["label"], got["value"]) == expected

@@ -42,4 +42,32 @@ def featurize(frame: pd.DataFrame, spec: Spec, keys: bool = True) -> pd.DataFram
     numeric = {name: frame[name].to_numpy(dtype="float64", na_value=np.nan) for f in spec.derived for name in f.inputs}
     for feature in spec.derived:
         out[feature.name] = derive(numeric, feature)
+    if spec.features_function:
+        added = user_features(out[spec.contract_feature_names], spec)
+        for name in spec.function_features:
+            out[name] = added[name]
     return out
+
+
+def user_features(contract: pd.DataFrame, spec: Spec) -> pd.DataFrame:
+    """The spec's `features_function` on the contract's feature columns: exactly its declared columns, as float64,
+    one row per input row; whatever else it gives is refused, naming the function."""
+    import importlib
+
+    path = spec.features_function
+    module, _, attribute = path.partition(":")
+    try:
+        function = getattr(importlib.import_module(module), attribute)
+    except (ImportError, AttributeError) as err:
+        raise ValueError(f"features_function {path!r}: {err}") from err
+    added = function(contract.copy())
+    if not isinstance(added, pd.DataFrame) or len(added) != len(contract):
+        got = f"{type(added).__name__} of {len(added)} rows" if hasattr(added, "__len__") else type(added).__name__
+        raise ValueError(f"features_function {path!r} returned {got}; expected a DataFrame of {len(contract)} rows")
+    missing = [n for n in spec.function_features if n not in added.columns]
+    if missing:
+        raise ValueError(f"features_function {path!r} returned no column(s) {missing}")
+    try:
+        return added[list(spec.function_features)].set_axis(contract.index).astype("float64")
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"features_function {path!r}: its columns must be numbers ({err})") from err

@@ -30,7 +30,8 @@ def labelled(served: pd.DataFrame, labels: pd.DataFrame, spec: Spec) -> pd.DataF
     rows = rows.astype({spec.entity: labels[spec.entity].dtype}).sort_values("at", kind="stable")
     events = (labels[[spec.entity, spec.timestamp, spec.label]]
               .rename(columns={spec.label: "outcome", spec.timestamp: "labelled_at"}))
-    events["labelled_at"] = pd.to_datetime(events["labelled_at"], utc=True)
+    events["labelled_at"] = pd.to_datetime(events["labelled_at"], utc=True).astype("datetime64[ns, UTC]")
+    rows = rows.astype({"at": "datetime64[ns, UTC]"})  # one resolution on both sides of the as-of join
     events = events.sort_values("labelled_at", kind="stable")
     joined = pd.merge_asof(rows, events, left_on="at", right_on="labelled_at", by=spec.entity, direction="backward",
                            tolerance=pd.Timedelta(days=spec.monitoring.label_window_days))

@@ -146,3 +146,18 @@ def test_the_retrain_sensor_starts_the_training_job_with_the_reason_when_landed_
         assert len(runs) == 1 and runs[0].tags["mlplatform/reason"] == request.tags["mlplatform/reason"]
         # the retraining answered that evidence: three new drifted batches are needed for another
         assert tick().skip_message.startswith("no persistent drift and no live performance below its floor")
+
+
+def test_a_regression_champion_whose_live_rmse_rose_is_rolled_back_and_a_lower_one_is_kept():
+    def rmse_day(partition: str, **versions: tuple[int, float]) -> Day:
+        return Day(partition, {v[1:]: {"labelled_rows": n, "rmse": e} for v, (n, e) in versions.items()})
+
+    policy = dataclasses.replace(POLICY, rollback_tolerance=2.0)
+    worse = triggers.rollback(PROMOTION, "2", [rmse_day("d", v1=(500, 50.0), v2=(500, 58.0))], policy,
+                              metric="rmse", direction=-1)
+    assert worse.trigger == "live_performance"
+    assert worse.reason == ("live rmse of v2 is 58.000 on 500 labelled rows, 8.000 above v1's 50.000 on 500 "
+                            "(tolerance 2.0); v1 serves again")
+    better = triggers.rollback(PROMOTION, "2", [rmse_day("d", v1=(500, 50.0), v2=(500, 41.0))], policy,
+                               metric="rmse", direction=-1)
+    assert better.endswith("within the tolerance")

@@ -139,3 +139,19 @@ def test_a_partial_threshold_keeps_every_other_default_of_the_task():
     spec: Spec = dataclasses.replace(CREDIT, gates=Gates(ceilings=(("expected_calibration_error", 0.15),)))
     assert spec.gate_thresholds["ceilings"] == {"brier": 0.2, "expected_calibration_error": 0.15}
     assert spec.gate_thresholds["floors"] == CREDIT.gate_thresholds["floors"] == {"roc_auc": 0.65, "pr_auc": 0.25}
+
+
+def test_a_features_function_adds_its_columns_and_a_bad_one_is_named():
+    from mlplatform_tests.datasets import cancer_features
+
+    data = breast_cancer()
+    features = featurize(data.frame, data.spec)
+    expected = cancer_features(data.frame[data.spec.contract_feature_names])
+    assert features.columns[-2:].tolist() == ["radius_x_texture", "log_area"]
+    assert np.allclose(features["log_area"], expected["log_area"])
+    broken = dataclasses.replace(data.spec, function_features=("radius_x_texture", "perimeter_ratio"))
+    with pytest.raises(ValueError, match=r"features_function '.*:cancer_features' returned no column\(s\) "
+                                         r"\['perimeter_ratio'\]"):
+        featurize(data.frame, broken)
+    with pytest.raises(ValueError, match="features_function and function_features go together"):
+        dataclasses.replace(data.spec, function_features=())
