@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from mlplatform.definitions import build_definitions
+from mlplatform.deploy.packaging import bento_file
 from mlplatform.deploy.processes import free_port
 from mlplatform.specs import TASK_METRICS, Spec
 from mlplatform_tests.conftest import Platform, make_settings
@@ -97,6 +98,9 @@ def test_binary_with_named_classes_from_files_to_a_staged_answer(tmp_path, migra
         assert set(body) == {"request_id", "model", "model_version", "probabilities", "labels"}
         assert 0 <= body["probabilities"][0] <= 1 and body["labels"][0] in ("malignant", "benign")
         assert body["labels"][0] == ("malignant" if body["probabilities"][0] >= 0.3 else "benign")
+        # the features function's module travels in the Bento: the service calls the same code as training did
+        record = platform.defs.resources["deployment"].deployer().deployments.read("staging")
+        assert bento_file(record.primary.bento_path, "mlplatform_tests/datasets.py").exists()
     finally:
         stop(platform)
 
