@@ -18,6 +18,12 @@ from mlplatform.specs import MISSING_CATEGORY, Categorical
 from mlplatform_tests.datasets import Dataset, breast_cancer, diabetes, wine
 
 
+def plain_cancer() -> Dataset:
+    """The binary dataset without its features function (so that the compiled scorer serves it)."""
+    data = breast_cancer()
+    return Dataset(dataclasses.replace(data.spec, features_function="", function_features=()), data.frame)
+
+
 def fitted(data: Dataset, estimator: str) -> tuple:
     frame = featurize(data.frame, data.spec).assign(**{data.spec.label: data.frame[data.spec.label].to_numpy()})
     pipeline, _, _ = fit(frame, data.spec, TrainParams(estimator, 1.0, 300, 3, 2))
@@ -27,6 +33,7 @@ def fitted(data: Dataset, estimator: str) -> tuple:
 
 
 @pytest.mark.parametrize(("make", "estimator"), [(breast_cancer, "logistic_regression"),
+                                                 (plain_cancer, "logistic_regression"),
                                                  (wine, "logistic_regression"), (wine, "gradient_boosting"),
                                                  (diabetes, "ridge"), (diabetes, "gradient_boosting")])
 def test_the_compiled_scorer_gives_the_pipelines_output_for_every_task(make, estimator):
@@ -35,7 +42,7 @@ def test_the_compiled_scorer_gives_the_pipelines_output_for_every_task(make, est
     scorer = Scorer(pipeline, data.spec)
     x = featurize(pd.DataFrame(rows), data.spec, keys=False)[data.spec.feature_names]
     expected = predictions.output(pipeline, x, data.spec)
-    assert scorer.compiled
+    assert scorer.compiled == (not data.spec.features_function)  # a features function is called through featurize
     assert np.abs(scorer.output(rows) - expected).max() < 1e-9
     assert np.abs(scorer.output(rows[:1]) - expected[:1]).max() < 1e-9
 
@@ -77,7 +84,7 @@ def test_a_null_in_a_nullable_feature_is_imputed_not_answered_as_null():
 def test_a_missing_category_is_a_category_of_its_own_in_training_and_in_serving():
     data = breast_cancer()
     size = Categorical("size", ("small", "large"), nullable=True)
-    spec = dataclasses.replace(data.spec, categorical=(size,))
+    spec = dataclasses.replace(data.spec, categorical=(size,), features_function="", function_features=())
     frame = data.frame.assign(size=np.where(data.frame["mean_radius"] > 14, "large", None))
     features = featurize(frame, spec)
     assert set(features["size"]) == {"large", MISSING_CATEGORY}
