@@ -94,8 +94,9 @@ TASK_FAIRNESS: dict[str, tuple[str, ...]] = {
     "multiclass": ("accuracy_gap", "recall_gap"),
     "regression": ("mae_gap", "relative_mae_gap"),
 }
-# The live metric a new champion is compared on before it is rolled back, per task.
-TASK_ROLLBACK_METRIC = {"binary": "roc_auc", "multiclass": "accuracy", "regression": "rmse"}
+# Each task's headline metric: logged with a training run, the one permutation importance worsens, and the live
+# metric a new champion is compared on before it is rolled back (unless `Monitoring.rollback_metric` names another).
+TASK_HEADLINE = {"binary": "roc_auc", "multiclass": "accuracy", "regression": "rmse"}
 GATE_KINDS = ("floors", "ceilings", "max_regression", "max_relative_regression", "fairness_bounds")
 
 
@@ -146,7 +147,7 @@ class Monitoring:
     # Automatic rollback of a newly promoted champion: its live metric (weighted by labelled rows, over the last
     # `rollback_lookback_days`) below the previous champion's by more than the tolerance, or its error rate on
     # prediction requests above the maximum.
-    rollback_metric: str = ""  # default: the task's (`TASK_ROLLBACK_METRIC`)
+    rollback_metric: str = ""  # default: the task's headline metric (`TASK_HEADLINE`)
     rollback_tolerance: float = 0.02
     rollback_lookback_days: int = 14
     max_error_rate: float = 0.05
@@ -289,7 +290,7 @@ class Spec:
 
     @property
     def rollback_metric(self) -> str:
-        return self.monitoring.rollback_metric or TASK_ROLLBACK_METRIC[self.task]
+        return self.monitoring.rollback_metric or TASK_HEADLINE[self.task]
 
     @property
     def contract_feature_names(self) -> list[str]:

@@ -3,6 +3,8 @@ spread over daily files, a spec, then the whole loop (ingest every file → trai
 gates → Bento → staging) to an HTTP answer of the task's shape."""
 
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import dagster as dg
 import httpx
@@ -17,7 +19,10 @@ from mlplatform_tests.conftest import Platform, make_settings
 from mlplatform_tests.datasets import Dataset, breast_cancer, diabetes, wine
 
 
-def run_loop(tmp_path, migrated_mlflow_db, data: Dataset) -> tuple[Platform, dg.ExecuteInProcessResult]:  # noqa: ANN001
+@contextmanager
+def trained(tmp_path, migrated_mlflow_db, data: Dataset) -> Iterator[tuple[Platform, dict, dict]]:  # noqa: ANN001
+    """The whole loop for one dataset: every daily file ingested, then the training job to staging (which must
+    succeed); yields the platform, the evaluation's metadata and its gate outcomes, and stops what it deployed."""
     import shutil
 
     ports = {"MLPLATFORM_STAGING_PORT": str(free_port()), "MLPLATFORM_PRODUCTION_PORT": str(free_port())}
@@ -26,14 +31,21 @@ def run_loop(tmp_path, migrated_mlflow_db, data: Dataset) -> tuple[Platform, dg.
     (tmp_path / "home" / "mlflow").mkdir(parents=True, exist_ok=True)
     shutil.copyfile(migrated_mlflow_db, mlflow_db)
     (tmp_path / "dagster").mkdir()
-    instance = dg.instance_for_test(temp_dir=str(tmp_path / "dagster")).__enter__()
-    platform = Platform(settings, build_definitions([data.spec], settings), instance, data.spec)
-    days = data.frame["event_timestamp"].dt.strftime("%Y-%m-%d")
-    for day in sorted(days.unique()):
-        platform.land(f"{day}.csv", data.frame[days == day])
-        assert platform.ingest(day).success, day
-    result = platform.defs.resolve_job_def("training_job").execute_in_process(instance=instance, raise_on_error=False)
-    return platform, result
+    with dg.instance_for_test(temp_dir=str(tmp_path / "dagster")) as instance:
+        platform = Platform(settings, build_definitions([data.spec], settings), instance, data.spec)
+        try:
+            days = data.frame["event_timestamp"].dt.strftime("%Y-%m-%d")
+            for day in sorted(days.unique()):
+                platform.land(f"{day}.csv", data.frame[days == day])
+                assert platform.ingest(day).success, day
+            result = platform.defs.resolve_job_def("training_job").execute_in_process(instance=instance,
+                                                                                      raise_on_error=False)
+            assert result.success, [e.message for e in result.all_events if e.is_failure]
+            yield platform, *evaluation_of(platform, result)
+        finally:
+            deployer = platform.defs.resources["deployment"].deployer()
+            for env in ("staging", "production"):
+                deployer.stop_env(env)
 
 
 def evaluation_of(platform: Platform, result: dg.ExecuteInProcessResult) -> tuple[dict, dict[str, tuple[bool, str]]]:
@@ -61,13 +73,6 @@ def answer_schema(platform: Platform) -> dict:
     return schema["properties"]
 
 
-def stop(platform: Platform) -> None:
-    deployer = platform.defs.resources["deployment"].deployer()
-    for env in ("staging", "production"):
-        deployer.stop_env(env)
-    platform.instance.__exit__(None, None, None)
-
-
 def request_row(data: Dataset, i: int = 0) -> dict:
     row = data.frame.iloc[i][data.spec.contract_feature_names].to_dict()
     return {k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in row.items()}
@@ -80,10 +85,7 @@ def metric_names(spec: Spec) -> set[str]:
 @pytest.mark.e2e
 def test_binary_with_named_classes_from_files_to_a_staged_answer(tmp_path, migrated_mlflow_db):
     data = breast_cancer()
-    platform, result = run_loop(tmp_path, migrated_mlflow_db, data)
-    try:
-        assert result.success, [e.message for e in result.all_events if e.is_failure]
-        metadata, checks = evaluation_of(platform, result)
+    with trained(tmp_path, migrated_mlflow_db, data) as (platform, metadata, checks):
         assert metric_names(data.spec) == set(TASK_METRICS["binary"]) <= set(metadata)
         assert metadata["roc_auc"].value > 0.9
         assert {name: passed for name, (passed, _) in checks.items()} == dict.fromkeys(
@@ -101,17 +103,12 @@ def test_binary_with_named_classes_from_files_to_a_staged_answer(tmp_path, migra
         # the features function's module travels in the Bento: the service calls the same code as training did
         record = platform.defs.resources["deployment"].deployer().deployments.read("staging")
         assert bento_file(record.primary.bento_path, "mlplatform_tests/datasets.py").exists()
-    finally:
-        stop(platform)
 
 
 @pytest.mark.e2e
 def test_multiclass_with_an_estimator_by_path_answers_a_probability_per_class(tmp_path, migrated_mlflow_db):
     data = wine()
-    platform, result = run_loop(tmp_path, migrated_mlflow_db, data)
-    try:
-        assert result.success, [e.message for e in result.all_events if e.is_failure]
-        metadata, checks = evaluation_of(platform, result)
+    with trained(tmp_path, migrated_mlflow_db, data) as (platform, metadata, checks):
         expected = set(TASK_METRICS["multiclass"]) | {"recall_class_0", "recall_class_1", "recall_class_2"}
         assert metric_names(data.spec) == expected and expected <= set(metadata)
         assert metadata["accuracy"].value > 0.85 and metadata["f1_macro"].value > 0.85
@@ -127,18 +124,13 @@ def test_multiclass_with_an_estimator_by_path_answers_a_probability_per_class(tm
         assert list(probabilities) == ["class_0", "class_1", "class_2"]
         assert sum(probabilities.values()) == pytest.approx(1, abs=1e-5)
         assert label == max(probabilities, key=probabilities.get)
-    finally:
-        stop(platform)
 
 
 @pytest.mark.e2e
 def test_regression_with_a_nullable_feature_answers_a_value_and_fairness_says_not_judged(tmp_path,
                                                                                           migrated_mlflow_db):
     data = diabetes()
-    platform, result = run_loop(tmp_path, migrated_mlflow_db, data)
-    try:
-        assert result.success, [e.message for e in result.all_events if e.is_failure]
-        metadata, checks = evaluation_of(platform, result)
+    with trained(tmp_path, migrated_mlflow_db, data) as (platform, metadata, checks):
         assert {"rmse", "mae", "r2"} <= set(metadata) and "roc_auc" not in metadata
         assert metadata["r2"].value > 0.2
         passed, fairness = checks["fairness"]  # two slices of ~40 holdout rows: too few to judge a disparity
@@ -151,5 +143,3 @@ def test_regression_with_a_nullable_feature_answers_a_value_and_fairness_says_no
         assert answer.status_code == 200, answer.text
         assert set(answer.json()) == {"request_id", "model", "model_version", "values"}
         assert 25 < answer.json()["values"][0] < 346
-    finally:
-        stop(platform)

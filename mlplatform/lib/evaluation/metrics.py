@@ -8,7 +8,7 @@ import pandas as pd
 from sklearn import metrics as skm
 
 from mlplatform.lib import predictions
-from mlplatform.specs import Spec
+from mlplatform.specs import TASK_HEADLINE, Spec
 
 CALIBRATION_BINS = 10
 RESIDUAL_POINTS = 500  # regression: at most this many (predicted, residual) points kept for the plot
@@ -245,7 +245,7 @@ def permutation_importance(model: Any, holdout: pd.DataFrame, spec: Spec, seed: 
     multiclass accuracy, regression RMSE), with a per-feature data summary."""
     from sklearn.inspection import permutation_importance as permute
 
-    headline = HEADLINE[spec.task]
+    headline = TASK_HEADLINE[spec.task]
     sign = spec.metric_directions[headline]
 
     def scorer(estimator: Any, x: pd.DataFrame, y: Any) -> float:
@@ -270,8 +270,6 @@ def permutation_importance(model: Any, holdout: pd.DataFrame, spec: Spec, seed: 
         })
     return pd.DataFrame(rows).sort_values("importance", ascending=False, ignore_index=True)
 
-
-HEADLINE = {"binary": "roc_auc", "multiclass": "accuracy", "regression": "rmse"}
 
 
 def headline_metric(spec: Spec, y: np.ndarray, out: np.ndarray) -> float:

@@ -10,7 +10,8 @@ from typing import Any
 import pandas as pd
 
 from mlplatform.lib.evaluation.gates import GateResult
-from mlplatform.lib.evaluation.metrics import HEADLINE, Evaluation
+from mlplatform.lib.evaluation.metrics import Evaluation
+from mlplatform.specs import TASK_HEADLINE
 
 PLOTS = ("roc_curve", "calibration_curve", "residuals", "feature_importance", "slices")
 
@@ -84,7 +85,7 @@ def _plots(evaluation: Evaluation, folder: Path) -> dict[str, Path]:
     def importance(ax: Any) -> None:
         imp = evaluation.importance.iloc[::-1]
         ax.barh(imp["feature"], imp["importance"], xerr=imp["importance_std"], color="tab:blue")
-        ax.set(xlabel=f"worsening of {HEADLINE[evaluation.task]} when shuffled",
+        ax.set(xlabel=f"worsening of {TASK_HEADLINE[evaluation.task]} when shuffled",
                title="Permutation importance (holdout)")
 
     def slices(ax: Any) -> None:

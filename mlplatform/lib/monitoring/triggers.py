@@ -174,7 +174,7 @@ def rollback(promotion: Mapping[str, Any] | None, serving_version: str, days: Se
             return Decision("error_rate", f"v{new} failed {rate:.1%} of {requests} prediction requests since its "
                                           f"promotion (maximum {policy.max_error_rate:.0%}); v{old} serves again",
                             key, {"version": new, "previous": old, "error_rate": rate, "requests": requests})
-    metric = policy.rollback_metric or metric  # `direction`: +1 when higher is better (RMSE: -1)
+    # `metric`: the spec's rollback metric (`Spec.rollback_metric`); `direction`: +1 when higher is better (RMSE: -1)
     new_value, new_rows = pooled(days, new, metric)
     old_value, old_rows = pooled(days, old, metric)
     if min(new_rows, old_rows) < policy.min_label_rows:

@@ -14,7 +14,7 @@ from mlplatform.lib import predictions
 from mlplatform.lib.memory import release_freed_memory
 from mlplatform.lib.training import estimators
 from mlplatform.lib.training.tracking import TrackedModel
-from mlplatform.specs import Spec
+from mlplatform.specs import TASK_HEADLINE, Spec
 
 
 @dataclass(frozen=True)
@@ -126,16 +126,15 @@ def fit(frame: pd.DataFrame, spec: Spec, params: TrainParams) -> tuple[Pipeline,
 def headline_metric(pipeline: Pipeline, holdout: pd.DataFrame, spec: Spec) -> tuple[str, float]:
     """The task's headline holdout metric of a freshly fitted model (logged with the run): binary ROC AUC,
     multiclass accuracy, regression RMSE."""
-    from mlplatform.lib.evaluation.metrics import task_metrics
+    from mlplatform.lib.evaluation import metrics
 
     if len(holdout) == 0:
         raise ValueError(f"{spec.name}: the holdout is empty")
-    name = {"binary": "roc_auc", "multiclass": "accuracy", "regression": "rmse"}[spec.task]
     y = holdout[spec.label].to_numpy()
     if spec.task == "binary" and len(np.unique(y)) < 2:
         raise ValueError(f"{spec.name}: the holdout holds only label {y[0]!r}; ROC AUC needs both")
     out = predictions.output(pipeline, holdout[spec.feature_names], spec)
-    return name, task_metrics(spec, y, out)[name]
+    return TASK_HEADLINE[spec.task], metrics.headline_metric(spec, y, out)
 
 
 def behaviour_version(pipeline: Pipeline, holdout: pd.DataFrame, spec: Spec) -> str:
