@@ -8,14 +8,15 @@ the service reads is in `mlplatform.serving.settings.ServingSettings`.
 """
 
 import asyncio
+from http import HTTPStatus
 from pathlib import Path
 from typing import Annotated, Any, cast
 
 import bentoml
 from pydantic import BaseModel, Field
 
-from mlplatform.serving import auth, hotpath, logs, online, predlog, request
-from mlplatform.serving.answer import Answers, unscorable
+from mlplatform.serving import auth, explain, hotpath, logs, online, predlog, request
+from mlplatform.serving.answer import Answers, Unscorable, unscorable
 from mlplatform.serving.metrics import PredictionMetrics
 from mlplatform.serving.scorer import Scorer
 from mlplatform.serving.settings import ServingSettings
@@ -40,13 +41,14 @@ SPEC = (spec_from_json(_PACKED_SPEC.read_text()) if _PACKED_SPEC.exists()
 Answer = request.prediction_model(SPEC)
 Row = request.row_model(SPEC)
 RowsType, RowsField = request.rows_field(SPEC)
+ExplainRowsType, ExplainRowsField = request.rows_field(SPEC, explain.MAX_EXPLAIN_ROWS)
 HOT = hotpath.Target()
 HOT.enabled = SETTINGS.hot_path
 EntityIds = Annotated[list[request.EntityId], Field(min_length=1, max_length=request.MAX_ROWS)]
 
 
 @bentoml.service(name=f"{SPEC.name}_service", workers=1, traffic={"timeout": 10},
-                 **SETTINGS.service_config(("/predict", "/predict_entity", "/info")))
+                 **SETTINGS.service_config(("/predict", "/predict_entity", "/explain", "/info")))
 class ModelService:
     """Serves one registered model version, packed into the Bento."""
 
@@ -63,6 +65,8 @@ class ModelService:
                                PredictionMetrics(SPEC.model_name, SETTINGS.metrics))
         self.log = predlog.PredictionLog(SETTINGS.prediction_log_dir, SPEC.model_name, self.version)
         HOT.bind(self.scorer, self.answers, self.log)
+        self.explanations = explain.Explanations(SPEC, self.model, Path(__file__).with_name("explainer.json"),
+                                                 self.version)
         self.online = online.OnlineFeatures(SPEC, SETTINGS.feast_dir, SETTINGS.feast_online_store,
                                             SETTINGS.redis).open_in_background()
 
@@ -99,6 +103,18 @@ class ModelService:
         except RuntimeError as err:
             raise bentoml.exceptions.ServiceUnavailable(str(err)) from err
         return self._answer(rows, ctx, entity_ids=entity_ids)
+
+    @bentoml.api(route="/explain")
+    async def explain(self, rows: Annotated[ExplainRowsType, ExplainRowsField],  # type: ignore[valid-type]
+                      ) -> explain.Explained:
+        """Feature rows (as for `/predict`, at most 20) → per row each feature's SHAP contribution to the model's
+        output, from the explainer packaged with the model; base + contributions = the output, in `unit`."""
+        try:
+            return await self.explanations.answer_async([r.model_dump() for r in cast("list[BaseModel]", rows)])
+        except explain.NoExplainer as exc:
+            raise bentoml.exceptions.BentoMLException(str(exc), error_code=HTTPStatus.NOT_IMPLEMENTED) from exc
+        except Unscorable as exc:
+            raise bentoml.exceptions.UnprocessableEntity(str(exc)) from exc
 
     @bentoml.api(route="/info")
     def info(self) -> dict[str, Any]:

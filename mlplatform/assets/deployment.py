@@ -40,12 +40,14 @@ def build(spec: Spec, promotion: str = "manual", sources: Sources = CHECKOUT) ->
 
 
 def bento_code(sources: Sources, config: object) -> str:
-    """The Bento's own code: packaging and the serving package, the service, its bentofile and the lock file. The
+    """The Bento's own code: packaging, the explainer it packs, the serving package, the service, its bentofile and
+    the lock file. The
     other modules it ships are versioned where they act (featurize by `features`: unchanged values leave the model
     and its Bento fresh; the router by the environments)."""
     served = (m for m in bento_modules() if m.startswith("mlplatform.serving"))
     files = ("bentos/credit_service/service.py", "bentos/credit_service/bentofile.yaml", "requirements.lock")
-    return sources.version("mlplatform.deploy.packaging", *served, files=files, config=config)
+    return sources.version("mlplatform.deploy.packaging", "mlplatform.lib.explanations", *served, files=files,
+                           config=config)
 
 
 DEPLOYER = tuple(f"mlplatform.deploy.{m}" for m in ("deployer", "embedded", "processes", "records", "router",
@@ -63,8 +65,8 @@ def bento_asset(spec: Spec, sources: Sources) -> dg.AssetsDefinition:
               automation_condition=rebuild_on_change(partitioned=False), output_required=False)
     def bento(context: dg.AssetExecutionContext, model: DataFrame, evaluation: DataFrame, training_set: DataFrame,
               bentos: BentoStore) -> Iterator:
-        """The candidate in the BentoML model store and a Bento (with smoke set and model card) built from
-        bentos/credit_service with the lock file."""
+        """The candidate in the BentoML model store and a Bento (with smoke set, model card and SHAP explainer)
+        built from bentos/credit_service with the lock file."""
         if unchanged(context):
             return
         from mlplatform.deploy import packaging
@@ -79,8 +81,10 @@ def bento_asset(spec: Spec, sources: Sources) -> dg.AssetsDefinition:
                     "decision_threshold": spec.gates.decision_threshold, "task": spec.task,
                     **{k: v for k, v in evaluation.metrics.items() if k in ("roc_auc", "accuracy", "rmse")}}
         rows = packaging.holdout_rows(training_set, spec, model.params.holdout_days, SMOKE_ROWS, model.params.seed)
+        background = packaging.explainer_background(training_set, spec, model.params.holdout_days, model.params.seed)
         built = packaging.package(spec, model.pipeline, Path(bentos.home), bentos.env, labels, metadata,
-                                  smoke_rows=rows, model_card=evaluation.files["model_card"].read_text())
+                                  smoke_rows=rows, model_card=evaluation.files["model_card"].read_text(),
+                                  explainer_background=background, seed=model.params.seed)
         candidate = Candidate(built.tag, str(built.path), reg.name, reg.version,
                               {**labels, "mlflow_run_id": reg.run_id, "git_commit": lineage.get("git.commit", "")})
         yield dg.Output(candidate, data_version=dg.DataVersion(built.tag), metadata={

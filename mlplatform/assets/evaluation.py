@@ -56,7 +56,7 @@ def build(spec: Spec, sources: Sources = CHECKOUT) -> list[dg.AssetsDefinition]:
     @dg.asset(key=eval_key, ins={"training_set": dg.AssetIn(key(spec, "training_set")),
                                  "model": dg.AssetIn(key(spec, "model"))},
               group_name=GROUP, kinds={"scikitlearn", "mlflow"},
-              code_version=sources.version(*EVALUATION_CODE, "mlplatform.lib.predictions",
+              code_version=sources.version(*EVALUATION_CODE, "mlplatform.lib.predictions", "mlplatform.lib.explanations",
                                            *(m.function for m in spec.metrics),
                                            config=(spec.task, spec.classes, spec.positive_class, spec.gates)),
               check_specs=checks, automation_condition=rebuild_on_change(partitioned=False), output_required=False)

@@ -28,8 +28,8 @@ SERVICE_DIR = ROOT / "bentos" / "credit_service"
 # records (the container project runs the router from the primary's image). Nothing of Dagster or the ML stages.
 BENTO_PACKAGES = ("mlplatform.serving",)
 BENTO_MODULES = ("mlplatform", "mlplatform.specs", "mlplatform.settings", "mlplatform.lib",
-                 "mlplatform.lib.predictions", "mlplatform.lib.features", "mlplatform.lib.features.featurize",
-                 "mlplatform.lib.features.feast_repo",
+                 "mlplatform.lib.predictions", "mlplatform.lib.explanations", "mlplatform.lib.features",
+                 "mlplatform.lib.features.featurize", "mlplatform.lib.features.feast_repo",
                  "mlplatform.deploy", "mlplatform.deploy.records", "mlplatform.deploy.router")
 
 
@@ -156,6 +156,25 @@ def _json_value(value: Any) -> Any:
     return value.item() if hasattr(value, "item") else value
 
 
+def explainer_background(frame: Any, spec: Spec, holdout_days: int, seed: int) -> dict[str, Any]:
+    """The background rows of the model's SHAP explainer: the evaluation's (`explanations.background`), as JSON."""
+    from mlplatform.lib import explanations
+    from mlplatform.lib.training.train import holdout
+
+    return explanations.frame_json(explanations.background(holdout(frame, spec, holdout_days, seed), spec, seed))
+
+
+def explainer_file(pipeline: Any, spec: Spec, background: dict[str, Any], seed: int) -> str:
+    """`explainer.json`: the explainer built on the background rows, or why there is none (`/explain` says it)."""
+    from mlplatform.lib import explanations
+
+    try:
+        return explanations.packed(explanations.Explainer(pipeline, spec,
+                                                          explanations.frame_from_json(background, spec), seed))
+    except explanations.ExplainerError as exc:
+        return json.dumps({"problem": str(exc)})
+
+
 def bento_file(bento_path: Path | str, name: str) -> Path:
     """A file that travels inside a built Bento (`smoke.json`, `model_card.md`)."""
     return Path(bento_path) / "src" / name
@@ -175,11 +194,12 @@ def build(spec: Spec, model_tag: str, context: Path, env: str, labels: dict[str,
 
 def package(spec: Spec, pipeline: Any, bentoml_home: Path, env: str, labels: dict[str, str],
             metadata: dict[str, Any], smoke_rows: list[dict[str, Any]] | None = None,
-            model_card: str = "") -> BuiltBento:
+            model_card: str = "", explainer_background: dict[str, Any] | None = None, seed: int = 0) -> BuiltBento:
     """Save the registered `pipeline` to the store and build its Bento, in a child process.
 
-    The Bento carries `smoke.json` (`smoke_rows` with the pipeline's probabilities: the deployer's smoke test) and
-    `model_card.md`.
+    The Bento carries `smoke.json` (`smoke_rows` with the pipeline's outputs: the deployer's smoke test),
+    `model_card.md` and `explainer.json` (the SHAP explainer of `/explain`, built on `explainer_background`: model
+    input rows as `explanations.frame_json` gives them).
     """
     environ = {**os.environ, "BENTOML_HOME": str(bentoml_home), "BENTOML_DO_NOT_TRACK": "True"}
     with tempfile.TemporaryDirectory(prefix="mlplatform-package-") as tmp:
@@ -188,7 +208,8 @@ def package(spec: Spec, pipeline: Any, bentoml_home: Path, env: str, labels: dic
         from mlplatform.specs import spec_to_json
 
         request = {"spec": spec_to_json(spec), "pipeline": str(model_file), "env": env, "labels": labels,
-                   "metadata": metadata, "smoke_rows": smoke_rows or [], "model_card": model_card}
+                   "metadata": metadata, "smoke_rows": smoke_rows or [], "model_card": model_card,
+                   "explainer_background": explainer_background, "seed": seed}
         done = subprocess.run([sys.executable, "-m", "mlplatform.deploy.packaging"], input=json.dumps(request),
                               text=True, capture_output=True, env=environ, cwd=ROOT, timeout=900)
     if done.returncode != 0:
@@ -209,6 +230,8 @@ def _main() -> None:
              "spec.json": request["spec"]}
     if request["smoke_rows"]:
         extra["smoke.json"] = json.dumps(smoke_set(pipeline, spec, request["smoke_rows"]))
+    if request["explainer_background"]:
+        extra["explainer.json"] = explainer_file(pipeline, spec, request["explainer_background"], request["seed"])
     # BentoML refuses build contexts under hidden folders (like the default home `.mlplatform`): stage in tmp
     with tempfile.TemporaryDirectory(prefix="mlplatform-bento-") as tmp:
         context = stage_context(Path(tmp) / "context", extra_files=extra, extra_modules=user_modules(spec))

@@ -34,6 +34,7 @@ CLIENT_IDLE_S = 75  # > what clients keep an idle connection for
 HOP_BY_HOP = {b"connection", b"keep-alive", b"transfer-encoding", b"te", b"upgrade", b"host", b"content-length",
               b"proxy-connection", b"trailer"}
 SHADOW_QUEUE = 256
+SHADOWED = ("/predict", "/predict_entity")  # what the shadow scores a copy of (not /explain or /info)
 ROLE = PREDICTION_LOG_ROLE_HEADER.encode()  # tells the backend how it was asked, for its prediction log
 
 
@@ -132,7 +133,8 @@ class Router:
             (b"content-length", str(len(content)).encode())]
         await send({"type": "http.response.start", "status": status, "headers": out_headers})
         await send({"type": "http.response.body", "body": content})
-        if record.strategy == "shadow" and record.candidate is not None and scope["method"] == "POST":
+        if (record.strategy == "shadow" and record.candidate is not None and scope["method"] == "POST"
+                and scope["path"] in SHADOWED):
             self._mirror(record.candidate, scope, headers, body, content)
 
     def _failed_over(self, record: Record, exc: Exception) -> None:

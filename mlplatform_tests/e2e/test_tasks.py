@@ -73,6 +73,40 @@ def answer_schema(platform: Platform) -> dict:
     return schema["properties"]
 
 
+def explained(platform: Platform, data: Dataset, metadata: dict, rows: list[dict], method: str, unit: str) -> dict:
+    """The staged service's `/explain` for rows: the explainer packaged with the model, whose contributions add up
+    to the staged `/predict` answer; the evaluation report and model card carry the same explainer's summary."""
+    from pathlib import Path
+
+    from scipy.special import expit, softmax
+
+    deployer = platform.defs.resources["deployment"].deployer()
+    url, key = deployer.router_url("staging"), {"x-api-key": deployer.api_key("staging")}
+    answer = httpx.post(f"{url}/explain", json={"rows": rows}, headers=key, timeout=60)
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert (body["method"], body["unit"]) == (method, unit)
+    predicted = httpx.post(f"{url}/predict", json={"rows": rows}, headers=key, timeout=30).json()
+    totals = np.array([[body["base"][o] + sum(row[o].values()) for o in body["outputs"]]
+                       for row in body["contributions"]])
+    assert all(list(row[o]) == list(data.spec.feature_names) for row in body["contributions"] for o in row)
+    if data.spec.task == "regression":
+        assert totals[:, 0] == pytest.approx(predicted["values"], abs=1e-4)
+    elif data.spec.task == "binary":
+        assert (expit(totals[:, 0]) if unit == "log_odds" else totals[:, 0]) == pytest.approx(
+            predicted["probabilities"], abs=1e-5)
+    else:
+        probabilities = softmax(totals, axis=1) if unit == "log_odds" else totals
+        assert probabilities == pytest.approx(np.array([[p[c] for c in body["outputs"]]
+                                                        for p in predicted["probabilities"]]), abs=1e-5)
+    assert httpx.post(f"{url}/explain", json={"rows": rows}, timeout=30).status_code == 401
+    report = Path(metadata["report"].value).parent
+    assert (report / "shap_summary.png").stat().st_size > 0
+    card = (report / "model_card.md").read_text()
+    assert f"SHAP {method} explainer" in card and "| output | rank | feature |" in card
+    return body
+
+
 def request_row(data: Dataset, i: int = 0) -> dict:
     row = data.frame.iloc[i][data.spec.contract_feature_names].to_dict()
     return {k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in row.items()}
@@ -103,6 +137,8 @@ def test_binary_with_named_classes_from_files_to_a_staged_answer(tmp_path, migra
         # the features function's module travels in the Bento: the service calls the same code as training did
         record = platform.defs.resources["deployment"].deployer().deployments.read("staging")
         assert bento_file(record.primary.bento_path, "mlplatform_tests/datasets.py").exists()
+        body = explained(platform, data, metadata, [request_row(data, i) for i in range(3)], "linear", "log_odds")
+        assert body["outputs"] == ["malignant"] and "radius_x_texture" in body["contributions"][0]["malignant"]
 
 
 @pytest.mark.e2e
@@ -124,6 +160,8 @@ def test_multiclass_with_an_estimator_by_path_answers_a_probability_per_class(tm
         assert list(probabilities) == ["class_0", "class_1", "class_2"]
         assert sum(probabilities.values()) == pytest.approx(1, abs=1e-5)
         assert label == max(probabilities, key=probabilities.get)
+        body = explained(platform, data, metadata, [request_row(data, i) for i in range(2)], "tree", "log_odds")
+        assert body["outputs"] == ["class_0", "class_1", "class_2"]
 
 
 @pytest.mark.e2e
@@ -143,3 +181,5 @@ def test_regression_with_a_nullable_feature_answers_a_value_and_fairness_says_no
         assert answer.status_code == 200, answer.text
         assert set(answer.json()) == {"request_id", "model", "model_version", "values"}
         assert 25 < answer.json()["values"][0] < 346
+        body = explained(platform, data, metadata, [null_row, request_row(data, 1)], "tree", "value")
+        assert body["outputs"] == ["value"]

@@ -60,7 +60,10 @@ def service(tmp_path_factory, online_rows):
     pipeline, _, _ = fit(frame, CREDIT, TrainParams("logistic_regression", 1.0, 200, 42, 2))
     tag = packaging.save_model(CREDIT, pipeline, {"mlflow_version": "3"},
                                {"mlflow_version": "3", "decision_threshold": 0.3})
-    built = packaging.build(CREDIT, tag, packaging.stage_context(home / "context"), "local", {"mlflow_version": "3"})
+    explainer = packaging.explainer_file(pipeline, CREDIT, packaging.explainer_background(frame, CREDIT, 2, 42), 42)
+    built = packaging.build(CREDIT, tag, packaging.stage_context(home / "context",
+                                                                 extra_files={"explainer.json": explainer}),
+                            "local", {"mlflow_version": "3"})
     with TestClient(bentoml.load(str(built.path)).to_asgi()) as client:
         yield client, pipeline, built
 
@@ -84,6 +87,39 @@ def test_predict_answers_like_the_trained_pipeline_with_version_and_request_id(s
     assert body["probabilities"] == pytest.approx(expected.round(6).tolist())
     assert body["labels"] == [int(p >= 0.3) for p in expected]
     assert body["model_version"] == "3" and len(body["request_id"]) == 32
+
+
+def test_explain_gives_each_features_contribution_adding_up_to_the_answered_probability(service):
+    from scipy.special import expit
+
+    client, pipeline, _ = service
+    rows = [ROW, {**ROW, "num_late_payments": 6, "purpose": "medical"}]
+    answer = client.post("/explain", json={"rows": rows})
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert (body["method"], body["unit"], body["outputs"], body["model_version"]) == ("linear", "log_odds", ["1"], "3")
+    predicted = client.post("/predict", json={"rows": rows}).json()["probabilities"]
+    for contributions, probability in zip(body["contributions"], predicted, strict=True):
+        assert list(contributions["1"]) == list(CREDIT.feature_names)  # categories one contribution each
+        assert expit(body["base"]["1"] + sum(contributions["1"].values())) == pytest.approx(probability, abs=2e-6)
+    late = [c["1"]["num_late_payments"] for c in body["contributions"]]
+    assert late[1] > late[0]  # late payments raise the risk of default
+    assert body["contributions"][0]["1"]["age"] == body["contributions"][1]["1"]["age"]  # same age, same part
+
+
+def test_explain_validates_rows_like_predict_and_bounds_their_number(service):
+    from mlplatform.serving.explain import MAX_EXPLAIN_ROWS
+
+    client, _, _ = service
+    bad = client.post("/explain", json={"rows": [{**ROW, "purpose": "castle"}]})
+    assert bad.status_code == 400 and bad.json()["detail"][0]["loc"] == ["rows", 0, "purpose"]
+    many = client.post("/explain", json={"rows": [ROW] * (MAX_EXPLAIN_ROWS + 1)})
+    assert many.status_code == 400 and f"at most {MAX_EXPLAIN_ROWS} items" in many.text
+    assert client.post("/explain", json={"rows": [ROW] * MAX_EXPLAIN_ROWS}).status_code == 200
+    schema = client.get("/docs.json").json()
+    answer = schema["paths"]["/explain"]["post"]["responses"]["200"]["content"]["application/json"]["schema"]
+    assert {"method", "unit", "outputs", "base", "contributions"} <= set(answer["properties"])
+    assert answer["properties"]["unit"]["enum"] == ["probability", "log_odds", "value"]
 
 
 @pytest.mark.parametrize(("change", "field", "message"), [
@@ -355,6 +391,10 @@ def test_a_real_bentoml_serve_of_the_built_bento_answers_behind_its_api_key(serv
             bad = client.post("/predict", json={"rows": [{**ROW, "age": 7}]}, headers={"x-api-key": secret})
             assert bad.status_code == 400 and bad.json()["detail"][0]["loc"] == ["rows", 0, "age"]
             assert client.get("/livez").status_code == 200
+            assert client.post("/explain", json={"rows": [ROW]}).status_code == 401
+            explanation = client.post("/explain", json={"rows": [ROW]}, headers={"x-api-key": secret},
+                                      timeout=60)  # the first explanation loads SHAP
+            assert explanation.status_code == 200 and explanation.json()["method"] == "linear"
             metrics = client.get("/metrics")
             assert metrics.status_code == 200 and "bentoml_service_request_total" in metrics.text
             from prometheus_client.parser import text_string_to_metric_families

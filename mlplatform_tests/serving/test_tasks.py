@@ -113,3 +113,17 @@ def test_the_prediction_log_reads_back_each_tasks_answers(tmp_path, same_utc_day
         frame = day_frame({"production": folder}, time.strftime("%Y-%m-%d", time.gmtime()), data.spec)
         got = frame.iloc[0]
         assert (got["probability"] if expected[0] is not None else None, got["label"], got["value"]) == expected
+
+
+def test_a_bento_without_a_usable_explainer_says_why(tmp_path):
+    from mlplatform.serving.explain import Explanations, NoExplainer
+
+    data = diabetes()
+    pipeline, rows = fitted(data, "ridge")
+    missing = Explanations(data.spec, pipeline, tmp_path / "explainer.json", "1")
+    with pytest.raises(NoExplainer, match="packaged without an explainer"):
+        missing.answer(rows[:1])
+    (tmp_path / "explainer.json").write_text('{"problem": "no SHAP explainer reproduces this pipeline\'s outputs"}')
+    refused = Explanations(data.spec, pipeline, tmp_path / "explainer.json", "1")
+    with pytest.raises(NoExplainer, match="this model has no explainer: no SHAP explainer reproduces"):
+        refused.answer(rows[:1])

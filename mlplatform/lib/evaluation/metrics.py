@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 from sklearn import metrics as skm
 
-from mlplatform.lib import predictions
+from mlplatform.lib import explanations, predictions
 from mlplatform.specs import TASK_HEADLINE, Spec
 
 CALIBRATION_BINS = 10
@@ -42,6 +42,9 @@ class Evaluation:
     task: str = "binary"
     directions: dict[str, int] = field(default_factory=dict)  # metric → +1 higher is better, -1 lower is
     holdout_method: str = ""
+    explanation: explanations.Explanation | None = None  # SHAP on a seeded sample of the holdout
+    explained: pd.DataFrame | None = None  # the rows explained (model inputs)
+    explanation_problem: str = ""  # why there is no explanation
 
     def headline(self) -> dict[str, float]:
         """Candidate metrics and disparities, flat, for asset metadata and MLflow."""
@@ -313,6 +316,12 @@ def evaluate(candidate: Any, champion: Any | None, holdout: pd.DataFrame, spec: 
     cand = evaluate_model("challenger", candidate, holdout, spec, threshold, min_slice_rows)
     champ = (evaluate_model("champion", champion, holdout, spec, threshold, min_slice_rows)
              if champion is not None else None)
+    explained = explanations.explained_rows(holdout, spec, seed)
+    try:
+        explainer = explanations.Explainer(candidate, spec, explanations.background(holdout, spec, seed), seed)
+        explanation, problem = explainer.explain(explained), ""
+    except explanations.ExplainerError as exc:
+        explanation, problem = None, str(exc)
     return Evaluation(cand, champ, permutation_importance(candidate, holdout, spec, seed), len(holdout),
                       label_summary(holdout[spec.label], spec), threshold, spec.task, spec.metric_directions,
-                      holdout_method)
+                      holdout_method, explanation, explained, problem)

@@ -9,11 +9,13 @@ from typing import Any
 
 import pandas as pd
 
+from mlplatform.lib import explanations
 from mlplatform.lib.evaluation.gates import GateResult
 from mlplatform.lib.evaluation.metrics import Evaluation
 from mlplatform.specs import TASK_HEADLINE
 
-PLOTS = ("roc_curve", "calibration_curve", "residuals", "feature_importance", "slices")
+PLOTS = ("roc_curve", "calibration_curve", "residuals", "feature_importance", "shap_summary", "slices")
+UNITS = {"probability": "probability", "log_odds": "log-odds", "value": "predicted value"}
 
 
 @dataclass(frozen=True)
@@ -97,7 +99,8 @@ def _plots(evaluation: Evaluation, folder: Path) -> dict[str, Path]:
         ax.set(xlabel="", ylabel="value", title="Challenger by slice")
 
     rows = len(evaluation.importance)
-    plots = {"feature_importance": _figure(folder / "feature_importance.png", importance, (5, 0.3 * rows + 1)),
+    plots = {**_shap_summary(evaluation, folder),
+             "feature_importance": _figure(folder / "feature_importance.png", importance, (5, 0.3 * rows + 1)),
              "slices": _figure(folder / "slices.png", slices, (6, 4))}
     if evaluation.task == "binary":
         plots["roc_curve"] = _figure(folder / "roc_curve.png", roc)
@@ -105,6 +108,55 @@ def _plots(evaluation: Evaluation, folder: Path) -> dict[str, Path]:
     if evaluation.task == "regression":
         plots["residuals"] = _figure(folder / "residuals.png", residuals)
     return plots
+
+
+def _shap_summary(evaluation: Evaluation, folder: Path) -> dict[str, Path]:
+    """SHAP's summary plot of the explained holdout rows: one output a beeswarm (each row's contribution per
+    feature, coloured by the feature's value), several outputs (multiclass) mean |contribution| per class."""
+    explanation, rows = evaluation.explanation, evaluation.explained
+    if explanation is None or rows is None:
+        return {}
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    shap = explanations.import_shap()
+    numeric = rows.apply(lambda c: pd.to_numeric(c, errors="coerce"))  # categories are not coloured
+    shown = min(len(explanation.features), 20)
+    if len(explanation.outputs) == 1:
+        shap.summary_plot(explanation.values[:, :, 0], numeric, max_display=shown, show=False, plot_size=(7, 0.35 *
+                                                                                                       shown + 1.5))
+    else:
+        shap.summary_plot([explanation.values[:, :, j] for j in range(len(explanation.outputs))], numeric,
+                          plot_type="bar", class_names=explanation.outputs, max_display=shown, show=False,
+                          plot_size=(7, 0.35 * shown + 1.5))
+    fig = plt.gcf()
+    of = f" of {explanation.outputs[0]}" if evaluation.task == "binary" else ""
+    fig.axes[0].set_title(f"SHAP ({explanation.method}): contribution to the {UNITS[explanation.unit]}{of}, "
+                          f"{len(rows)} holdout rows", fontsize=10)
+    path = folder / "shap_summary.png"
+    fig.savefig(path, dpi=90, bbox_inches="tight")
+    plt.close(fig)
+    return {"shap_summary": path}
+
+
+def shap_sentence(evaluation: Evaluation) -> str:
+    explanation = evaluation.explanation
+    if explanation is None:
+        return f"No SHAP explanation: {evaluation.explanation_problem or 'not computed'}."
+    rows = len(explanation.values)
+    return (f"SHAP {explanation.method} explainer on {rows} holdout rows (seeded sample): each feature's contribution "
+            f"to the {UNITS[explanation.unit]}"
+            + (f" of {', '.join(explanation.outputs)}" if evaluation.task != "regression" else "")
+            + "; base value + contributions = the model's output for the row. The served `/explain` uses the same "
+            "explainer and background rows.")
+
+
+def top_features_table(evaluation: Evaluation) -> pd.DataFrame:
+    if evaluation.explanation is None:
+        return pd.DataFrame()
+    return explanations.top_features(evaluation.explanation).round(4)
 
 
 def comparison(evaluation: Evaluation) -> pd.DataFrame:
@@ -151,7 +203,10 @@ def _sections(evaluation: Evaluation, gates: list[GateResult], facts: CardFacts)
     return [("", intro), ("Gates", gate_table(gates)), ("Challenger vs champion", comparison(evaluation)), *curves,
             ("Fairness slices", slice_table(evaluation)), ("", "slices"),
             ("Disparities", pd.DataFrame([evaluation.candidate.fairness]).round(4)),
-            ("Feature importance", importance), ("", "feature_importance")]
+            ("Feature importance", importance), ("", "feature_importance"),
+            ("Explanations (SHAP)", shap_sentence(evaluation)),
+            *([("Top features per output", top_features_table(evaluation)), ("", "shap_summary")]
+              if evaluation.explanation is not None else [])]
 
 
 def _markdown(title: str, sections: list[tuple[str, object]]) -> str:
@@ -204,6 +259,8 @@ def model_card(evaluation: Evaluation, gates: list[GateResult], facts: CardFacts
         f"Sensitive attribute (used only to evaluate fairness, never as an input): {facts.sensitive or 'none'}.", "",
         "## Metrics (holdout)", md_table(comparison(evaluation)), "",
         "## Slices", md_table(slice_table(evaluation)) if len(evaluation.candidate.slices) else "none", "",
+        "## Explanations", shap_sentence(evaluation), "",
+        *([md_table(top_features_table(evaluation)), ""] if evaluation.explanation is not None else []),
         "## Gates", md_table(gate_table(gates)), "",
         "## Lineage",
         f"- Dagster run: `{facts.dagster_run_id}`", f"- MLflow run: `{facts.mlflow_run_id}`",
@@ -224,4 +281,7 @@ def write_report(folder: Path, evaluation: Evaluation, gates: list[GateResult], 
     files["report_md"].write_text(_markdown(title, sections))
     files["report_html"].write_text(_html(title, sections, plots))
     files["model_card"].write_text(model_card(evaluation, gates, facts))
+    if evaluation.explanation is not None:  # every feature's mean |SHAP| per output, as a table (MLflow artifact)
+        files["shap_importance"] = folder / "shap_importance.csv"
+        evaluation.explanation.mean_abs().rename_axis("feature").to_csv(files["shap_importance"])
     return {**files, **plots}
