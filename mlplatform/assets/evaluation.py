@@ -45,7 +45,8 @@ def evaluation_config(spec: Spec) -> type[EvaluationConfig]:
 
 
 SEVERITY = {True: dg.AssetCheckSeverity.ERROR, False: dg.AssetCheckSeverity.WARN}  # by whether the gate judged
-EVALUATION_CODE = tuple(f"mlplatform.lib.evaluation.{m}" for m in ("metrics", "gates", "assessment", "report"))
+EVALUATION_CODE = (*(f"mlplatform.lib.evaluation.{m}" for m in ("metrics", "gates", "assessment", "report")),
+                   "mlplatform.lib.predictions", "mlplatform.lib.explanations")
 
 
 def build(spec: Spec, sources: Sources = CHECKOUT) -> list[dg.AssetsDefinition]:
@@ -56,7 +57,7 @@ def build(spec: Spec, sources: Sources = CHECKOUT) -> list[dg.AssetsDefinition]:
     @dg.asset(key=eval_key, ins={"training_set": dg.AssetIn(key(spec, "training_set")),
                                  "model": dg.AssetIn(key(spec, "model"))},
               group_name=GROUP, kinds={"scikitlearn", "mlflow"},
-              code_version=sources.version(*EVALUATION_CODE, "mlplatform.lib.predictions", "mlplatform.lib.explanations",
+              code_version=sources.version(*EVALUATION_CODE,
                                            *(m.function for m in spec.metrics),
                                            config=(spec.task, spec.classes, spec.positive_class, spec.gates)),
               check_specs=checks, automation_condition=rebuild_on_change(partitioned=False), output_required=False)
