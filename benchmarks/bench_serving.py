@@ -1,13 +1,15 @@
 """Serving benchmark: our Bento under `bentoml serve` against bare FastAPI and `mlflow models serve`, side by side.
 
-One logistic-regression pipeline (the credit spec's, fitted on demo data) is served by every server, one worker
-each, on 127.0.0.1. For each round every server gets, in turn, N single-row requests at concurrency 1 (p50/p99)
-and 2N at concurrency 32 (requests/s) after a warm-up, from keep-alive connections (`loadgen.py`); medians over
-the rounds. The machine is shared: differences between variants below ~15 % are within run-to-run noise.
+One pipeline is served by every server, one worker each, on 127.0.0.1: by default the credit spec's logistic
+regression (binary, fitted on demo data); `--dataset wine` a multiclass and `--dataset diabetes` a regression model
+on the real datasets the tests use (the task's default estimator, or `--estimator` by name or dotted path).
+For each round every server gets, in turn, N single-row requests at concurrency 1 (p50/p99) and 2N at concurrency
+32 (requests/s) after a warm-up, from keep-alive connections (`loadgen.py`); medians over the rounds. The machine is shared: differences between variants below ~15 % are within run-to-run noise.
 Then the Bento is served again with one feature switched off at a time (auth, validation, metrics, prediction
-logging) to show what each costs, and in-process scoring is timed for reference.
+logging) to show what each costs, its `/explain` (SHAP contributions of one row) is measured against its `/predict`,
+and in-process scoring is timed for reference.
 
-Run: `.venv/bin/python benchmarks/bench_serving.py [--requests 2000] [--rounds 3]`.
+Run: `.venv/bin/python benchmarks/bench_serving.py [--dataset credit|wine|diabetes] [--requests 2000] [--rounds 3]`.
 """
 
 import argparse
@@ -27,52 +29,81 @@ sys.path.insert(0, str(ROOT))
 from benchmarks import loadgen  # noqa: E402
 from mlplatform.deploy.processes import free_port  # noqa: E402
 
-ROW = {"age": 30, "income": 50000.0, "loan_amount": 10000.0, "loan_term_months": 36, "credit_utilization": 0.3,
-       "num_late_payments": 0, "employment_years": 5.0, "num_open_accounts": 3, "home_ownership": "rent",
-       "purpose": "car"}
 KEY = "bench-key"
 BIN = Path(sys.executable).parent
 
 
-def prepare(work: Path) -> None:
-    """Fit the pipeline; save it for the peers (joblib), MLflow (model dir) and BentoML (store + Bento)."""
+def dataset(name: str, estimator: str) -> tuple:
+    """(spec, contract frame) of the benchmarked model: the demo credit data, or a real dataset of the tests."""
+    import dataclasses
+
+    import pandas as pd
+
+    from mlplatform.lib.data.demo import credit_day
+    from mlplatform.specs import CREDIT
+
+    if name == "credit":
+        spec, frame = CREDIT, pd.concat([credit_day(d, 2000) for d in range(8)], ignore_index=True)
+    else:
+        from mlplatform_tests import datasets
+
+        data = getattr(datasets, name)()
+        spec, frame = data.spec, data.frame
+    return dataclasses.replace(spec, estimator=estimator, estimator_params=()), frame
+
+
+def prepare(work: Path, name: str, estimator: str) -> None:
+    """Fit the pipeline; save it for the peers (joblib), MLflow (model dir) and BentoML (store + Bento, with its
+    spec and SHAP explainer)."""
     import joblib
     import mlflow
     import pandas as pd
 
     from mlplatform.deploy import packaging
-    from mlplatform.lib.data.demo import credit_day
+    from mlplatform.lib import predictions
     from mlplatform.lib.features.featurize import featurize
     from mlplatform.lib.training.train import TrainParams, fit
-    from mlplatform.specs import CREDIT
+    from mlplatform.specs import spec_to_json
 
-    raw = pd.concat([credit_day(d, 2000) for d in range(8)], ignore_index=True)
-    frame = featurize(raw, CREDIT).assign(**{CREDIT.label: raw[CREDIT.label]})
-    pipeline, _, holdout = fit(frame, CREDIT, TrainParams("logistic_regression", 1.0, 1000, 42, 2))
+    spec, raw = dataset(name, estimator)
+    frame = featurize(raw, spec).assign(**{spec.label: raw[spec.label].to_numpy()})
+    pipeline, _, holdout = fit(frame, spec, TrainParams(spec.estimator_name, 1.0, 1000, 42, 2))
     joblib.dump(pipeline, work / "pipeline.joblib")
-    mlflow.sklearn.save_model(pipeline, str(work / "mlflow_model"), pyfunc_predict_fn="predict_proba",
-                              input_example=holdout[CREDIT.feature_names].head(2))
+    (work / "spec.json").write_text(spec_to_json(spec))
+    mlflow.sklearn.save_model(pipeline, str(work / "mlflow_model"),
+                              pyfunc_predict_fn="predict" if spec.task == "regression" else "predict_proba",
+                              input_example=holdout[spec.feature_names].head(2))
     labels = {"mlflow_version": "1"}
-    tag = packaging.save_model(CREDIT, pipeline, labels, {"mlflow_version": "1", "decision_threshold": 0.3})
-    built = packaging.build(CREDIT, tag, packaging.stage_context(work / "context"), "local", labels)
-    (work / "bento.json").write_text(json.dumps({"path": str(built.path)}))
+    tag = packaging.save_model(spec, pipeline, labels, {"mlflow_version": "1", "decision_threshold": 0.3})
+    explainer = packaging.explainer_file(pipeline, spec, packaging.explainer_background(frame, spec, 2, 42), 42)
+    context = packaging.stage_context(work / "context", extra_files={"spec.json": spec_to_json(spec),
+                                                                     "explainer.json": explainer},
+                                      extra_modules=packaging.user_modules(spec))
+    built = packaging.build(spec, tag, context, "local", labels)
+    row = {k: (None if isinstance(v, float) and v != v else v)
+           for k, v in raw[spec.contract_feature_names].iloc[0].to_dict().items()}
+    model_row = featurize(pd.DataFrame([row]), spec, keys=False)[spec.feature_names].iloc[0].to_dict()
+    (work / "bento.json").write_text(json.dumps({"path": str(built.path), "row": row, "model_row": model_row,
+                                                 "pipeline": type(pipeline[-1]).__name__,
+                                                 "explainer": json.loads(explainer).get("method")}))
     # in-process scoring, for reference: the pandas path (featurize + pipeline) and the compiled scorer
     import timeit
 
     from mlplatform.serving.scorer import Scorer
 
-    scorer, rows = Scorer(pipeline, CREDIT), [ROW]
+    scorer, rows = Scorer(pipeline, spec), [row]
 
     def through_pipeline(batch: list[dict]) -> None:
-        pipeline.predict_proba(featurize(pd.DataFrame(batch), CREDIT, keys=False)[CREDIT.feature_names])
+        predictions.output(pipeline, featurize(pd.DataFrame(batch), spec, keys=False)[spec.feature_names], spec)
 
     timings = {}
-    for name, fn in {"pipeline_1_row": lambda: through_pipeline(rows),
-                     "pipeline_32_rows": lambda: through_pipeline(rows * 32),
-                     "scorer_1_row": lambda: scorer.output(rows),
-                     "scorer_32_rows": lambda: scorer.output(rows * 32)}.items():
+    for key, fn in {"pipeline_1_row": lambda: through_pipeline(rows),
+                    "pipeline_32_rows": lambda: through_pipeline(rows * 32),
+                    "scorer_1_row": lambda: scorer.output(rows),
+                    "scorer_32_rows": lambda: scorer.output(rows * 32)}.items():
         runs = [timeit.timeit(fn, number=200) / 200 * 1e3 for _ in range(5)]
-        timings[name] = statistics.median(runs)
+        timings[key] = statistics.median(runs)
+    timings["scorer_compiled"] = scorer.compiled
     (work / "inprocess.json").write_text(json.dumps(timings))
 
 
@@ -110,18 +141,24 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=2000, help="requests per measurement")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--only", default="", help="comma-separated server names (default: all)")
+    parser.add_argument("--dataset", default="credit", choices=("credit", "wine", "diabetes", "breast_cancer"),
+                        help="credit (binary, demo data), wine (multiclass), diabetes (regression), breast_cancer")
+    parser.add_argument("--estimator", default="", help="the spec's estimator (default: the task's built-in)")
     parser.add_argument("--prepare", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.prepare:
-        return prepare(args.prepare)
+        return prepare(args.prepare, args.dataset, args.estimator)
     with tempfile.TemporaryDirectory(prefix="mlplatform-bench-") as tmp:
         work = Path(tmp)
         base_env = {"BENTOML_HOME": str(work / "bentoml"), "BENTOML_DO_NOT_TRACK": "True", "PYTHONPATH": str(ROOT),
                     "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",  # mlflow serve runs `uvicorn` by name
                     "MLPLATFORM_BENCH_PIPELINE": str(work / "pipeline.joblib")}
-        subprocess.run([sys.executable, __file__, "--prepare", str(work)], env={**os.environ, **base_env}, check=True,
-                       cwd=ROOT)
-        candidates = servers(work, json.loads((work / "bento.json").read_text())["path"])
+        base_env["MLPLATFORM_BENCH_SPEC"] = str(work / "spec.json")
+        subprocess.run([sys.executable, __file__, "--prepare", str(work), "--dataset", args.dataset, "--estimator",
+                        args.estimator], env={**os.environ, **base_env}, check=True, cwd=ROOT)
+        built = json.loads((work / "bento.json").read_text())
+        print(f"dataset {args.dataset}: {built['pipeline']} (explainer: {built['explainer']})", flush=True)
+        candidates = servers(work, built)
         chosen = [s for s in args.only.split(",") if s] or list(candidates)
         results = measure({n: candidates[n] for n in chosen}, args.rounds, args.requests, base_env)
         med = {n: {k: statistics.median(v) for k, v in r.items()} for n, r in results.items()}
@@ -137,10 +174,11 @@ def main() -> None:
 Server = tuple[list[str], str, str, bytes, dict[str, str], dict[str, str]]
 
 
-def servers(work: Path, bento_path: str) -> dict[str, Server]:
+def servers(work: Path, built: dict) -> dict[str, Server]:
     """name: (argv without the port, readiness path, request path, body, headers, env)."""
-    body = json.dumps({"rows": [ROW]}).encode()
-    mlflow_body = json.dumps({"dataframe_records": [featurized_row()]}).encode()
+    bento_path = built["path"]
+    body = json.dumps({"rows": [built["row"]]}).encode()
+    mlflow_body = json.dumps({"dataframe_records": [built["model_row"]]}).encode()
 
     def uvicorn(app: str) -> tuple[list[str], str]:
         return [str(BIN / "uvicorn"), f"benchmarks.serving_peers:{app}", "--host", "127.0.0.1", "--workers", "1",
@@ -168,7 +206,9 @@ def servers(work: Path, bento_path: str) -> dict[str, Server]:
         "bento_dispatch": (bento, "/readyz", "/predict", body, key, {**auth, "MLPLATFORM_HOT_PATH": "off"}),
         "bento_adaptive": (bento, "/readyz", "/predict_batched", body, key,
                            {**auth, "MLPLATFORM_HOT_PATH": "off", "MLPLATFORM_BENTOML_BATCHING": "on"}),
+        "bento_explain": (bento, "/readyz", "/explain", body, key, auth),  # SHAP contributions of the row
     }
+SLOW = {"bento_explain": 10}  # measured on a tenth of the requests (bounded: tens of ms each)
 
 
 def measure(chosen: dict[str, Server], rounds: int, requests: int, base_env: dict[str, str],
@@ -181,11 +221,12 @@ def measure(chosen: dict[str, Server], rounds: int, requests: int, base_env: dic
             port = free_port()
             with server([*argv, str(port)], port, {**base_env, **env}, ready):
                 payload = loadgen.request_bytes(path, payload_body, headers)
-                check = loadgen.run(port, payload, 1, 50)
+                n = max(50, requests // SLOW.get(name, 1))
+                check = loadgen.run(port, payload, 1, 50, seconds=120)  # (the first /explain loads SHAP)
                 assert check.statuses == {200: 50}, (name, check.statuses)
-                loadgen.run(port, payload, 32, requests)  # warm-up: a fresh server is slower at first
-                single = loadgen.run(port, payload, 1, requests)
-                loaded = loadgen.run(port, payload, 32, requests * 2)
+                loadgen.run(port, payload, 32, n)  # warm-up: a fresh server is slower at first
+                single = loadgen.run(port, payload, 1, n)
+                loaded = loadgen.run(port, payload, 32, n * 2)
             failed = loaded.errors + sum(n for status, n in loaded.statuses.items() if status != 200)
             for k, v in (("p50", single.p50), ("p99", single.pct(0.99)), ("rps", loaded.rps),
                          ("p99_32", loaded.pct(0.99)), ("failed", failed)):
@@ -222,19 +263,14 @@ def ratios(med: dict[str, dict[str, float]]) -> None:
                  "peer)" if peer else ""
         print(f"through the environment router: c=1 p50 {r['p50'] - b['p50']:+.3f} ms, "
               f"c=32 {r['rps'] / b['rps'] - 1:+.0%} req/s{versus}")
+    if "bento" in med and "bento_explain" in med:
+        b, e = med["bento"], med["bento_explain"]
+        print(f"/explain (one row) vs /predict: c=1 p50 {e['p50']:.2f} ms vs {b['p50']:.2f} ms "
+              f"({e['p50'] / b['p50']:.1f}x), c=32 {e['rps']:.0f} vs {b['rps']:.0f} req/s")
     if "bento" in med and "mlflow_serve" in med:
         b, m = med["bento"], med["mlflow_serve"]
         print(f"vs mlflow: p50 {m['p50'] / b['p50']:.1f}x lower (target >= 3), "
               f"throughput {b['rps'] / m['rps']:.1f}x (target >= 5)")
-
-
-def featurized_row() -> dict:
-    import pandas as pd
-
-    from mlplatform.lib.features.featurize import featurize
-    from mlplatform.specs import CREDIT
-
-    return featurize(pd.DataFrame([ROW]), CREDIT, keys=False)[CREDIT.feature_names].iloc[0].to_dict()
 
 
 if __name__ == "__main__":

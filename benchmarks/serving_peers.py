@@ -1,7 +1,8 @@
 """The serving benchmark's peers: the same model and scoring code behind bare FastAPI (sync and async).
 
 Run by `bench_serving.py` as `uvicorn benchmarks.serving_peers:sync_app` / `:async_app`; the fitted pipeline
-is read from the joblib file named by MLPLATFORM_BENCH_PIPELINE.
+is read from the joblib file named by MLPLATFORM_BENCH_PIPELINE, its spec from MLPLATFORM_BENCH_SPEC (JSON). The
+answer has the task's fields, made by the same code as the Bento's (`Answers.fields`), without metrics.
 """
 
 import os
@@ -11,14 +12,17 @@ import joblib
 from fastapi import FastAPI
 from pydantic import BaseModel, Field
 
-from mlplatform.serving.answer import request_id
+from mlplatform.serving.answer import Answers, request_id
+from mlplatform.serving.metrics import PredictionMetrics
 from mlplatform.serving.request import MAX_ROWS, row_model
 from mlplatform.serving.scorer import Scorer
-from mlplatform.specs import CREDIT
+from mlplatform.specs import spec_from_json
 
+SPEC = spec_from_json(open(os.environ["MLPLATFORM_BENCH_SPEC"]).read())
 PIPELINE = joblib.load(os.environ["MLPLATFORM_BENCH_PIPELINE"])
-SCORER = Scorer(PIPELINE, CREDIT)
-Row = row_model(CREDIT)
+SCORER = Scorer(PIPELINE, SPEC)
+ANSWERS = Answers(SPEC, "1", 0.3, PredictionMetrics(SPEC.model_name, enabled=False))
+Row = row_model(SPEC)
 
 
 class Request(BaseModel):
@@ -27,8 +31,7 @@ class Request(BaseModel):
 
 def _answer(request: Request) -> dict[str, Any]:
     out = SCORER.output([r.model_dump() for r in cast(list[BaseModel], request.rows)])
-    return {"request_id": request_id(), "model": CREDIT.model_name, "model_version": "1",
-            "probabilities": out.round(6).tolist(), "labels": (out >= 0.3).astype(int).tolist()}
+    return {"request_id": request_id(), "model": SPEC.model_name, "model_version": "1", **ANSWERS.fields(out)}
 
 
 sync_app = FastAPI()

@@ -65,7 +65,7 @@ class ModelService:
                                PredictionMetrics(SPEC.model_name, SETTINGS.metrics))
         self.log = predlog.PredictionLog(SETTINGS.prediction_log_dir, SPEC.model_name, self.version)
         HOT.bind(self.scorer, self.answers, self.log)
-        self.explanations = explain.Explanations(SPEC, self.model, Path(__file__).with_name("explainer.json"),
+        self.explanations = explain.Explanations(SPEC, self.scorer, Path(__file__).with_name("explainer.json"),
                                                  self.version)
         self.online = online.OnlineFeatures(SPEC, SETTINGS.feast_dir, SETTINGS.feast_online_store,
                                             SETTINGS.redis).open_in_background()

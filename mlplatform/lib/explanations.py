@@ -193,11 +193,21 @@ class Explainer:
         if self.method == "permutation":
             values, base = self._permutations(self._codes(frame))
             return Explanation(self.features, output_names(self.spec), values, base, self.unit, self.method)
-        predictions.output(self.pipeline, frame, self.spec)  # rows the model refuses (ValueError) are not explained
-        x = _dense(self._pre.transform(frame))
+        return self.explain_encoded(_dense(self._pre.transform(frame)))
+
+    @property
+    def encoded(self) -> bool:
+        """True when the explainer works on the preprocessed input (`explain_encoded`): tree and linear."""
+        return self.method in ("tree", "linear")
+
+    def explain_encoded(self, x: np.ndarray) -> Explanation:
+        """`explain` for rows already preprocessed as the pipeline does (e.g. by the serving scorer's compiled
+        preprocessing): tree and linear explainers only."""
+        assert self.encoded, self.method
+        predictions.output(self._estimator, x, self.spec)  # rows the model refuses (ValueError) are not explained
         kwargs = {"check_additivity": False} if self.method == "tree" else {}
         raw = np.asarray(self._explainer.shap_values(x, **kwargs), dtype="float64")
-        values = np.einsum("nmo,mk->nko", raw.reshape(len(frame), x.shape[1], -1), self._mapping)
+        values = np.einsum("nmo,mk->nko", raw.reshape(len(x), x.shape[1], -1), self._mapping)
         base = np.atleast_1d(np.asarray(self._explainer.expected_value, dtype="float64")).reshape(-1)
         values, base = self._task_outputs(values, base)
         return Explanation(self.features, output_names(self.spec), values, base, self.unit, self.method)

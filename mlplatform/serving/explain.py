@@ -19,6 +19,7 @@ from pydantic import BaseModel, Field
 from mlplatform.lib import explanations
 from mlplatform.lib.features.featurize import featurize
 from mlplatform.serving.answer import Unscorable, request_id, unscorable
+from mlplatform.serving.scorer import Scorer
 from mlplatform.specs import Spec
 
 MAX_EXPLAIN_ROWS = 20
@@ -48,8 +49,8 @@ class NoExplainer(RuntimeError):
 class Explanations:
     """The packaged explainer, built once on first use, and the answers of `/explain`."""
 
-    def __init__(self, spec: Spec, pipeline: Any, packed: Path, model_version: str) -> None:
-        self.spec, self.pipeline, self.packed, self.version = spec, pipeline, packed, model_version
+    def __init__(self, spec: Spec, scorer: Scorer, packed: Path, model_version: str) -> None:
+        self.spec, self.scorer, self.packed, self.version = spec, scorer, packed, model_version
         self._explainer: explanations.Explainer | None = None
         self._problem = ""
         self._lock = threading.Lock()
@@ -72,7 +73,7 @@ class Explanations:
         if problem:
             return f"this model has no explainer: {problem}"
         try:
-            self._explainer = explanations.unpacked(text, self.pipeline, self.spec)
+            self._explainer = explanations.unpacked(text, self.scorer.pipeline, self.spec)
         except explanations.ExplainerError as exc:
             return str(exc)
         return ""
@@ -81,9 +82,11 @@ class Explanations:
         """Contributions for validated request rows (raises `NoExplainer`, or `Unscorable` for rows the model
         refuses)."""
         explainer = self.explainer()
-        frame = featurize(pd.DataFrame(rows), self.spec, keys=False)[self.spec.feature_names]
         try:
-            explained = explainer.explain(frame)
+            if explainer.encoded and self.scorer.compiled:  # the scorer's preprocessing: no DataFrame
+                explained = explainer.explain_encoded(self.scorer.matrix(rows))
+            else:
+                explained = explainer.explain(featurize(pd.DataFrame(rows), self.spec, keys=False))
         except ValueError as exc:  # the model refused the rows (e.g. a missing value its pipeline does not impute)
             raise unscorable(rows, exc) from exc
         finite = np.isfinite(explained.values).all(axis=(1, 2))

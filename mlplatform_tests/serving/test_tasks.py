@@ -120,10 +120,31 @@ def test_a_bento_without_a_usable_explainer_says_why(tmp_path):
 
     data = diabetes()
     pipeline, rows = fitted(data, "ridge")
-    missing = Explanations(data.spec, pipeline, tmp_path / "explainer.json", "1")
+    missing = Explanations(data.spec, Scorer(pipeline, data.spec), tmp_path / "explainer.json", "1")
     with pytest.raises(NoExplainer, match="packaged without an explainer"):
         missing.answer(rows[:1])
     (tmp_path / "explainer.json").write_text('{"problem": "no SHAP explainer reproduces this pipeline\'s outputs"}')
-    refused = Explanations(data.spec, pipeline, tmp_path / "explainer.json", "1")
+    refused = Explanations(data.spec, Scorer(pipeline, data.spec), tmp_path / "explainer.json", "1")
     with pytest.raises(NoExplainer, match="this model has no explainer: no SHAP explainer reproduces"):
         refused.answer(rows[:1])
+
+
+@pytest.mark.parametrize(("make", "estimator"), [(plain_cancer, "logistic_regression"), (wine, "gradient_boosting"),
+                                                 (diabetes, "ridge"), (breast_cancer, "logistic_regression")])
+def test_explain_on_the_scorers_preprocessing_gives_the_evaluations_contributions(tmp_path, make, estimator):
+    from mlplatform.lib import explanations
+    from mlplatform.serving.explain import Explanations
+
+    data = make()
+    pipeline, rows = fitted(data, estimator)
+    frame = featurize(pd.DataFrame(rows), data.spec, keys=False)[data.spec.feature_names]
+    explainer = explanations.Explainer(pipeline, data.spec, frame.sample(100, random_state=1), seed=3)
+    (tmp_path / "explainer.json").write_text(explanations.packed(explainer))
+    scorer = Scorer(pipeline, data.spec)
+    served = Explanations(data.spec, scorer, tmp_path / "explainer.json", "1").answer(rows[:20])
+    expected = explainer.explain(frame.head(20)).rows()
+    assert scorer.compiled == (not data.spec.features_function)  # else: the frame path
+    assert len(served.contributions) == 20
+    for got, want in zip(served.contributions, expected, strict=True):
+        for output in want:
+            assert got[output] == pytest.approx(want[output], abs=2e-6)
