@@ -4,7 +4,8 @@ One pipeline is served by every server, one worker each, on 127.0.0.1: by defaul
 regression (binary, fitted on demo data); `--dataset wine` a multiclass and `--dataset diabetes` a regression model
 on the real datasets the tests use (the task's default estimator, or `--estimator` by name or dotted path).
 For each round every server gets, in turn, N single-row requests at concurrency 1 (p50/p99) and 2N at concurrency
-32 (requests/s) after a warm-up, from keep-alive connections (`loadgen.py`); medians over the rounds. The machine is shared: differences between variants below ~15 % are within run-to-run noise.
+32 (requests/s) after a warm-up, from keep-alive connections (`loadgen.py`); medians over the rounds. The
+machine is shared: differences between variants below ~15 % are within run-to-run noise.
 Then the Bento is served again with one feature switched off at a time (auth, validation, metrics, prediction
 logging) to show what each costs, its `/explain` (SHAP contributions of one row) is measured against its `/predict`,
 and in-process scoring is timed for reference.
