@@ -49,7 +49,12 @@ def judge_drift(context: dg.AssetExecutionContext, spec: Spec, kind: str, curren
         return [dg.Output(pd.DataFrame(), data_version=dg.DataVersion("no-reference"), metadata={"reference": note}),
                 dg.AssetCheckResult(check_name="drift", passed=True, description=note)]
     path = artifacts.drift_report(spec, kind, context.partition_key)
-    result = drift.detect(base.rows, current, spec, report=path)
+    outputs = None
+    if kind == "live" and base.model_version is not None and len(current):  # the served outputs, too
+        model = tracking.load_version(mlflow.tracking_uri, spec, base.model_version)
+        name, _ = drift.prediction_column(spec)
+        outputs = (drift.reference_predictions(model, base.rows, spec, spec.gates.decision_threshold), current[name])
+    result = drift.detect(base.rows, current, spec, report=path, predictions=outputs)
     frame = result.frame()
     metadata: dict[str, Any] = {"drifted_share": float(result.share), "drifted_features": len(result.drifted),
                 "current_rows": result.current_rows, "reference_rows": result.reference_rows,
@@ -59,6 +64,10 @@ def judge_drift(context: dg.AssetExecutionContext, spec: Spec, kind: str, curren
                 "features": table(frame) if len(frame) else "none tested"}
     if traffic:
         metadata["traffic"] = traffic
+    if result.prediction is not None:
+        p = result.prediction
+        metadata.update(prediction_drifted=p.drifted, prediction_drift=f"{p.column}: {p.method} {p.score:.4g} "
+                                                                        f"(threshold {p.threshold:.4g})")
     if result.judged:
         metadata["report"] = dg.MetadataValue.path(str(path))
     version = f"{frame_version(frame) if len(frame) else 'empty'}-{base.data_version}"
@@ -110,7 +119,7 @@ def drift_assets(spec: Spec, sources: Sources) -> list[dg.AssetsDefinition]:
     """Landed files' and live traffic's drift, judged alike (one code version)."""
     m, deployed = spec.monitoring, deployed_keys(spec)
     drift_version = sources.version("mlplatform.lib.monitoring.drift", config=(
-        spec.contract_feature_names, m.drift_warn_share, m.drift_error_share, m.min_drift_rows))
+        spec.contract_feature_names, m.drift_warn_share, m.drift_error_share, m.min_drift_rows, spec.task))
     predictions_key, data_drift_key, live_drift_key = (key(spec, n) for n in ("predictions", "data_drift",
                                                                                "live_drift"))
 
@@ -135,7 +144,7 @@ def drift_assets(spec: Spec, sources: Sources) -> list[dg.AssetsDefinition]:
     def live_drift(context: dg.AssetExecutionContext, predictions: DataFrame, mlflow: MlflowTracking,
                    artifacts: Artifacts) -> Iterator:
         """Per-feature drift of a day's production traffic (staging's, if production had none) against the
-        champion's training set (Evidently)."""
+        champion's training set, and of its predictions against the champion's on that set (Evidently)."""
         production = predictions[predictions["env"] == "production"]
         staging_only = production.empty and not predictions.empty
         current, traffic = (predictions, "staging") if staging_only else (production, "production")

@@ -11,6 +11,7 @@ import pytest
 from mlplatform.lib.data.demo import credit_day
 from mlplatform.lib.monitoring import drift
 from mlplatform.specs import CREDIT, Monitoring
+from mlplatform_tests.datasets import diabetes, wine
 
 pytestmark = pytest.mark.usefixtures("same_utc_day")  # logs filed by UTC day, read back as today
 
@@ -48,6 +49,29 @@ def test_severity_follows_the_drifted_share():
 def test_a_batch_without_a_monitored_column_is_refused_by_name():
     with pytest.raises(ValueError, match=r"the current rows lack the monitored columns \['income'\]"):
         drift.detect(REFERENCE, credit_day(5, 100).drop(columns=["income"]), CREDIT)
+
+
+@pytest.mark.parametrize("make", [wine, diabetes])
+def test_predictions_drift_when_the_model_scores_another_population_and_not_on_a_like_one(make):
+    from mlplatform.lib.features.featurize import featurize
+    from mlplatform.lib.training.train import TrainParams, fit
+
+    data = make()
+    spec = data.spec
+    frame = featurize(data.frame, spec).assign(**{spec.label: data.frame[spec.label].to_numpy()})
+    pipeline, _, _ = fit(frame, spec, TrainParams(spec.estimator_name, 1.0, 300, 3, 2))
+    reference = drift.reference_predictions(pipeline, frame, spec, 0.5)  # the model on its training population
+    rest = frame.sample(frac=0.6, random_state=0)  # a day drawn from the same population
+    like = drift.reference_predictions(pipeline, rest, spec, 0.5)
+    assert reference.name == drift.prediction_column(spec)[0]
+    stable = drift.prediction_drift(reference, like, spec)
+    assert stable is not None and not stable.drifted and stable.method in ("ks", "chisquare")
+    one_end = rest[rest[spec.label] == spec.classes[0]] if spec.task == "multiclass" else rest[
+        rest[spec.label] > rest[spec.label].median()]
+    shifted = drift.prediction_drift(reference, drift.reference_predictions(pipeline, one_end, spec, 0.5), spec)
+    assert shifted is not None and shifted.drifted
+    result = drift.detect(frame, rest, spec, predictions=(reference, like.iloc[:5]))  # too few served rows
+    assert result.prediction is None and "predictions" not in result.summary()
 
 
 def _drift_of(platform, partition: str):
@@ -104,3 +128,6 @@ def test_each_landed_file_is_judged_against_the_models_training_set_with_severit
     (event,) = [e for e in result.get_asset_materialization_events() if e.asset_key == keys[1]]
     assert event.materialization.metadata["traffic"].value == "production"
     assert event.materialization.metadata["current_rows"].value == 200
+    # every answer was 0.5: nothing like v1's probabilities on its training rows
+    assert event.materialization.metadata["prediction_drifted"].value is True
+    assert "; predictions (prediction_probability) drifted (ks " in check.description

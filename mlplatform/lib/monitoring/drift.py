@@ -1,4 +1,7 @@
 """Feature drift of a batch of rows against a reference, with Evidently; the HTML report is written next to it.
+For live traffic also the drift of the model's predictions: the served outputs of the task (binary the positive
+class's probability, multiclass the predicted class, regression the value) against the reference model's outputs on
+(a sample of) its training rows.
 
 The test follows the size of the batch being judged: up to `LARGE_SAMPLE` rows, Kolmogorov-Smirnov (numeric) and
 chi-squared (categorical) p-values, which account for how few rows there are; above it, where every p-value
@@ -17,6 +20,7 @@ import pandas as pd
 from mlplatform.specs import Monitoring, Spec
 
 LARGE_SAMPLE = 1000
+PREDICTION_REFERENCE_ROWS = 20_000  # training rows the reference model scores for the prediction drift (seeded)
 
 
 @dataclass(frozen=True)
@@ -39,6 +43,7 @@ class DriftResult:
     reference_rows: int
     judged: bool  # False when the batch has fewer rows than the policy's minimum: no test is run
     severity: str
+    prediction: ColumnDrift | None = None  # live traffic: the served outputs against the reference model's
 
     @property
     def drifted(self) -> list[str]:
@@ -56,8 +61,13 @@ class DriftResult:
         if not self.judged:
             return f"not judged: {self.current_rows} rows, fewer than the minimum sample"
         names = ", ".join(self.drifted) or "none"
-        return (f"{len(self.drifted)} of {len(self.columns)} features drifted ({self.share:.0%}, severity "
+        text = (f"{len(self.drifted)} of {len(self.columns)} features drifted ({self.share:.0%}, severity "
                 f"{self.severity}): {names}")
+        if self.prediction is not None:
+            p = self.prediction
+            text += (f"; predictions ({p.column}) {'drifted' if p.drifted else 'did not drift'} ({p.method} "
+                     f"{p.score:.4g}, threshold {p.threshold:.4g})")
+        return text
 
 
 @dataclass(frozen=True)
@@ -117,8 +127,44 @@ def monitored_columns(spec: Spec) -> tuple[list[str], list[str]]:
     return [c.name for c in spec.numeric], list(spec.categorical_feature_names)
 
 
-def detect(reference: pd.DataFrame, current: pd.DataFrame, spec: Spec, report: Path | None = None) -> DriftResult:
-    """Test every monitored feature of `current` against `reference`; write the HTML report to `report`."""
+def prediction_column(spec: Spec) -> tuple[str, bool]:
+    """The column of a day's predictions (`serving.predlog.day_frame`) whose drift is judged, and whether it is
+    numeric: binary the positive class's probability, multiclass the predicted class, regression the value."""
+    return {"binary": ("probability", True), "multiclass": ("label", False), "regression": ("value", True)}[spec.task]
+
+
+def reference_predictions(model: Any, rows: pd.DataFrame, spec: Spec, threshold: float, seed: int = 0) -> pd.Series:
+    """The reference model's outputs on (a seeded sample of at most `PREDICTION_REFERENCE_ROWS` of) its training
+    rows, as the prediction log holds them (`prediction_column`)."""
+    from mlplatform.lib import predictions
+
+    if len(rows) > PREDICTION_REFERENCE_ROWS:
+        rows = rows.sample(n=PREDICTION_REFERENCE_ROWS, random_state=seed)
+    out = predictions.output(model, rows[list(spec.feature_names)], spec)
+    name, _ = prediction_column(spec)
+    values = predictions.labels(out, spec, threshold) if spec.task == "multiclass" else out
+    return pd.Series(values, name=name)
+
+
+def prediction_drift(reference: pd.Series, current: pd.Series, spec: Spec) -> ColumnDrift | None:
+    """The drift of the served predictions against the reference model's (the same tests as features: p-values
+    up to `LARGE_SAMPLE` rows, distances above); None when either side has fewer rows than the policy's minimum."""
+    name, numeric = prediction_column(spec)
+    reference, current = reference.dropna(), current.dropna()
+    if min(len(reference), len(current)) < spec.monitoring.min_drift_rows:
+        return None
+    column = f"prediction_{name}"
+    frames = [s.astype("float64" if numeric else str).rename(column).to_frame() for s in (reference, current)]
+    methods = ("wasserstein", "jensenshannon") if len(current) > LARGE_SAMPLE else ("ks", "chisquare")
+    snapshot = _run(frames[0], frames[1], [column] if numeric else [], [] if numeric else [column], methods)
+    return _column_tests(snapshot.dict())[column]
+
+
+def detect(reference: pd.DataFrame, current: pd.DataFrame, spec: Spec, report: Path | None = None,
+           predictions: tuple[pd.Series, pd.Series] | None = None) -> DriftResult:
+    """Test every monitored feature of `current` against `reference`; write the HTML report to `report`.
+    `predictions`: (the reference model's outputs, the served ones) for live traffic: drifted predictions make the
+    severity at least `warn`."""
     numeric, categorical = monitored_columns(spec)
     columns = numeric + categorical
     for name, frame in (("reference", reference), ("current", current)):
@@ -137,8 +183,11 @@ def detect(reference: pd.DataFrame, current: pd.DataFrame, spec: Spec, report: P
         snapshot.save_html(str(tmp))
         tmp.replace(report)
     tests = _column_tests(snapshot.dict())
-    result = DriftResult(tuple(tests[c] for c in columns), len(current), len(reference), judged=True, severity="")
-    return replace(result, severity=severity(result.share, policy))
+    outputs = prediction_drift(*predictions, spec) if predictions is not None else None
+    result = DriftResult(tuple(tests[c] for c in columns), len(current), len(reference), judged=True, severity="",
+                         prediction=outputs)
+    level = severity(result.share, policy)
+    return replace(result, severity="warn" if level == "none" and outputs is not None and outputs.drifted else level)
 
 
 def _run(reference: pd.DataFrame, current: pd.DataFrame, numeric: list[str], categorical: list[str],

@@ -127,7 +127,6 @@ class Champion:
 
 def load_champion(client: Any, tracking_uri: str, spec: Spec) -> Champion | None:
     """The spec's champion, or None when no version holds the alias yet."""
-    import mlflow
     from mlflow.exceptions import MlflowException
 
     try:
@@ -136,8 +135,15 @@ def load_champion(client: Any, tracking_uri: str, spec: Spec) -> Champion | None
         if err.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
             return None
         raise
+    return Champion(str(version.version), load_version(tracking_uri, spec, str(version.version)))
+
+
+def load_version(tracking_uri: str, spec: Spec, version: str) -> Any:
+    """A registered version's fitted pipeline."""
+    import mlflow
+
     mlflow.set_tracking_uri(tracking_uri)
-    return Champion(str(version.version), mlflow.sklearn.load_model(f"models:/{spec.model_name}/{version.version}"))
+    return mlflow.sklearn.load_model(f"models:/{spec.model_name}/{version}")
 
 
 def champion_version(client: Any, spec: Spec) -> str | None:
