@@ -177,7 +177,8 @@ def rollback_sensor(spec: Spec, job: dg.JobDefinition) -> dg.SensorDefinition:
                default_status=dg.DefaultSensorStatus.RUNNING)
     def rollback(context: dg.SensorEvaluationContext, deployment: DeploymentTarget) -> dg.SensorResult:
         """Rolls production back when the champion promoted last does worse live than the one it replaced (its
-        headline metric lower by more than `Monitoring.rollback_tolerance`, or its error rate above the maximum)."""
+        headline metric worse by more than `Monitoring.rollback_tolerance` (an error metric: or
+        `rollback_relative_tolerance` of the previous value), or its error rate above the maximum)."""
         deployments = deployment.deployer().deployments
         changes = [e for e in deployments.audit_entries("production")
                    if e.get("action") in ("deploy", "promote", "rollback", "automatic_rollback")]

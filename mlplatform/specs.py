@@ -148,7 +148,10 @@ class Monitoring:
     # `rollback_lookback_days`) below the previous champion's by more than the tolerance, or its error rate on
     # prediction requests above the maximum.
     rollback_metric: str = ""  # default: the task's headline metric (`TASK_HEADLINE`)
-    rollback_tolerance: float = 0.02
+    rollback_tolerance: float = 0.02  # in the metric's own units (a score in [0, 1]: ROC AUC, accuracy)
+    # An error metric (lower is better: RMSE, MAE, log loss) has no fixed scale: it may also worsen by this share
+    # of the previous champion's value (RMSE 50: 2.5) before a rollback.
+    rollback_relative_tolerance: float = 0.05
     rollback_lookback_days: int = 14
     max_error_rate: float = 0.05
     min_requests_for_error_rate: int = 100

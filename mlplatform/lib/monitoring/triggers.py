@@ -180,15 +180,19 @@ def rollback(promotion: Mapping[str, Any] | None, serving_version: str, days: Se
     if min(new_rows, old_rows) < policy.min_label_rows:
         return (f"not enough labelled rows yet to compare v{new} ({new_rows}) with v{old} ({old_rows}); "
                 f"{policy.min_label_rows} each are needed")
-    if direction * (old_value - new_value) > policy.rollback_tolerance:
+    tolerance, why = policy.rollback_tolerance, f"{policy.rollback_tolerance}"
+    if direction < 0 and policy.rollback_relative_tolerance * abs(old_value) > tolerance:  # an error metric
+        tolerance = policy.rollback_relative_tolerance * abs(old_value)
+        why = f"{tolerance:.3f}, {policy.rollback_relative_tolerance:.0%} of v{old}'s"
+    if direction * (old_value - new_value) > tolerance:
         return Decision("live_performance",
                         f"live {metric} of v{new} is {new_value:.3f} on {new_rows} labelled rows, "
                         f"{abs(old_value - new_value):.3f} {'below' if direction > 0 else 'above'} v{old}'s "
                         f"{old_value:.3f} on {old_rows} "
-                        f"(tolerance {policy.rollback_tolerance}); v{old} serves again", key,
+                        f"(tolerance {why}); v{old} serves again", key,
                         {"version": new, "previous": old, metric: new_value, f"previous_{metric}": old_value,
                          "labelled_rows": new_rows, "previous_labelled_rows": old_rows})
-    return f"v{new} {metric} {new_value:.3f} vs v{old} {old_value:.3f}: within the tolerance"
+    return f"v{new} {metric} {new_value:.3f} vs v{old} {old_value:.3f}: within the tolerance ({why})"
 
 
 def error_rate(metrics_text: str) -> tuple[float, int]:

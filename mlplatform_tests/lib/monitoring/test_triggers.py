@@ -70,7 +70,7 @@ def test_a_promoted_champion_worse_live_than_the_one_it_replaced_is_rolled_back(
     assert decision.reason == ("live roc_auc of v2 is 0.705 on 400 labelled rows, 0.089 below v1's 0.794 on 500 "
                                "(tolerance 0.02); v1 serves again")
     assert triggers.rollback(PROMOTION, "2", [day("d", v1=(500, 0.80), v2=(500, 0.79))], POLICY).endswith(
-        "within the tolerance")
+        "within the tolerance (0.02)")
     assert triggers.rollback(PROMOTION, "2", [day("d", v1=(500, 0.80), v2=(20, 0.5))], POLICY).startswith(
         "not enough labelled rows yet to compare v2 (20) with v1 (500)")
     assert triggers.rollback(PROMOTION, "1", days, POLICY) == "production no longer serves v2 (it serves v1)"
@@ -152,12 +152,15 @@ def test_a_regression_champion_whose_live_rmse_rose_is_rolled_back_and_a_lower_o
     def rmse_day(partition: str, **versions: tuple[int, float]) -> Day:
         return Day(partition, {v[1:]: {"labelled_rows": n, "rmse": e} for v, (n, e) in versions.items()})
 
-    policy = dataclasses.replace(POLICY, rollback_tolerance=2.0)
+    policy = POLICY  # an error metric: its tolerance is also 5 % of the previous champion's value
     worse = triggers.rollback(PROMOTION, "2", [rmse_day("d", v1=(500, 50.0), v2=(500, 58.0))], policy,
                               metric="rmse", direction=-1)
     assert worse.trigger == "live_performance"
     assert worse.reason == ("live rmse of v2 is 58.000 on 500 labelled rows, 8.000 above v1's 50.000 on 500 "
-                            "(tolerance 2.0); v1 serves again")
+                            "(tolerance 2.500, 5% of v1's); v1 serves again")
+    noise = triggers.rollback(PROMOTION, "2", [rmse_day("d", v1=(500, 50.0), v2=(500, 51.5))], policy,
+                              metric="rmse", direction=-1)
+    assert noise == "v2 rmse 51.500 vs v1 50.000: within the tolerance (2.500, 5% of v1's)"
     better = triggers.rollback(PROMOTION, "2", [rmse_day("d", v1=(500, 50.0), v2=(500, 41.0))], policy,
                                metric="rmse", direction=-1)
-    assert better.endswith("within the tolerance")
+    assert better.endswith("within the tolerance (2.500, 5% of v1's)")
