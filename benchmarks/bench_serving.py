@@ -71,7 +71,9 @@ def prepare(work: Path, name: str, estimator: str) -> None:
     pipeline, _, holdout = fit(frame, spec, TrainParams(spec.estimator_name, 1.0, 1000, 42, 2))
     joblib.dump(pipeline, work / "pipeline.joblib")
     (work / "spec.json").write_text(spec_to_json(spec))
-    mlflow.sklearn.save_model(pipeline, str(work / "mlflow_model"),
+    from mlplatform.lib.training.tracking import trusted_types
+
+    mlflow.sklearn.save_model(pipeline, str(work / "mlflow_model"), skops_trusted_types=trusted_types(pipeline),
                               pyfunc_predict_fn="predict" if spec.task == "regression" else "predict_proba",
                               input_example=holdout[spec.feature_names].head(2))
     labels = {"mlflow_version": "1"}

@@ -30,6 +30,7 @@ class EvaluationConfig(dg.Config):
     max_relative_regression: dict[str, float]
     fairness_bounds: dict[str, float]
     min_slice_rows: int
+    min_calibration_rows: int
 
 
 def evaluation_config(spec: Spec) -> type[EvaluationConfig]:
@@ -41,7 +42,8 @@ def evaluation_config(spec: Spec) -> type[EvaluationConfig]:
                         max_regression=(dict[str, float], t["max_regression"]),
                         max_relative_regression=(dict[str, float], t["max_relative_regression"]),
                         fairness_bounds=(dict[str, float], t["fairness_bounds"]),
-                        min_slice_rows=(int, g.min_slice_rows))
+                        min_slice_rows=(int, g.min_slice_rows),
+                        min_calibration_rows=(int, g.min_calibration_rows))
 
 
 SEVERITY = {True: dg.AssetCheckSeverity.ERROR, False: dg.AssetCheckSeverity.WARN}  # by whether the gate judged
@@ -78,7 +80,8 @@ def build(spec: Spec, sources: Sources = CHECKOUT) -> list[dg.AssetsDefinition]:
         result = assess(spec, model, training_set, champion.model if champion else None,
                         champion.version if champion else None,
                         tracking.registered_predictor(mlflow.tracking_uri, reg.model_uri), thresholds,
-                        config.decision_threshold, config.min_slice_rows, artifacts.reports(spec, reg.version))
+                        config.decision_threshold, config.min_slice_rows, artifacts.reports(spec, reg.version),
+                        config.min_calibration_rows)
         tracking.record_evaluation(client, reg, result.metrics, {g.name: g.passed for g in result.gates},
                                    result.files["report_md"].parent)
         yield dg.Output(result, data_version=dg.DataVersion(result.version_hash()), metadata={

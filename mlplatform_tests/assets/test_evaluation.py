@@ -1,10 +1,14 @@
 """Evaluation and gates through Dagster: real training runs, real MLflow registry, real reports on disk."""
 
+import json
+import re
+
 import dagster as dg
 import numpy as np
 import pandas as pd
 import pytest
 
+from mlplatform.deploy.packaging import bento_file
 from mlplatform.lib.data.demo import credit_day
 
 DAYS, ROWS = 5, 1000
@@ -71,19 +75,25 @@ def good(tracked_platform):
 
 
 def test_a_good_model_passes_every_gate_with_a_report_a_card_and_tags(good):
-    result = train(good, bento=True)
+    # ECE is judged from min_calibration_rows holdout rows (run config): here never
+    result = train(good, {"ops": {"credit__evaluation": {"config": {"min_calibration_rows": 1_000_000}}}}, bento=True)
     assert result.success
     outcome = checks(result)
     assert set(outcome) == GATES and all(c.passed for c in outcome.values())
     assert outcome["no_regression"].description == "no champion yet: the floors alone decide"
+    assert "expected_calibration_error not judged:" in outcome["floors"].description
+    assert outcome["floors"].description.endswith("holdout rows, fewer than 1000000")
     assessment = result.output_for_node("credit__evaluation")
     files = assessment.files
     html = files["report_html"].read_text()
-    assert html.count("data:image/png;base64,") == 4 and "Challenger vs champion" in html
+    assert html.count("data:image/png;base64,") == 5 and "Challenger vs champion" in html  # with SHAP's summary
+    assert "Explanations (SHAP)" in html and (files["shap_summary"]).stat().st_size > 0
     report_md = files["report_md"].read_text()
     assert "| roc_auc |" in report_md and "| demographic_parity_difference |" in report_md.replace("| 0", "|0")
     card = files["model_card"].read_text()
     assert "# Model card: credit_model v1" in card and "2026-01-01 … 2026-01-05" in card
+    assert "SHAP linear explainer on 300 holdout rows" in card
+    assert re.search(r"^\| 1 \| 1 \| (\w+) \| [0-9.]+ \| -?[0-9.]+ \|$", card, re.M)  # the top feature of class 1
     assert (result.run_id in card
             and "feature service `credit_v1`" in card.lower().replace("feature service", "feature service"))
     (event,) = [m for m in result.get_asset_materialization_events() if m.asset_key.path[-1] == "evaluation"]
@@ -96,11 +106,15 @@ def test_a_good_model_passes_every_gate_with_a_report_a_card_and_tags(good):
     assert run.data.tags["gate.floors"] == "passed"
     assert run.data.metrics["eval_roc_auc"] == pytest.approx(assessment.metrics["roc_auc"])
     logged = {a.path for a in client(good).list_artifacts(version.run_id, "evaluation")}
-    assert {"evaluation/report.html", "evaluation/model_card.md", "evaluation/roc_curve.png"} <= logged
+    assert {"evaluation/report.html", "evaluation/model_card.md", "evaluation/roc_curve.png",
+            "evaluation/shap_summary.png", "evaluation/shap_importance.csv"} <= logged
     (packaged,) = [m for m in result.get_asset_materialization_events() if m.asset_key.path[-1] == "bento"]
     bento_meta = packaged.materialization.metadata
     assert bento_meta["bento_tag"].value.startswith("credit_service:")
     assert bento_meta["registered_model"].value == "credit_model v1"
+    packed = json.loads(bento_file(result.output_for_node("credit__bento").bento_path, "explainer.json").read_text())
+    assert (packed["method"], packed["unit"], packed["seed"]) == ("linear", "log_odds", 42)
+    assert len(packed["background"]["rows"]) == 100
     assert bento_meta["model_tag"].value in bento_yaml(good)
     labels = model_labels(good)
     assert list(labels.values()) == [{"mlflow_model": "credit_model", "mlflow_version": "1",

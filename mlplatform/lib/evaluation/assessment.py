@@ -54,7 +54,8 @@ def card_facts(spec: Spec, candidate: TrainedModel, champion: str | None) -> rep
 
 def assess(spec: Spec, candidate: TrainedModel, training_set: pd.DataFrame, champion: Any | None,
            champion_version: str | None, registered_predict: Callable[[pd.DataFrame], Any],
-           thresholds: gates.Thresholds, threshold: float, min_slice_rows: int, folder: Path) -> Assessment:
+           thresholds: gates.Thresholds, threshold: float, min_slice_rows: int, folder: Path,
+           min_calibration_rows: int | None = None) -> Assessment:
     """Evaluate the candidate (and champion) on the candidate's holdout, run every gate, write the report.
 
     `registered_predict` scores rows with the candidate as loaded back from the registry (the contract gate).
@@ -67,8 +68,10 @@ def assess(spec: Spec, candidate: TrainedModel, training_set: pd.DataFrame, cham
     registered = np.asarray(registered_predict(x))  # what a consumer of the registry gets
     if spec.is_classification:  # the pyfunc answers predict_proba in the model's own class order
         registered = predictions.from_proba(registered, candidate.pipeline.classes_, spec)
+    if min_calibration_rows is None:
+        min_calibration_rows = spec.gates.min_calibration_rows
     outcomes = gates.run_gates(result, thresholds, champion_version, min_slice_rows, registered, candidate.output(x),
-                               len(spec.classes), TASK_FAIRNESS[spec.task], spec.gates.min_calibration_rows)
+                               len(spec.classes), TASK_FAIRNESS[spec.task], min_calibration_rows)
     facts = card_facts(spec, candidate, champion_version)
     files = report.write_report(folder, result, outcomes, facts)
     summary = "\n\n".join([
