@@ -120,6 +120,7 @@ def fit(frame: pd.DataFrame, spec: Spec, params: TrainParams) -> tuple[Pipeline,
                              f"({str(err).splitlines()[0]}); use the default preprocessing, which imputes them, or "
                              "add an imputer to the factory's pipeline") from err
         raise
+    del x, y  # the training rows' columns are freed before the holdout is copied (0.5 GB at 5M rows)
     return pipeline, int((~held).sum()), frame[held].reset_index(drop=True)
 
 
