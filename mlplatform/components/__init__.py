@@ -1,0 +1,5 @@
+"""The platform's public Dagster components, declared in a project's YAML (`type: mlplatform.MLPipeline`)."""
+
+from mlplatform.components.pipeline import MLPipeline
+
+__all__ = ["MLPipeline"]
