@@ -1,4 +1,5 @@
-"""The platform's public Dagster components, declared in a project's YAML (`type: mlplatform.MLPipeline`)."""
+"""The platform's public Dagster components, declared in a project's YAML
+(`type: mlplatform.components.MLPipeline`)."""
 
 from mlplatform.components.pipeline import MLPipeline
 

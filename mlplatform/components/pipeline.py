@@ -1,7 +1,8 @@
-"""`mlplatform.MLPipeline`: a whole pipeline declared in a project's `defs.yaml`, the spec as YAML attributes.
+"""`mlplatform.components.MLPipeline`: a whole pipeline declared in a project's `defs.yaml`, the spec as YAML
+attributes.
 
 ```yaml
-type: mlplatform.MLPipeline
+type: mlplatform.components.MLPipeline
 attributes:
   name: churn
   task: binary

@@ -1,5 +1,6 @@
-"""`mlplatform.MLPipeline`: a pipeline declared in a project's defs.yaml loads, through Dagster's own component
-loading, into the same definitions as the same spec in Python; bad YAML is refused naming the file, line and field."""
+"""`mlplatform.components.MLPipeline`: a pipeline declared in a project's defs.yaml loads, through Dagster's own
+component loading, into the same definitions as the same spec in Python; bad YAML is refused naming the file, line
+and field."""
 
 import sys
 import textwrap
@@ -11,7 +12,7 @@ import pytest
 from mlplatform.specs import CREDIT
 
 CREDIT_YAML = """\
-type: mlplatform.MLPipeline
+type: mlplatform.components.MLPipeline
 attributes:
   name: credit
   description: "Credit default: will a customer miss payments on a new loan within 12 months?"
