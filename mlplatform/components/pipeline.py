@@ -121,6 +121,14 @@ class SpecError(ValueError):
     """A pipeline's attributes do not make a valid spec; the message names the file, line and field."""
 
 
+class _FieldError(ValueError):
+    """A check of the component's own, on the field it names."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
 @dataclass
 class MLPipeline(dg.Component, dg.Resolvable):
     """One ML pipeline (data contract, features, model, metrics, gates) from a project's `defs.yaml`."""
@@ -140,7 +148,7 @@ class MLPipeline(dg.Component, dg.Resolvable):
         try:
             return self._spec()
         except ValueError as err:
-            field = _field_of(str(err), self)
+            field = err.field if isinstance(err, _FieldError) else _field_of(str(err), self)
             where = _line_of(source, field) if source is not None else None
             prefix = f"{source}:{where} " if where else (f"{source} " if source else "")
             raise SpecError(f"{prefix}{field}: {err}") from err
@@ -148,7 +156,7 @@ class MLPipeline(dg.Component, dg.Resolvable):
     def _spec(self) -> Spec:
         data, features = self.data, self.features or Features()
         if not data.columns:
-            raise ValueError("data.columns is empty: give each column of the landed files with its type")
+            raise _FieldError("data.columns", "empty: give each column of the landed files with its type")
         model, gates = self.training or Training(), self.gates or GateThresholds()
         numeric = tuple(Numeric(name, c.min, c.max, integer=c.type == "integer", nullable=c.nullable)
                         for name, c in data.columns.items() if c.type != "category")
@@ -156,16 +164,17 @@ class MLPipeline(dg.Component, dg.Resolvable):
         for name, c in data.columns.items():
             if c.type == "category":
                 if not c.values:
-                    raise ValueError(f"column {name!r} is a category without values: give its non-empty list")
+                    raise _FieldError(f"data.columns.{name}.values",
+                                      f"column {name!r} is a category without values: give its non-empty list")
                 categorical.append(Categorical(name, tuple(c.values), c.nullable))
         label = data.label
         if self.task == "regression":
             if label.classes is not None or label.positive is not None:
-                raise ValueError("a regression label has no classes (give min/max instead)")
+                raise _FieldError("data.label.classes", "a regression label has no classes (give min/max instead)")
             labels: dict[str, Any] = {"target_min": label.min, "target_max": label.max}
         else:
             if not label.classes:
-                raise ValueError(f"a {self.task} label needs its classes")
+                raise _FieldError("data.label.classes", f"a {self.task} label needs its classes")
             labels = {"classes": tuple(label.classes)}
             if self.task == "binary":
                 labels["positive_class"] = label.positive if label.positive is not None else label.classes[-1]
@@ -194,21 +203,16 @@ class MLPipeline(dg.Component, dg.Resolvable):
         return build_definitions([self.spec(Path(context.path) / "defs.yaml")], get_settings())
 
 
-# A spec-level message → the YAML field it is about (the first whose words it contains), for the line number.
+# A message of `Spec`'s own checks → the YAML field it is about (the first whose words it contains), for the line.
 _FIELDS = (("derived feature", "features.derived"), ("features_function", "features.function"),
-           ("estimator", "training.estimator"), ("a regression label", "data.label.classes"),
-           ("label needs its classes", "data.label.classes"), ("positive", "data.label.positive"),
-           ("classes", "data.label.classes"), ("is a category without values", "data.columns"),
-           ("gate", "gates"), ("column names used twice", "data.columns"), ("data.columns is empty", "data.columns"),
-           ("spec name", "name"))
+           ("estimator", "training.estimator"), ("positive", "data.label.positive"),
+           ("classes", "data.label.classes"), ("gate", "gates"), ("column names used twice", "data.columns"),
+           ("spec name", "name"), ("task '", "task"))
 
 
 def _field_of(message: str, pipeline: MLPipeline) -> str:
     for words, field in _FIELDS:
         if words in message:
-            if field == "data.columns":  # the column it names
-                named = [n for n in pipeline.data.columns if repr(n) in message]
-                return f"data.columns.{named[0]}.values" if named and "values" in message else field
             if field == "features.derived":
                 named = [n for n in (pipeline.features.derived if pipeline.features else {}) if repr(n) in message]
                 return f"features.derived.{named[0]}.inputs" if named else field

@@ -141,19 +141,12 @@ def smoke_set(pipeline: Any, spec: Spec, rows: list[dict[str, Any]]) -> dict[str
 
 def holdout_rows(frame: Any, spec: Spec, holdout_days: int, limit: int, seed: int) -> list[dict[str, Any]]:
     """Up to `limit` holdout rows of a training set as request rows (the contract's features only)."""
+    from mlplatform.lib.explanations import frame_json
     from mlplatform.lib.training.train import holdout_mask
 
     held = frame[holdout_mask(frame, spec, holdout_days, seed)].head(limit)
-    return [{k: _json_value(v) for k, v in row.items()} for row in held[spec.contract_feature_names].to_dict("records")]
-
-
-def _json_value(value: Any) -> Any:
-    """A cell as a request carries it: a plain number or string, and a missing value as null."""
-    import pandas as pd
-
-    if value is None or (not isinstance(value, str) and pd.isna(value)):
-        return None
-    return value.item() if hasattr(value, "item") else value
+    rows = frame_json(held[spec.contract_feature_names])
+    return [dict(zip(rows["features"], row, strict=True)) for row in rows["rows"]]
 
 
 def explainer_background(frame: Any, spec: Spec, holdout_days: int, seed: int) -> dict[str, Any]:

@@ -92,10 +92,16 @@ def top_features(explanation: Explanation, top: int = TOP_FEATURES) -> pd.DataFr
 
 
 def frame_json(frame: pd.DataFrame) -> dict[str, Any]:
-    """Model input rows as JSON-able columns and rows (a missing value as None)."""
-    rows = [[None if isinstance(v, float) and np.isnan(v) else (v.item() if hasattr(v, "item") else v) for v in row]
-            for row in frame.astype(object).itertuples(index=False, name=None)]
+    """Rows as JSON-able columns and rows, each cell as a request carries it: a plain number or string, and a
+    missing value as None."""
+    rows = [[_json_cell(v) for v in row] for row in frame.astype(object).itertuples(index=False, name=None)]
     return {"features": [str(c) for c in frame.columns], "rows": rows}
+
+
+def _json_cell(value: Any) -> Any:
+    if value is None or (not isinstance(value, str) and pd.isna(value)):
+        return None
+    return value.item() if hasattr(value, "item") else value
 
 
 def frame_from_json(raw: dict[str, Any], spec: Spec) -> pd.DataFrame:
@@ -165,12 +171,11 @@ class Explainer:
     # building -----------------------------------------------------------------------------------------------
     def _build(self, method: str) -> bool:
         shap = import_shap()
-        self.method, self.unit = method, ""
+        self.method, self.unit = method, ""  # the unit is found once the explainer has explained (`_unit`)
         if method == "permutation":
             codes = self._codes(self.background)
             masker = shap.maskers.Independent(codes, max_samples=PERMUTATION_BACKGROUND)
             self._explainer = shap.PermutationExplainer(self._coded_output, masker, seed=self.seed)
-            self.unit = "value" if self.spec.task == "regression" else "probability"
             return True
         split = _split(self.pipeline, self.features)
         if split is None:

@@ -3,8 +3,8 @@ with the model (`explainer.json`, `lib/explanations.py`).
 
 The same rows as `/predict` (typed, range-checked, unknown fields refused), at most `MAX_EXPLAIN_ROWS` per request:
 a tree or linear explainer costs a few milliseconds per request, the model-agnostic one tens of milliseconds per
-row (`benchmarks/bench_explain.py`). The explainer is built on the first request (SHAP's import takes seconds), in a
-worker thread. Contributions that are not finite numbers are never answered with a 2xx.
+row (`benchmarks/bench_serving.py`, `bento_explain`). The explainer is built on the first request (SHAP's import
+takes seconds), in a worker thread. Contributions that are not finite numbers are never answered with a 2xx.
 """
 
 import asyncio
