@@ -40,8 +40,9 @@ def dataset(name: str, estimator: str) -> tuple:
 
     import pandas as pd
 
+    from mlplatform.components.pipeline import load_spec
     from mlplatform.lib.data.demo import credit_day
-    from mlplatform.specs import CREDIT
+    CREDIT = load_spec(ROOT / "demo" / "defs" / "credit" / "defs.yaml")  # the demo project's pipeline
 
     if name == "credit":
         spec, frame = CREDIT, pd.concat([credit_day(d, 2000) for d in range(8)], ignore_index=True)

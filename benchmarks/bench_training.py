@@ -14,10 +14,13 @@ from pathlib import Path
 
 import pandas as pd
 
+from mlplatform.components.pipeline import load_spec
 from mlplatform.lib.data.demo import credit_day
 from mlplatform.lib.features.featurize import featurize
 from mlplatform.lib.training import tracking, train
-from mlplatform.specs import CREDIT
+from mlplatform.settings import PROJECT
+
+CREDIT = load_spec(PROJECT / "demo" / "defs" / "credit" / "defs.yaml")  # the demo project's pipeline
 
 
 def frame(days: int, rows: int) -> pd.DataFrame:

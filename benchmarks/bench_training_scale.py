@@ -39,6 +39,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 FEATURE_REPO = ROOT / "feature_repo"
+DEMO_PIPELINE = ROOT / "demo" / "defs" / "credit" / "defs.yaml"  # the demo project's pipeline
 PHASES = ("training_set", "schema", "hash", "fit", "score", "assess", "mlflow")
 WARM_UP = (3, 2_000)  # days x rows per day of the warm-up chain
 TIME_GROWTH_PER_ROW_GROWTH = 1.1  # target: time grows at most 11x for 10x rows
@@ -48,14 +49,15 @@ GB = 1024**3
 
 def prepare(folder: Path, days: int, rows_per_day: int, seed: int) -> None:
     """Offline parquet per partition (as the features asset writes it) and pickled label rows (as the IO manager)."""
+    from mlplatform.components.pipeline import load_spec
     from mlplatform.lib.data.demo import DEMO_START, credit_day
     from mlplatform.lib.data.labels import label_rows
     from mlplatform.lib.data.validation import validate_landed
     from mlplatform.lib.features import online
     from mlplatform.lib.features.featurize import featurize
     from mlplatform.resources import FeastStore
-    from mlplatform.specs import CREDIT
 
+    CREDIT = load_spec(DEMO_PIPELINE)
     feast = FeastStore(feast_dir=str(folder / "feast"), repo_path=str(FEATURE_REPO))
     feast.apply(CREDIT)
     (folder / "labels").mkdir(parents=True, exist_ok=True)
@@ -108,6 +110,7 @@ def chain(folder: Path, mlflow_uri: str, meter: Meter) -> dict[str, object]:
     import pandas as pd
     from mlflow.tracking import MlflowClient
 
+    from mlplatform.components.pipeline import load_spec
     from mlplatform.lib.evaluation import assessment
     from mlplatform.lib.evaluation.gates import Thresholds
     from mlplatform.lib.features.training_set import training_set
@@ -115,7 +118,8 @@ def chain(folder: Path, mlflow_uri: str, meter: Meter) -> dict[str, object]:
     from mlplatform.lib.training import tracking, train
     from mlplatform.resources import FeastStore
     from mlplatform.schemas import training_set_schema
-    from mlplatform.specs import CREDIT as spec
+
+    spec = load_spec(DEMO_PIPELINE)
 
     labels = {p.stem: pd.read_pickle(p) for p in sorted((folder / "labels").glob("*.pkl"))}
     store = FeastStore(feast_dir=str(folder / "feast"), repo_path=str(FEATURE_REPO)).store()

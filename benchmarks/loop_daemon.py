@@ -13,12 +13,14 @@ from typing import Any, cast
 
 import dagster as dg
 
+from mlplatform.components.pipeline import load_spec
 from mlplatform.definitions import build_definitions
 from mlplatform.deploy.embedded import EmbeddedDeployer
 from mlplatform.deploy.processes import free_port
 from mlplatform.orchestration.loop import compute_seconds
 from mlplatform.settings import PROJECT, Settings
-from mlplatform.specs import CREDIT
+
+CREDIT = load_spec(PROJECT / "demo" / "defs" / "credit" / "defs.yaml")  # the demo project's pipeline
 
 ACTIVE = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED,
           dg.DagsterRunStatus.NOT_STARTED]
@@ -169,7 +171,7 @@ def report(m: dict[str, Any], interval: int) -> dict:
     ratio = (latency - sensor_wait) / compute
     # the automation sensor's wait: from the end of the ingest run to the creation of the chain's run (the batch's
     # drift run may be asked for earlier, once `validated` is in, and so may run before the chain)
-    ingest = next(t for t in m["timeline"] if t["run"].startswith("ingest_job"))
+    ingest = next(t for t in m["timeline"] if t["run"].startswith("credit_ingest_job"))
     chain = next(t for t in m["timeline"] if "[unpartitioned]" in t["run"])
     automation_wait = chain["created_s"] - ingest["ended_s"]
     both = (latency - sensor_wait - automation_wait) / compute

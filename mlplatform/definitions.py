@@ -1,5 +1,6 @@
-"""The code location: every spec's assets, checks, jobs, sensors and schedules, with resources on the embedded
-defaults."""
+"""The definitions of pipelines: each spec's assets, checks, jobs, sensors and schedule, and what a project has
+once (resources on its home's settings, the executor, the automation and dead-run sensors). A project's code
+location is `mlplatform.project.definitions`."""
 
 from collections.abc import Sequence
 from typing import TypedDict
@@ -20,8 +21,8 @@ from mlplatform.resources import (
     RunLock,
     RunStorage,
 )
-from mlplatform.settings import PROJECT, Settings, get_settings, protect_created_files
-from mlplatform.specs import SPECS, Spec
+from mlplatform.settings import PROJECT, Settings
+from mlplatform.specs import Spec
 
 FEATURE_REPO = PROJECT / "feature_repo"
 # Every run (the jobs and the runs the automation sensor asks for) executes its steps in one process: they are pandas
@@ -63,25 +64,32 @@ def resources(settings: Settings) -> Resources:
     }
 
 
-def build_definitions(specs: Sequence[Spec], settings: Settings, sources: Sources = CHECKOUT) -> dg.Definitions:
-    """Assets of each spec from the layer factories; the first spec's jobs carry the plain names. `sources` is the
-    checkout the code versions are read from."""
-    assets, all_jobs, all_sensors, schedules = [], [], [], []
-    for index, spec in enumerate(specs):
-        assets += data.build(spec, sources) + features.build(spec, sources)
-        assets += training.build(spec, settings.retraining, sources) + evaluation.build(spec, sources)
-        assets += deployment.build(spec, settings.promotion, sources) + monitoring.build(spec, sources)
-        primary = index == 0
-        ingest, train = jobs.ingest_job(spec, primary), jobs.training_job(spec, primary, settings.promotion)
-        watch, back = jobs.monitoring_job(spec, primary), jobs.rollback_job(spec, primary)
-        all_jobs += [ingest, train, jobs.promote_job(spec, primary), watch, back]
-        all_sensors += [sensors.landing_sensor(spec, ingest), sensors.retrain_sensor(spec, train, settings.retraining),
-                        sensors.rollback_sensor(spec, back)]
-        schedules.append(sensors.monitoring_schedule(spec, watch))
-    all_sensors += [sensors.automation_sensor(settings.automation_interval), sensors.dead_run_sensor(settings.run_lock)]
-    return dg.Definitions(assets=assets, jobs=all_jobs, sensors=all_sensors, schedules=schedules,
+def pipeline_definitions(spec: Spec, settings: Settings, sources: Sources = CHECKOUT) -> dg.Definitions:
+    """One pipeline: its assets from the layer factories, its jobs (`<pipeline>_ingest_job`, ...), sensors and
+    schedule, and its spec as metadata. `sources` is the checkout the code versions are read from."""
+    from mlplatform.project import spec_metadata
+
+    assets = data.build(spec, sources) + features.build(spec, sources)
+    assets += training.build(spec, settings.retraining, sources) + evaluation.build(spec, sources)
+    assets += deployment.build(spec, settings.promotion, sources) + monitoring.build(spec, sources)
+    ingest, train = jobs.ingest_job(spec), jobs.training_job(spec, settings.promotion)
+    watch, back = jobs.monitoring_job(spec), jobs.rollback_job(spec)
+    return dg.Definitions(
+        assets=assets, jobs=[ingest, train, jobs.promote_job(spec), watch, back],
+        sensors=[sensors.landing_sensor(spec, ingest), sensors.retrain_sensor(spec, train, settings.retraining),
+                 sensors.rollback_sensor(spec, back)],
+        schedules=[sensors.monitoring_schedule(spec, watch)], metadata=spec_metadata(spec))
+
+
+def platform_definitions(settings: Settings) -> dg.Definitions:
+    """What every project has once, whatever its pipelines: the resources, the executor, the automation and
+    dead-run sensors."""
+    return dg.Definitions(sensors=[sensors.automation_sensor(settings.automation_interval),
+                                   sensors.dead_run_sensor(settings.run_lock)],
                           resources=resources(settings), executor=EXECUTOR)
 
 
-protect_created_files()  # in every process that loads the code location: the daemon's, a run's, the UI's
-defs = build_definitions(SPECS, get_settings())
+def build_definitions(specs: Sequence[Spec], settings: Settings, sources: Sources = CHECKOUT) -> dg.Definitions:
+    """The definitions of these specs, as a project declaring them would load."""
+    return dg.Definitions.merge(*(pipeline_definitions(s, settings, sources) for s in specs),
+                                platform_definitions(settings))

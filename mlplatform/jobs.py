@@ -20,41 +20,41 @@ TRAINING_ASSETS = ("training_set", "model", "evaluation", "bento", "staging")
 MONITORING_ASSETS = ("predictions", "live_drift", "live_performance")
 PROMOTE_ASSETS = ("production",)
 # Each job's assets (by name within a spec); the plan names the job of a stale asset from this. Under automatic
-# promotion `training_job` also materializes production.
+# promotion `<pipeline>_training_job` also materializes production.
 ASSETS_BY_JOB = {"ingest": INGEST_ASSETS, "training": TRAINING_ASSETS, "promote": PROMOTE_ASSETS,
                  "monitoring": MONITORING_ASSETS}
 
 
-def job_name(spec_name: str, primary: bool, base: str) -> str:
-    """The primary spec's jobs are `ingest_job`, `training_job`, ...; others are prefixed with the spec's name."""
-    return f"{base}_job" if primary else f"{spec_name}_{base}_job"
+def job_name(spec_name: str, base: str) -> str:
+    """A pipeline's jobs are named after it: `<pipeline>_ingest_job`, `<pipeline>_training_job`, ..."""
+    return f"{spec_name}_{base}_job"
 
 
-def ingest_job(spec: Spec, primary: bool) -> AssetJob:
+def ingest_job(spec: Spec) -> AssetJob:
     selection = dg.AssetSelection.assets(*(key(spec, n) for n in INGEST_ASSETS))
-    return dg.define_asset_job(job_name(spec.name, primary, "ingest"), selection=selection,  # partitioned as its assets
+    return dg.define_asset_job(job_name(spec.name, "ingest"), selection=selection,  # partitioned as its assets
                                description=f"One landed file of {spec.name}: raw → validated → labels, features")
 
 
-def training_job(spec: Spec, primary: bool, promotion: str = "manual") -> AssetJob:
+def training_job(spec: Spec, promotion: str = "manual") -> AssetJob:
     """Training set → model → evaluation (gates) → Bento → staging, and production under automatic promotion."""
     names = TRAINING_ASSETS + (("production",) if promotion == "automatic" else ())
     selection = dg.AssetSelection.assets(*(key(spec, n) for n in names))
-    return dg.define_asset_job(job_name(spec.name, primary, "training"), selection=selection,
+    return dg.define_asset_job(job_name(spec.name, "training"), selection=selection,
                                description=f"The unpartitioned chain of {spec.name}, from the training set to "
                                            f"staging{' and production' if promotion == 'automatic' else ''}")
 
 
-def promote_job(spec: Spec, primary: bool) -> AssetJob:
+def promote_job(spec: Spec) -> AssetJob:
     """What staging serves, to production (`mlplatform promote` runs it)."""
-    return dg.define_asset_job(job_name(spec.name, primary, "promote"), selection=[key(spec, "production")],
+    return dg.define_asset_job(job_name(spec.name, "promote"), selection=[key(spec, "production")],
                                description=f"Promote the version staging serves to production ({spec.name})")
 
 
-def monitoring_job(spec: Spec, primary: bool) -> AssetJob:
+def monitoring_job(spec: Spec) -> AssetJob:
     """One serving day: the logged predictions, their drift and the live performance of each version."""
     selection = dg.AssetSelection.assets(*(key(spec, n) for n in MONITORING_ASSETS))
-    return dg.define_asset_job(job_name(spec.name, primary, "monitoring"), selection=selection,  # partitioned by day
+    return dg.define_asset_job(job_name(spec.name, "monitoring"), selection=selection,  # partitioned by day
                                description=f"One UTC day of {spec.name}'s traffic: predictions → live drift, live "
                                            f"performance")
 
@@ -70,7 +70,7 @@ def rollback_op(spec: Spec) -> str:
     return f"{spec.name}__rollback_production"
 
 
-def rollback_job(spec: Spec, primary: bool) -> dg.JobDefinition:
+def rollback_job(spec: Spec) -> dg.JobDefinition:
     """Production back to its previous deployment (the rollback sensor runs it; `mlplatform rollback` is the
     same operation by hand)."""
 
@@ -90,7 +90,7 @@ def rollback_job(spec: Spec, primary: bool) -> dg.JobDefinition:
         context.log_event(observation(spec, "production", deployer.deployments.audit_entries("production")[-1]))
         context.log.info(f"production serves v{restored.primary.model_version} again: {config.reason}")
 
-    @dg.job(name=job_name(spec.name, primary, "rollback"),
+    @dg.job(name=job_name(spec.name, "rollback"),
             description=f"Roll {spec.name}'s production back to its previous deployment")
     def rollback() -> None:
         rollback_production()

@@ -1,7 +1,7 @@
-"""Model and dataset specs: the one place a user describes their data, features and thresholds.
+"""The spec of a pipeline: its data contract, features, model, metrics and gates, as the platform's layers read it.
 
-A second model is a second `Spec` added to `SPECS`, not new asset code. Kept free of heavy imports so the
-code location loads fast.
+Users declare it in YAML (`mlplatform.components.MLPipeline` builds a `Spec` from a project's `defs.yaml`); the
+platform holds no pipeline of its own. Kept free of heavy imports so the code location loads fast.
 """
 
 from dataclasses import dataclass
@@ -328,39 +328,6 @@ class Spec:
     @property
     def feature_service_name(self) -> str:
         return f"{self.name}_v{self.feature_service_version}"
-
-
-CREDIT = Spec(
-    name="credit",
-    description="Credit default: will a customer miss payments on a new loan within 12 months?",
-    intended_use=("Ranks loan applications by default risk to route them to manual review. Not for automatic "
-                  "rejection, and not for applicants outside the population the training data covers."),
-    entity="customer_id",
-    timestamp="event_timestamp",
-    label="default",
-    numeric=(
-        Numeric("age", 18, 100, integer=True),
-        Numeric("income", 0, 10_000_000),
-        Numeric("loan_amount", 100, 1_000_000),
-        Numeric("loan_term_months", 6, 120, integer=True),
-        Numeric("credit_utilization", 0, 2),
-        Numeric("num_late_payments", 0, 100, integer=True),
-        Numeric("employment_years", 0, 70),
-        Numeric("num_open_accounts", 0, 100, integer=True),
-    ),
-    categorical=(
-        Categorical("home_ownership", ("rent", "own", "mortgage", "other")),
-        Categorical("purpose", ("debt_consolidation", "car", "home_improvement", "education", "medical", "other")),
-    ),
-    sensitive=Categorical("age_band", ("18-25", "26-40", "41-60", "60+")),
-    derived=(
-        Derived("loan_to_income", "ratio", ("loan_amount", "income")),
-        Derived("monthly_payment", "ratio", ("loan_amount", "loan_term_months")),
-        Derived("log_income", "log1p", ("income",)),
-    ),
-)
-
-SPECS: tuple[Spec, ...] = (CREDIT,)
 
 
 def spec_to_json(spec: Spec) -> str:

@@ -14,7 +14,8 @@ from mlplatform.definitions import build_definitions
 from mlplatform.lib.data.demo import credit_day, write_frame
 from mlplatform.serving.predlog import PredictionLog
 from mlplatform.settings import Settings
-from mlplatform.specs import CREDIT, Spec
+from mlplatform.specs import Spec
+from mlplatform_tests.pipelines import CREDIT
 
 # one valid application, as a client sends it to /predict
 ROW = {"age": 30, "income": 50000.0, "loan_amount": 10000.0, "loan_term_months": 36, "credit_utilization": 0.3,
@@ -40,13 +41,13 @@ class Platform:
         frame = credit_day(day, rows) if frame is None else frame
         return write_frame(frame, self.landing / name)
 
-    def ingest(self, key: str, job: str = "ingest_job") -> dg.ExecuteInProcessResult:
+    def ingest(self, key: str, job: str = "credit_ingest_job") -> dg.ExecuteInProcessResult:
         if key not in self.instance.get_dynamic_partitions(f"{self.spec.name}_files"):
             self.instance.add_dynamic_partitions(f"{self.spec.name}_files", [key])
         return self.defs.resolve_job_def(job).execute_in_process(
             instance=self.instance, partition_key=key, raise_on_error=False)
 
-    def train(self, job: str = "training_job", bento: bool = False, run_config: dict | None = None,
+    def train(self, job: str = "credit_training_job", bento: bool = False, run_config: dict | None = None,
               ) -> dg.ExecuteInProcessResult:
         """The training job; without `bento` it stops after the gates (packaging costs a BentoML process)."""
         names = ("training_set", "model", "evaluation") + (("bento",) if bento else ())
@@ -56,7 +57,7 @@ class Platform:
 
     def build_training_set(self) -> dg.ExecuteInProcessResult:
         """Only the training set: the model needs MLflow and more days than these tests land."""
-        return self.defs.resolve_job_def("training_job").execute_in_process(
+        return self.defs.resolve_job_def("credit_training_job").execute_in_process(
             instance=self.instance, raise_on_error=False,
             asset_selection=[dg.AssetKey([self.spec.name, "training_set"])])
 

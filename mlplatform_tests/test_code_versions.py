@@ -10,8 +10,8 @@ import pytest
 from mlplatform.code_versions import PROJECT, Sources, UnknownSource, module_file
 from mlplatform.definitions import build_definitions
 from mlplatform.deploy.packaging import SERVICE_DIR, bento_modules, stage_context
-from mlplatform.specs import CREDIT
 from mlplatform_tests.conftest import make_settings
+from mlplatform_tests.pipelines import CREDIT
 
 
 class Recording(Sources):

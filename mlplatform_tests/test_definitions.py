@@ -7,8 +7,10 @@ from datetime import UTC
 import dagster as dg
 
 from mlplatform.definitions import build_definitions
-from mlplatform.specs import CREDIT, Categorical, Numeric, Spec
+from mlplatform.settings import PROJECT
+from mlplatform.specs import Categorical, Numeric, Spec
 from mlplatform_tests.conftest import Platform, make_settings
+from mlplatform_tests.pipelines import CREDIT
 
 EXPECTED_ASSETS = {
     "credit/raw": "data", "credit/validated": "data", "credit/labels": "data",
@@ -30,7 +32,7 @@ SECOND = Spec(name="churn", entity="account_id", timestamp="event_timestamp", la
 
 
 def test_the_project_location_loads_with_documented_assets_groups_checks_jobs_and_sensors():
-    from mlplatform.definitions import defs
+    from demo.definitions import defs
 
     graph = defs.resolve_asset_graph()
     groups = {k.to_user_string(): graph.get(k).group_name for k in graph.get_all_asset_keys()}
@@ -41,28 +43,28 @@ def test_the_project_location_loads_with_documented_assets_groups_checks_jobs_an
     gates = [c for c in graph.asset_check_keys if c.asset_key.path[-1] == "evaluation"]
     assert all(defs.resolve_assets_def(c.asset_key).get_spec_for_check_key(c).blocking for c in gates)
     jobs = {j.name for j in defs.resolve_all_job_defs() if not j.name.startswith("__")}
-    assert jobs == {"ingest_job", "training_job", "promote_job", "monitoring_job", "rollback_job"}
+    assert jobs == {f"credit_{kind}_job" for kind in ("ingest", "training", "promote", "monitoring", "rollback")}
     assert {s.name for s in defs.schedules} == {"credit_monitoring_schedule"}
     assert {s.name for s in defs.sensors} == {"credit_landing_sensor", "credit_retrain_sensor",
                                               "credit_rollback_sensor", "automation_sensor", "dead_run_sensor"}
 
 
 def test_every_job_resolves_to_the_documented_steps(tmp_path):
-    from mlplatform.definitions import defs
+    from demo.definitions import defs
 
-    ingest = defs.resolve_job_def("ingest_job")
+    ingest = defs.resolve_job_def("credit_ingest_job")
     assert {n.name for n in ingest.nodes} == {"credit__feature_registry", "credit__raw", "credit__validated",
                                                "credit__labels", "credit__features"}
     assert ingest.partitions_def.name == "credit_files" and ingest.executor_def.name == "in_process"
     chain = {"credit__training_set", "credit__model", "credit__evaluation", "credit__bento", "credit__staging"}
-    assert {n.name for n in defs.resolve_job_def("training_job").nodes} == chain
-    assert {n.name for n in defs.resolve_job_def("promote_job").nodes} == {"credit__production"}
-    monitoring = defs.resolve_job_def("monitoring_job")
+    assert {n.name for n in defs.resolve_job_def("credit_training_job").nodes} == chain
+    assert {n.name for n in defs.resolve_job_def("credit_promote_job").nodes} == {"credit__production"}
+    monitoring = defs.resolve_job_def("credit_monitoring_job")
     assert {n.name for n in monitoring.nodes} == {"credit__predictions", "credit__live_drift",
                                                   "credit__live_performance"}
     assert monitoring.partitions_def.get_cron_schedule() == "0 0 * * *"
     automatic = build_definitions([CREDIT], make_settings(tmp_path, MLPLATFORM_PROMOTION="automatic"))
-    assert {n.name for n in automatic.resolve_job_def("training_job").nodes} == chain | {"credit__production"}
+    assert {n.name for n in automatic.resolve_job_def("credit_training_job").nodes} == chain | {"credit__production"}
 
 
 def test_two_specs_build_side_by_side_without_collisions(tmp_path):
@@ -70,7 +72,7 @@ def test_two_specs_build_side_by_side_without_collisions(tmp_path):
     keys = {k.to_user_string() for k in defs.resolve_asset_graph().get_all_asset_keys()}
     assert {k for k in keys if k.startswith("churn/")} == {k.replace("credit", "churn") for k in EXPECTED_ASSETS}
     jobs = {j.name for j in defs.resolve_all_job_defs() if not j.name.startswith("__")}
-    assert jobs == {f"{prefix}{base}_job" for prefix in ("", "churn_")
+    assert jobs == {f"{prefix}{base}_job" for prefix in ("credit_", "churn_")
                     for base in ("ingest", "training", "promote", "monitoring", "rollback")}
     assert defs.resolve_job_def("churn_ingest_job").partitions_def.name == "churn_files"
     assert {s.name for s in defs.sensors} == {f"{name}_{kind}_sensor" for name in ("credit", "churn")
@@ -97,10 +99,10 @@ def test_a_second_spec_ingests_its_own_files_with_no_new_code(tmp_path):
 
 
 def test_loading_the_code_location_does_not_import_heavy_libraries():
-    code = ("import sys, mlplatform.definitions; "
+    code = ("import sys, demo.definitions; "
             "print(sorted(m for m in ('feast', 'mlflow', 'pandas', 'pandera', 'bentoml', 'sklearn', 'evidently')"
             " if m in sys.modules))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=PROJECT).stdout
     assert out.strip() == "[]"
 
 
@@ -149,7 +151,7 @@ def test_automation_builds_nothing_from_a_partition_that_failed_its_gate(tracked
 def test_the_monitoring_schedule_collects_today_each_hour_and_closes_yesterday_after_midnight():
     from datetime import datetime
 
-    from mlplatform.definitions import defs
+    from demo.definitions import defs
 
     schedule = defs.resolve_schedule_def("credit_monitoring_schedule")
     assert schedule.cron_schedule == "5 * * * *" and schedule.execution_timezone == "UTC"

@@ -7,8 +7,8 @@ import dagster as dg
 
 from mlplatform.definitions import build_definitions
 from mlplatform.orchestration.runner import _failures
-from mlplatform.specs import CREDIT
 from mlplatform_tests.conftest import Platform, make_settings
+from mlplatform_tests.pipelines import CREDIT
 
 
 def test_a_run_waits_for_the_homes_lock_and_fails_naming_its_holder(tmp_path):

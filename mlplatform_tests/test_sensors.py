@@ -27,7 +27,7 @@ def test_new_files_add_partitions_and_request_one_run_each(platform):
                                  ("2026-01-02", f"2026-01-02:{content_hash(b)}")]
     (add,) = result.dynamic_partitions_requests
     assert add.partitions_def_name == "credit_files" and list(add.partition_keys) == ["2026-01-01", "2026-01-02"]
-    assert all(r.job_name in (None, "ingest_job") for r in result.run_requests)
+    assert all(r.job_name in (None, "credit_ingest_job") for r in result.run_requests)
 
 
 def test_a_file_seen_before_with_the_same_content_triggers_nothing(platform):
@@ -90,7 +90,7 @@ def test_a_sensor_run_ingests_the_new_partition_end_to_end(platform):
     for add in result.dynamic_partitions_requests:
         platform.instance.add_dynamic_partitions(add.partitions_def_name, list(add.partition_keys))
     (request,) = result.run_requests
-    run = platform.defs.resolve_job_def("ingest_job").execute_in_process(
+    run = platform.defs.resolve_job_def("credit_ingest_job").execute_in_process(
         instance=platform.instance, partition_key=request.partition_key, tags=request.tags)
     assert run.success and platform.materialized("features", "2026-01-01")
 

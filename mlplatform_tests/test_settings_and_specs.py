@@ -3,7 +3,8 @@ import os
 import pytest
 
 from mlplatform.settings import Settings, SettingsError
-from mlplatform.specs import CREDIT, Derived, Numeric, Spec
+from mlplatform.specs import Derived, Numeric, Spec
+from mlplatform_tests.pipelines import CREDIT
 
 
 def test_local_defaults_keep_all_state_under_one_home(tmp_path):
@@ -36,11 +37,10 @@ def test_online_store_choice_is_checked(tmp_path):
 
 def test_automation_interval_reaches_the_automation_sensor_and_is_checked(tmp_path):
     from mlplatform.definitions import build_definitions
-    from mlplatform.specs import SPECS
 
     settings = Settings.from_env({"MLPLATFORM_HOME": str(tmp_path), "MLPLATFORM_AUTOMATION_INTERVAL": "7"})
     assert Settings.from_env(settings.environ()) == settings
-    sensor = build_definitions(SPECS, settings).resolve_sensor_def("automation_sensor")
+    sensor = build_definitions([CREDIT], settings).resolve_sensor_def("automation_sensor")
     assert sensor.minimum_interval_seconds == 7
     assert Settings.from_env({"MLPLATFORM_HOME": str(tmp_path)}).automation_interval == 10
     with pytest.raises(SettingsError, match=r"MLPLATFORM_AUTOMATION_INTERVAL='0.5': expected whole seconds"):

@@ -20,24 +20,25 @@ from mlplatform.serving.answer import Answers, Unscorable, unscorable
 from mlplatform.serving.metrics import PredictionMetrics
 from mlplatform.serving.scorer import Scorer
 from mlplatform.serving.settings import ServingSettings
-from mlplatform.specs import SPECS, spec_from_json
+from mlplatform.specs import spec_from_json
 
 
 class ServiceArgs(BaseModel):
     """Build/serve arguments (`bentoml build --arg`, `build_bentofile(args=...)`): which spec and model."""
 
-    spec: str = SPECS[0].name
-    model_tag: str = f"{SPECS[0].model_name}:latest"
+    spec: str = ""
+    model_tag: str = ""
     env: str = "local"
 
 
 args = bentoml.use_arguments(ServiceArgs)
 logs.quiet_client_errors()  # a 400 is one log line, not a traceback
 SETTINGS = ServingSettings.from_env(args.env)
-# The Bento carries the spec it was built for; a service started from the source tree finds it by name.
+# The Bento carries the spec of the pipeline it was built for (`mlplatform.deploy.packaging` writes it).
 _PACKED_SPEC = Path(__file__).with_name("spec.json")
-SPEC = (spec_from_json(_PACKED_SPEC.read_text()) if _PACKED_SPEC.exists()
-        else next(s for s in SPECS if s.name == args.spec))
+if not _PACKED_SPEC.exists():
+    raise RuntimeError(f"{_PACKED_SPEC}: no spec. The service runs from a Bento the platform built for a pipeline.")
+SPEC = spec_from_json(_PACKED_SPEC.read_text())
 Answer = request.prediction_model(SPEC)
 Row = request.row_model(SPEC)
 RowsType, RowsField = request.rows_field(SPEC)

@@ -1,30 +1,83 @@
-"""What the commands share: the app, spec lookup, the deployer of this home, error exits."""
+"""What the commands share: the app and its global options, the project and its pipelines, the deployer of
+this home, error exits (1: something was refused or failed; 2: a usage or configuration error)."""
 
-from typing import TYPE_CHECKING, NoReturn
+from functools import cache
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 
+from mlplatform.project import Project, ProjectError
 from mlplatform.settings import get_settings
 
 if TYPE_CHECKING:
+    import dagster as dg
+
     from mlplatform.deploy.deployer import Deployer
     from mlplatform.specs import Spec
 
 app = typer.Typer(help="mlplatform: landed data to validated features, models and served Bentos, on Dagster.",
                   no_args_is_help=True, add_completion=False, pretty_exceptions_show_locals=False)
 ENV_HELP = "staging or production."
+PIPELINE_HELP = "Pipeline name (default: the project's only pipeline)."
+_state: dict[str, Project | ProjectError | bool] = {}
+
+
+@app.callback()
+def main(
+    project: Annotated[Path | None, typer.Option(
+        envvar="MLPLATFORM_PROJECT", file_okay=False,
+        help="The project folder (default: the one around the working directory).")] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show Dagster's own event log.")] = False,
+) -> None:
+    """Find the project before any command reads its settings (its home is `<project>/.mlplatform`)."""
+    _state["verbose"] = verbose
+    try:
+        found = Project.at(project) if project is not None else Project.find()
+    except ProjectError as err:
+        if project is not None:
+            raise typer.BadParameter(str(err), param_hint="--project") from err
+        _state["project"] = err  # a command that needs a project says so (`init` does not)
+        return
+    found.activate()
+    _state["project"] = found
+
+
+def verbose() -> bool:
+    return bool(_state.get("verbose"))
+
+
+def project() -> Project:
+    found = _state.get("project")
+    if not isinstance(found, Project):
+        fail_usage(found if isinstance(found, ProjectError) else ProjectError("no project"))
+    return found
+
+
+@cache
+def definitions() -> "dg.Definitions":
+    """The project's definitions, as its code location loads them (a YAML mistake is a usage error)."""
+    try:
+        return project().definitions()
+    except Exception as err:  # Dagster wraps what a component raises: its message names file:line
+        fail_usage(err)
 
 
 def spec_named(name: str | None) -> "Spec":
-    """The spec of that name (default: the first); imported here, not at the top, so `--help` stays fast."""
-    from mlplatform.specs import SPECS
+    """The project's pipeline of that name (default: its only one)."""
+    from mlplatform.project import specs
 
+    found = specs(definitions())
+    names = ", ".join(s.name for s in found) or "none"
     if name is None:
-        return SPECS[0]
-    for spec in SPECS:
+        if len(found) == 1:
+            return found[0]
+        raise typer.BadParameter(f"the project has {len(found)} pipelines ({names}): name one",
+                                 param_hint="--pipeline")
+    for spec in found:
         if spec.name == name:
             return spec
-    raise typer.BadParameter(f"unknown spec {name!r}; known: {', '.join(s.name for s in SPECS)}")
+    raise typer.BadParameter(f"unknown pipeline {name!r}; the project has: {names}", param_hint="--pipeline")
 
 
 def env_deployer() -> "Deployer":
@@ -47,3 +100,9 @@ def check_env(env: str) -> str:
 def fail(err: Exception) -> NoReturn:
     typer.echo(f"error: {err}", err=True)
     raise typer.Exit(1)
+
+
+def fail_usage(err: Exception) -> NoReturn:
+    """A usage or configuration error (no project, a bad defs.yaml): exit 2."""
+    typer.echo(f"error: {err}", err=True)
+    raise typer.Exit(2)

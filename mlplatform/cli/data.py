@@ -5,7 +5,7 @@ from typing import Annotated
 
 import typer
 
-from mlplatform.cli._common import app, spec_named
+from mlplatform.cli._common import PIPELINE_HELP, app, definitions, spec_named
 from mlplatform.settings import get_settings
 
 
@@ -42,7 +42,7 @@ def demo_data(
 def ingest(
     partition: Annotated[list[str] | None,
                          typer.Option(help="Only these partition keys (default: every landed file).")] = None,
-    spec: Annotated[str | None, typer.Option(help="Spec name (default: the first spec).")] = None,
+    spec: Annotated[str | None, typer.Option("--pipeline", "--spec", help=PIPELINE_HELP)] = None,
     train: Annotated[bool, typer.Option(help="Run the training job after ingestion.")] = True,
     force: Annotated[bool, typer.Option(help="Re-ingest partitions whose file is unchanged.")] = False,
     config: Annotated[Path | None, typer.Option("--config", "-c", exists=True, dir_okay=False,
@@ -60,7 +60,8 @@ def ingest(
     if run_config is not None and not isinstance(run_config, dict):
         raise typer.BadParameter(f"{config}: expected a mapping with `ops:`", param_hint="--config")
     try:
-        outcome = runner.ingest_and_train(spec_named(spec), settings, partition or None, train, force, run_config)
+        outcome = runner.ingest_and_train(definitions(), spec_named(spec), settings, partition or None, train, force,
+                                          run_config)
     except ValueError as err:
         raise typer.BadParameter(str(err), param_hint="--config" if "run config" in str(err) else "--partition") \
             from err
@@ -80,7 +81,7 @@ def demo(
     settings.export()
     from mlplatform.orchestration import runner
 
-    outcome = runner.ingest_and_train(spec_named(None), settings, None, True)
+    outcome = runner.ingest_and_train(definitions(), spec_named(None), settings, None, True)
     typer.echo(outcome.report())
     typer.echo(f"\nAll state is under {settings.home}. Next:\n"
                f"  make dev       # Dagster UI and daemon on http://127.0.0.1:3000"

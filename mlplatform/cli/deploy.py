@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from mlplatform.cli._common import ENV_HELP, app, check_env, env_deployer, fail, spec_named
+from mlplatform.cli._common import ENV_HELP, PIPELINE_HELP, app, check_env, definitions, env_deployer, fail, spec_named
 from mlplatform.settings import get_settings
 
 
@@ -85,7 +85,7 @@ def promote(
                             help="blue_green (all traffic, becomes champion), canary or shadow.")] = "blue_green",
     canary_share: Annotated[float, typer.Option(min=0.0, max=1.0, help="Share of entities for a canary.")] = 0.1,
     reason: Annotated[str, typer.Option(help="Why (kept in the audit log).")] = "",
-    spec: Annotated[str | None, typer.Option(help="Spec name (default: the first spec).")] = None,
+    spec: Annotated[str | None, typer.Option("--pipeline", "--spec", help=PIPELINE_HELP)] = None,
 ) -> None:
     """Promote what staging serves to production (runs the promote job); blue/green moves the `champion` alias."""
     from mlplatform.orchestration import runner
@@ -94,7 +94,7 @@ def promote(
         raise typer.BadParameter(f"{strategy!r}: expected blue_green, canary or shadow", param_hint="--strategy")
     settings = get_settings()
     settings.export()
-    ok, text = runner.promote(spec_named(spec), settings, strategy, canary_share, reason)
+    ok, text = runner.promote(definitions(), spec_named(spec), strategy, canary_share, reason)
     typer.echo(text, err=not ok)
     raise typer.Exit(0 if ok else 1)
 
@@ -103,7 +103,7 @@ def promote(
 def rollback(
     env: Annotated[str, typer.Argument(help=ENV_HELP)],
     reason: Annotated[str, typer.Option(help="Why (kept in the audit log).")] = "",
-    spec: Annotated[str | None, typer.Option(help="Spec name (default: the first spec).")] = None,
+    spec: Annotated[str | None, typer.Option("--pipeline", "--spec", help=PIPELINE_HELP)] = None,
 ) -> None:
     """Serve the environment's previous deployment again; in production its version gets the `champion` alias back."""
     from mlplatform.definitions import resources

@@ -7,14 +7,14 @@ from typing import Annotated, cast
 
 import typer
 
-from mlplatform.cli._common import app, fail, spec_named
-from mlplatform.settings import PROJECT, get_settings
+from mlplatform.cli._common import PIPELINE_HELP, app, definitions, fail, project, spec_named
+from mlplatform.settings import get_settings
 
 
 @app.command()
 def reproduce(
     version: Annotated[str, typer.Argument(help="Registered model version number, e.g. 3.")],
-    spec: Annotated[str | None, typer.Option(help="Spec name (default: the first spec).")] = None,
+    spec: Annotated[str | None, typer.Option("--pipeline", "--spec", help=PIPELINE_HELP)] = None,
 ) -> None:
     """Re-train a registered model version from its recorded training set, params and seed; compare predictions."""
     from mlplatform.definitions import resources
@@ -43,7 +43,7 @@ def retry(run_id: Annotated[str, typer.Argument(help="Id of a failed Dagster run
     settings = get_settings()
     settings.export()
     try:
-        ok, text = runner.reexecute_from_failure(run_id, settings, dg.DagsterInstance.get())
+        ok, text = runner.reexecute_from_failure(run_id, settings, dg.DagsterInstance.get(), project())
     except ValueError as err:
         raise typer.BadParameter(str(err), param_hint="RUN_ID") from err
     typer.echo(text)
@@ -61,15 +61,13 @@ def loop(
 
     import dagster as dg
 
-    from mlplatform.definitions import build_definitions
     from mlplatform.orchestration.loop import Loop
-    from mlplatform.specs import SPECS
 
     warnings.filterwarnings("ignore", category=dg.BetaWarning)
     settings = get_settings()
     settings.export()
     with dg.DagsterInstance.get() as instance:
-        runner = Loop(build_definitions(SPECS, settings), instance, log=typer.echo,
+        runner = Loop(definitions(), instance, log=typer.echo,
                       state=settings.dagster_home / "loop-state.json", run_log_level="WARNING")
         try:
             runs = runner.settle(max_passes=passes)
@@ -96,20 +94,19 @@ def plan(
 
     import dagster as dg
 
-    from mlplatform.definitions import build_definitions
     from mlplatform.orchestration import plan as planning
     from mlplatform.partitions import file_partitions
-    from mlplatform.specs import SPECS
+    from mlplatform.project import specs
 
     warnings.filterwarnings("ignore", category=dg.BetaWarning)
     settings = get_settings()
     settings.export()
-    defs = build_definitions(SPECS, settings)
+    defs = definitions()
     assert defs.resources is not None
     # file_partitions() always names its partitions definition
-    landed = {cast(str, file_partitions(s).name): list(defs.resources["landing"].files(s)) for s in SPECS}
+    landed = {cast(str, file_partitions(s).name): list(defs.resources["landing"].files(s)) for s in specs(defs)}
     with dg.DagsterInstance.get() as instance:
-        entries = planning.plan(instance, defs.resolve_asset_graph(), landed, SPECS[0].name)
+        entries = planning.plan(instance, defs.resolve_asset_graph(), landed)
     runs = planning.summary(entries)
     if as_json:
         typer.echo(json.dumps({"stale": [e.as_dict() for e in entries], "runs": runs}, indent=2))
@@ -123,7 +120,7 @@ def plan(
         typer.echo("would run:")
         for run in runs:
             parts = f" partitions {', '.join(run['partitions'])}:" if run["partitions"] else ":"
-            typer.echo(f"  {run['job']:16}{parts} {', '.join(run['assets'])}")
+            typer.echo(f"  {run['job']:26}{parts} {', '.join(run['assets'])}")
     raise typer.Exit(1 if check and entries else 0)
 
 
@@ -133,9 +130,10 @@ def dev(port: Annotated[int, typer.Option(help="Port of the UI.")] = 3000) -> No
     from mlplatform.orchestration.instance import prepare_instance
 
     prepare_instance(get_settings())
-    workspace = PROJECT / "workspace.yaml"
+    found = project()
     dagster = Path(sys.executable).with_name("dagster")
-    os.execv(str(dagster), [str(dagster), "dev", "-w", str(workspace), "-h", "127.0.0.1", "-p", str(port)])
+    os.execv(str(dagster), [str(dagster), "dev", "-m", found.module, "-d", str(found.root), "-h", "127.0.0.1",
+                            "-p", str(port)])
 
 
 @app.command()

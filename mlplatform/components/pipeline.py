@@ -158,7 +158,7 @@ class MLPipeline(dg.Component, dg.Resolvable):
         if not data.columns:
             raise _FieldError("data.columns", "empty: give each column of the landed files with its type")
         model, gates = self.training or Training(), self.gates or GateThresholds()
-        numeric = tuple(Numeric(name, c.min, c.max, integer=c.type == "integer", nullable=c.nullable)
+        numeric = tuple(Numeric(name, _whole(c.min), _whole(c.max), integer=c.type == "integer", nullable=c.nullable)
                         for name, c in data.columns.items() if c.type != "category")
         categorical = []
         for name, c in data.columns.items():
@@ -171,7 +171,7 @@ class MLPipeline(dg.Component, dg.Resolvable):
         if self.task == "regression":
             if label.classes is not None or label.positive is not None:
                 raise _FieldError("data.label.classes", "a regression label has no classes (give min/max instead)")
-            labels: dict[str, Any] = {"target_min": label.min, "target_max": label.max}
+            labels: dict[str, Any] = {"target_min": _whole(label.min), "target_max": _whole(label.max)}
         else:
             if not label.classes:
                 raise _FieldError("data.label.classes", f"a {self.task} label needs its classes")
@@ -197,10 +197,15 @@ class MLPipeline(dg.Component, dg.Resolvable):
             monitoring=Monitoring(), **labels)
 
     def build_defs(self, context: dg.ComponentLoadContext) -> dg.Definitions:
-        from mlplatform.definitions import build_definitions
+        from mlplatform.definitions import pipeline_definitions
         from mlplatform.settings import get_settings
 
-        return build_definitions([self.spec(Path(context.path) / "defs.yaml")], get_settings())
+        return pipeline_definitions(self.spec(Path(context.path) / "defs.yaml"), get_settings())
+
+
+def _whole(value: float | None) -> float | int | None:
+    """A bound as written: `max: 100` stays 100 (messages say `<= 100`), `max: 0.5` stays 0.5."""
+    return int(value) if value is not None and value.is_integer() else value
 
 
 # A message of `Spec`'s own checks → the YAML field it is about (the first whose words it contains), for the line.
@@ -237,3 +242,13 @@ def _line_of(source: Path, field: str) -> int | None:
             break
         line, node = match[0].start_mark.line + 1, match[1]
     return line
+
+
+def load_spec(path: Path) -> Spec:
+    """The spec a pipeline's `defs.yaml` declares, without loading its project (benchmarks, tools)."""
+    import yaml
+
+    document = yaml.safe_load(Path(path).read_text())
+    if not isinstance(document, dict) or not isinstance(document.get("attributes"), dict):
+        raise SpecError(f"{path}: expected `type: mlplatform.components.MLPipeline` and `attributes:`")
+    return MLPipeline.resolve_from_dict(document["attributes"]).spec(Path(path))

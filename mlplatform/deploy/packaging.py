@@ -174,9 +174,12 @@ def bento_file(bento_path: Path | str, name: str) -> Path:
 
 
 def build(spec: Spec, model_tag: str, context: Path, env: str, labels: dict[str, str]) -> BuiltBento:
-    """Build the Bento for one model tag from a staged context."""
+    """Build the Bento for one model tag from a staged context; it carries `spec.json`, the pipeline's spec."""
     import bentoml
 
+    from mlplatform.specs import spec_to_json
+
+    (context / "spec.json").write_text(spec_to_json(spec))
     with contextlib.chdir(context):  # BentoML refuses build files outside the working directory
         bento = bentoml.bentos.build_bentofile(build_ctx=str(context), labels=labels,
                                                args={"spec": spec.name, "model_tag": model_tag, "env": env})
@@ -219,8 +222,7 @@ def _main() -> None:
     spec = spec_from_json(request["spec"])
     pipeline = pickle.loads(Path(request["pipeline"]).read_bytes())  # written by package() just before
     model_tag = save_model(spec, pipeline, request["labels"], request["metadata"])
-    extra = {"model_card.md": request["model_card"] or f"# {spec.model_name}\n\n(no model card was given)\n",
-             "spec.json": request["spec"]}
+    extra = {"model_card.md": request["model_card"] or f"# {spec.model_name}\n\n(no model card was given)\n"}
     if request["smoke_rows"]:
         extra["smoke.json"] = json.dumps(smoke_set(pipeline, spec, request["smoke_rows"]))
     if request["explainer_background"]:

@@ -24,16 +24,16 @@ class Entry:
         return {"asset": self.asset, "partition": self.partition, "reasons": self.reasons, "job": self.job}
 
 
-def job_of(asset_key: dg.AssetKey, primary: bool = True) -> str:
+def job_of(asset_key: dg.AssetKey) -> str:
     """The job that materializes an asset (the drift of landed files is materialized by automation only)."""
     for base, names in ASSETS_BY_JOB.items():
         if asset_key.path[-1] in names:
-            return job_name(asset_key.path[0], primary, base)
+            return job_name(asset_key.path[0], base)
     return "automation"
 
 
-def plan(instance: dg.DagsterInstance, graph: AssetGraph, landed: Mapping[str, Iterable[str]] | None = None,
-         primary: str | None = None) -> list[Entry]:
+def plan(instance: dg.DagsterInstance, graph: AssetGraph,
+         landed: Mapping[str, Iterable[str]] | None = None) -> list[Entry]:
     """Every asset partition that is stale (direct reasons) or would rebuild because an upstream one does, in
     topological order. `landed` maps a dynamic partitions definition's name to the keys of files already in the
     landing zone but not yet added (new partitions). Time-partitioned assets are planned for the partitions
@@ -44,7 +44,7 @@ def plan(instance: dg.DagsterInstance, graph: AssetGraph, landed: Mapping[str, I
         node = graph.get(asset_key)
         if node.is_external:
             continue
-        job = job_of(asset_key, primary is None or asset_key.path[0] == primary)
+        job = job_of(asset_key)
         for partition in _planned_partitions(instance, graph, asset_key, landed):
             why = [str(r) for r in reasons(instance, graph, asset_key, partition)]
             upstream = []

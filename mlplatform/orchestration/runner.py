@@ -8,17 +8,19 @@ import dagster as dg
 
 from mlplatform import jobs
 from mlplatform.assets._shared import key
-from mlplatform.definitions import build_definitions, resources
+from mlplatform.definitions import resources
 from mlplatform.lib.data.landing import content_hash
 from mlplatform.partitions import file_partitions
+from mlplatform.project import Project
 from mlplatform.settings import Settings
-from mlplatform.specs import SPECS, Spec
+from mlplatform.specs import Spec
 
 
 @dataclass
 class Outcome:
     """What a command-line ingestion did, partition by partition."""
 
+    pipeline: str
     partitions: dict[str, str] = field(default_factory=dict)
     training: str = "not run"
     ok: bool = True
@@ -29,7 +31,7 @@ class Outcome:
         lines = [f"  {partition:32} {status}" for partition, status in self.partitions.items()]
         lines += [f"  {name:32} refused: {why}" for name, why in self.refused.items()]
         lines += [f"  {name:32} ignored: {why}" for name, why in self.ignored.items() if not name.startswith(".")]
-        return "\n".join(["ingestion:", *lines, f"training_job: {self.training}"])
+        return "\n".join(["ingestion:", *lines, f"{jobs.job_name(self.pipeline, 'training')}: {self.training}"])
 
 
 def _failures(result: Any) -> str:  # an ExecuteInProcessResult or the result of execute_job
@@ -105,9 +107,8 @@ def job_config(job: dg.JobDefinition, run_config: dict[str, Any] | None) -> dict
 def check_config(defs: dg.Definitions, spec: Spec, run_config: dict[str, Any] | None) -> None:
     """A run config naming an op of neither the ingest nor the training job is refused, naming it."""
     ops = set((run_config or {}).get("ops") or {})
-    primary = spec == SPECS[0]
     known = {n.name for kind in ("ingest", "training")
-             for n in defs.resolve_job_def(jobs.job_name(spec.name, primary, kind)).nodes_in_topological_order}
+             for n in defs.resolve_job_def(jobs.job_name(spec.name, kind)).nodes_in_topological_order}
     unknown = sorted(ops - known)
     if unknown:
         raise ValueError(f"run config names op(s) {', '.join(unknown)} that neither job has; known: "
@@ -137,13 +138,11 @@ def sweep_dead_runs(settings: Settings, instance: dg.DagsterInstance) -> list[st
     return dead
 
 
-def ingest_and_train(spec: Spec, settings: Settings, only: list[str] | None, train: bool,
+def ingest_and_train(defs: dg.Definitions, spec: Spec, settings: Settings, only: list[str] | None, train: bool,
                      force: bool = False, run_config: dict[str, Any] | None = None) -> Outcome:
     """Add landed files as partitions, ingest each new or changed one (a bad one fails alone), then train;
-    `run_config` (`ops: {...}`) goes to whichever job has the op it names."""
-    defs = build_definitions(SPECS, settings)
+    `run_config` (`ops: {...}`) goes to whichever job has the op it names. `defs`: the project's definitions."""
     check_config(defs, spec, run_config)
-    primary = spec == SPECS[0]
     instance = dg.DagsterInstance.get()
     sweep_dead_runs(settings, instance)
     assert defs.resources is not None
@@ -152,9 +151,9 @@ def ingest_and_train(spec: Spec, settings: Settings, only: list[str] | None, tra
     parts = cast(str, file_partitions(spec).name)  # a dynamic partitions definition always has its name
     known = set(instance.get_dynamic_partitions(parts))
     instance.add_dynamic_partitions(parts, [k for k in files if k not in known])
-    outcome = Outcome(refused=listing.refused, ignored=listing.ignored)
+    outcome = Outcome(spec.name, refused=listing.refused, ignored=listing.ignored)
     outcome.ok = not outcome.refused
-    ingest = defs.resolve_job_def(jobs.job_name(spec.name, primary, "ingest"))
+    ingest = defs.resolve_job_def(jobs.job_name(spec.name, "ingest"))
     contract = defs.resolve_assets_def(key(spec, "validated")).code_versions_by_key[key(spec, "validated")]
     for partition, path in files.items():
         status = None if force else _previous_status(instance, spec, partition, content_hash(path), contract)
@@ -171,12 +170,12 @@ def ingest_and_train(spec: Spec, settings: Settings, only: list[str] | None, tra
     trained = _latest_record(instance, spec, "model", None) is not None
     if train and trained and "ok" not in outcome.partitions.values():
         outcome.training = "unchanged (no partition changed)"
-        last = _last_training(instance, spec, jobs.job_name(spec.name, primary, "training"))
+        last = _last_training(instance, spec, jobs.job_name(spec.name, "training"))
         if last is not None and last.status == dg.DagsterRunStatus.FAILURE:  # say so: nothing newer answered it
             outcome.training += f"; the last training run {last.run_id} failed (`mlplatform retry {last.run_id}`)"
             outcome.ok = False
     elif train:
-        training = defs.resolve_job_def(jobs.job_name(spec.name, primary, "training"))
+        training = defs.resolve_job_def(jobs.job_name(spec.name, "training"))
         result = training.execute_in_process(instance=instance, raise_on_error=False,
                                              run_config=job_config(training, run_config))
         outcome.training = _trained(result) if result.success else _failures(result)
@@ -184,12 +183,18 @@ def ingest_and_train(spec: Spec, settings: Settings, only: list[str] | None, tra
     return outcome
 
 
-def job_for_reexecution(job_name: str, environ: dict[str, str]) -> dg.JobDefinition:
-    """A job rebuilt from the settings of the run it re-executes (the reconstructable entry point)."""
-    return build_definitions(SPECS, Settings.from_env(environ)).resolve_job_def(job_name)
+def job_for_reexecution(job_name: str, environ: dict[str, str], project: str) -> dg.JobDefinition:
+    """A job rebuilt from the project's pipelines on the settings of the run it re-executes (the reconstructable
+    entry point)."""
+    from mlplatform.definitions import build_definitions
+    from mlplatform.project import specs
+
+    pipelines = specs(Project.at(Path(project)).definitions())
+    return build_definitions(pipelines, Settings.from_env(environ)).resolve_job_def(job_name)
 
 
-def reexecute_from_failure(run_id: str, settings: Settings, instance: dg.DagsterInstance) -> tuple[bool, str]:
+def reexecute_from_failure(run_id: str, settings: Settings, instance: dg.DagsterInstance,
+                           project: Project) -> tuple[bool, str]:
     """Re-execute a failed run's failed and skipped steps, reusing the outputs of the steps that succeeded."""
     sweep_dead_runs(settings, instance)  # a run whose process was killed is marked failed: it can be retried
     run = instance.get_run_by_id(run_id)
@@ -198,7 +203,7 @@ def reexecute_from_failure(run_id: str, settings: Settings, instance: dg.Dagster
     if run.status != dg.DagsterRunStatus.FAILURE:
         raise ValueError(f"run {run_id} is {run.status.value}, not FAILURE: nothing to re-execute from failure")
     # reconstructable_args is annotated `tuple[object]` (a 1-tuple) but takes any tuple of positional args
-    args = (run.job_name, settings.environ())
+    args = (run.job_name, settings.environ(), str(project.root))
     job = dg.build_reconstructable_job("mlplatform.orchestration.runner", "job_for_reexecution",
                                        reconstructable_args=args)  # type: ignore[arg-type]
     options = dg.ReexecutionOptions.from_failure(run_id, instance)
@@ -210,10 +215,10 @@ def reexecute_from_failure(run_id: str, settings: Settings, instance: dg.Dagster
         return result.success, f"run {result.run_id} re-executed {', '.join(steps)}: {outcome}"
 
 
-def promote(spec: Spec, settings: Settings, strategy: str, canary_share: float, reason: str) -> tuple[bool, str]:
+def promote(defs: dg.Definitions, spec: Spec, strategy: str, canary_share: float,
+            reason: str) -> tuple[bool, str]:
     """Run the promote job (production takes what staging serves) on the project's instance, visible in the UI."""
-    defs = build_definitions(SPECS, settings)
-    job = defs.resolve_job_def(jobs.job_name(spec.name, spec == SPECS[0], "promote"))
+    job = defs.resolve_job_def(jobs.job_name(spec.name, "promote"))
     op = defs.resolve_assets_def(key(spec, "production")).op.name  # the asset's op, as Dagster names it
     config = {"ops": {op: {"config": {"strategy": strategy, "canary_share": canary_share, "reason": reason}}}}
     result = job.execute_in_process(

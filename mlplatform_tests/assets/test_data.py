@@ -74,7 +74,7 @@ def test_the_threshold_is_run_config(platform):
     platform.land("ok.csv", corrupt(credit_day(0, 200), "nan", share=0.03))
     platform.instance.add_dynamic_partitions("credit_files", ["ok"])
     config = {"ops": {"credit__validated": {"config": {"max_bad_row_share": 0.01}}}}
-    result = platform.defs.resolve_job_def("ingest_job").execute_in_process(
+    result = platform.defs.resolve_job_def("credit_ingest_job").execute_in_process(
         instance=platform.instance, partition_key="ok", run_config=config, raise_on_error=False)
     assert failed_checks(result) == {"credit/validated:bad_row_share":
                                      "6 of 200 rows quarantined: credit_utilization: not_nullable (6 rows); "

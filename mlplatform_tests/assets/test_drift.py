@@ -10,8 +10,9 @@ import pytest
 
 from mlplatform.lib.data.demo import credit_day
 from mlplatform.lib.monitoring import drift
-from mlplatform.specs import CREDIT, Monitoring
+from mlplatform.specs import Monitoring
 from mlplatform_tests.datasets import diabetes, wine
+from mlplatform_tests.pipelines import CREDIT
 
 pytestmark = pytest.mark.usefixtures("same_utc_day")  # logs filed by UTC day, read back as today
 

@@ -135,7 +135,7 @@ def test_a_feature_ignoring_model_fails_the_floors_and_the_bento_is_not_built(go
     assert outcome["prediction_contract"].passed
     materialized = {m.asset_key.path[-1] for m in result.get_asset_materialization_events()}
     assert "evaluation" in materialized and "bento" not in materialized
-    assert "credit__bento" in {n.name for n in good.defs.resolve_job_def("training_job").nodes}
+    assert "credit__bento" in {n.name for n in good.defs.resolve_job_def("credit_training_job").nodes}
     assert model_labels(good) == {}  # version 2 was never packaged
     registry = client(good)
     assert str(registry.get_model_version_by_alias("credit_model", "champion").version) == "1"
@@ -177,6 +177,10 @@ def test_a_model_unfair_to_one_slice_fails_only_the_fairness_gate(tracked_platfo
 
 def test_a_failed_evaluation_is_re_executed_from_failure_without_retraining(good):
     from mlplatform.orchestration.runner import reexecute_from_failure
+    from mlplatform.project import Project
+    from mlplatform_tests.pipelines import DEMO
+
+    DEMO_PROJECT = Project.at(DEMO.parent)  # the checkout: its demo project declares the pipeline this test runs
 
     blocker = good.settings.home / "artifacts" / "reports" / "credit"
     blocker.parent.mkdir(parents=True)
@@ -184,10 +188,10 @@ def test_a_failed_evaluation_is_re_executed_from_failure_without_retraining(good
     failed = train(good)
     assert not failed.success and failed.output_for_node("credit__model").registered.version == "1"
     blocker.unlink()
-    ok, text = reexecute_from_failure(failed.run_id, good.settings, good.instance)
+    ok, text = reexecute_from_failure(failed.run_id, good.settings, good.instance, DEMO_PROJECT)
     assert ok, text
     assert "re-executed credit__evaluation: ok" in text
     assert [str(m.version) for m in client(good).search_model_versions("name='credit_model'")] == ["1"]
     assert (blocker / "v1" / "report.html").exists()
     with pytest.raises(ValueError, match="is SUCCESS, not FAILURE"):
-        reexecute_from_failure(text.split()[1], good.settings, good.instance)
+        reexecute_from_failure(text.split()[1], good.settings, good.instance, DEMO_PROJECT)

@@ -6,7 +6,7 @@ import pandas as pd
 
 from mlplatform.lib.data.demo import credit_day
 from mlplatform.lib.features.featurize import featurize
-from mlplatform.specs import CREDIT
+from mlplatform_tests.pipelines import CREDIT
 
 
 def check(result, name: str) -> dg.AssetCheckEvaluation:  # noqa: ANN001

@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 
 from mlplatform.lib.monitoring import live
-from mlplatform.specs import CREDIT
 from mlplatform_tests.conftest import applications, serve
+from mlplatform_tests.pipelines import CREDIT
 
 pytestmark = pytest.mark.usefixtures("same_utc_day")  # logs filed by UTC day, read back as today
 

@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 
 from mlplatform.serving.predlog import PredictionLog
-from mlplatform.specs import CREDIT
 from mlplatform_tests.conftest import ROW
+from mlplatform_tests.pipelines import CREDIT
 
 pytestmark = pytest.mark.usefixtures("same_utc_day")  # logs filed by UTC day, read back as today
 

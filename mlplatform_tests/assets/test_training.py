@@ -4,7 +4,7 @@ import dagster as dg
 import pandas as pd
 
 from mlplatform.lib.data.demo import corrupt, credit_day
-from mlplatform.specs import CREDIT
+from mlplatform_tests.pipelines import CREDIT
 
 
 def data_version(platform, name: str = "training_set") -> str:  # noqa: ANN001

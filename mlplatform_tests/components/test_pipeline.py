@@ -10,39 +10,26 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from mlplatform.specs import CREDIT
+from mlplatform_tests.pipelines import CREDIT, DEMO
 
-CREDIT_YAML = """\
+CREDIT_YAML = (DEMO / "defs" / "credit" / "defs.yaml").read_text()
+CHURN_YAML = """\
 type: mlplatform.components.MLPipeline
 attributes:
-  name: credit
-  description: "Credit default: will a customer miss payments on a new loan within 12 months?"
-  intended_use: >-
-    Ranks loan applications by default risk to route them to manual review. Not for automatic rejection, and not
-    for applicants outside the population the training data covers.
+  name: churn
   task: binary
   data:
-    entity: customer_id
+    entity: account_id
     timestamp: event_timestamp
-    label: {column: default, classes: [0, 1], positive: 1}
+    label: {column: churned, classes: [0, 1], positive: 1}
     columns:
-      age: {type: integer, min: 18, max: 100}
-      income: {type: float, min: 0, max: 10000000}
-      loan_amount: {type: float, min: 100, max: 1000000}
-      loan_term_months: {type: integer, min: 6, max: 120}
-      credit_utilization: {type: float, min: 0, max: 2}
-      num_late_payments: {type: integer, min: 0, max: 100}
-      employment_years: {type: float, min: 0, max: 70}
-      num_open_accounts: {type: integer, min: 0, max: 100}
-      home_ownership: {type: category, values: [rent, own, mortgage, other]}
-      purpose: {type: category, values: [debt_consolidation, car, home_improvement, education, medical, other]}
-    sensitive: {column: age_band, values: ["18-25", "26-40", "41-60", "60+"]}
-  features:
-    derived:
-      loan_to_income: {op: ratio, inputs: [loan_amount, income]}
-      monthly_payment: {op: ratio, inputs: [loan_amount, loan_term_months]}
-      log_income: {op: log1p, inputs: [income]}
+      tenure_months: {type: integer, min: 0, max: 600}
+      monthly_spend: {type: float, min: 0, nullable: true}
+      plan: {type: category, values: [basic, pro]}
+  training: {estimator: sklearn.ensemble.HistGradientBoostingClassifier, params: {max_iter: 200}}
+  gates: {floors: {roc_auc: 0.7}}
 """
+KINDS = ("ingest", "training", "promote", "monitoring", "rollback")
 
 
 def project(tmp_path: Path, yaml_text: str, monkeypatch: pytest.MonkeyPatch, name: str = "credit") -> Path:
@@ -86,38 +73,56 @@ def error_of(package: Path) -> str:
     return "\n".join(chain)
 
 
-def test_the_yaml_pipeline_is_the_same_spec_and_the_same_definitions_as_in_python(tmp_path, monkeypatch):
-    from mlplatform.components import MLPipeline
-    from mlplatform.definitions import build_definitions
-    from mlplatform.settings import get_settings
+def test_a_pipeline_in_a_projects_defs_folder_loads_with_its_jobs_sensors_and_spec(tmp_path, monkeypatch):
+    from mlplatform.project import definitions, specs
 
     package = project(tmp_path, CREDIT_YAML, monkeypatch)
-    defs = load(package)
-    expected = build_definitions([CREDIT], get_settings())
-    assert {a.key for a in defs.resolve_all_asset_specs()} == {a.key for a in expected.resolve_all_asset_specs()}
-    assert {j.name for j in defs.resolve_all_job_defs()} == {j.name for j in expected.resolve_all_job_defs()}
-    assert {s.name for s in defs.sensors or []} == {s.name for s in expected.sensors or []}
-    import yaml
+    assert specs(load(package)) == [CREDIT]  # every field, defaults included, travels with Dagster's own loading
+    defs = definitions(package / "definitions.py")  # with the platform's resources and sensors
+    assert {j.name for j in defs.resolve_all_job_defs() if not j.name.startswith("__")} == {
+        f"credit_{kind}_job" for kind in KINDS}
+    assert {s.name for s in defs.sensors or []} == {
+        f"credit_{k}_sensor" for k in ("landing", "retrain", "rollback")} | {"automation_sensor", "dead_run_sensor"}
+    assert {s.name for s in defs.schedules or []} == {"credit_monitoring_schedule"}
 
-    component = MLPipeline.resolve_from_yaml(yaml.safe_dump(yaml.safe_load(CREDIT_YAML)["attributes"], sort_keys=False))
-    assert component.spec() == CREDIT  # every field, defaults included
+
+def test_several_pipelines_in_one_project_each_have_their_own_jobs_and_sensors(tmp_path, monkeypatch):
+    from mlplatform.project import definitions, specs
+
+    package = project(tmp_path, CREDIT_YAML, monkeypatch)
+    (package / "defs" / "churn").mkdir()
+    (package / "defs" / "churn" / "defs.yaml").write_text(CHURN_YAML)
+    defs = definitions(package / "definitions.py")
+    assert sorted(s.name for s in specs(defs)) == ["churn", "credit"]
+    assert {j.name for j in defs.resolve_all_job_defs() if not j.name.startswith("__")} == {
+        f"{name}_{kind}_job" for name in ("credit", "churn") for kind in KINDS}
+    assert {s.name for s in defs.sensors or []} == {
+        f"{name}_{kind}_sensor" for name in ("credit", "churn") for kind in ("landing", "retrain", "rollback")} | {
+        "automation_sensor", "dead_run_sensor"}
+    churn = next(s for s in specs(defs) if s.name == "churn")
+    assert churn.estimator == "sklearn.ensemble.HistGradientBoostingClassifier" and churn.gate_thresholds[
+        "floors"]["roc_auc"] == 0.7
+    graph = defs.resolve_asset_graph()
+    assert {k.to_user_string() for k in graph.get_all_asset_keys() if k.path[0] == "churn"} == {
+        k.to_user_string().replace("credit/", "churn/") for k in graph.get_all_asset_keys() if k.path[0] == "credit"}
+    assert defs.resolve_job_def("churn_ingest_job").partitions_def.name == "churn_files"
 
 
 @pytest.mark.parametrize(("change", "where", "message"), [
     # a derived feature of a column the contract does not have
-    (("inputs: [income]", "inputs: [salary]"), "defs.yaml:29 features.derived.log_income.inputs",
+    (("inputs: [income]", "inputs: [salary]"), "defs.yaml:30 features.derived.log_income.inputs",
      "derived feature 'log_income' uses unknown columns ['salary']"),
     # a category without its values
     (("purpose: {type: category, values: [debt_consolidation, car, home_improvement, education, medical, other]}",
-      "purpose: {type: category}"), "defs.yaml:23 data.columns.purpose.values",
+      "purpose: {type: category}"), "defs.yaml:24 data.columns.purpose.values",
      "column 'purpose' is a category without values"),
     # a classification label without its classes
     (("label: {column: default, classes: [0, 1], positive: 1}", "label: {column: default}"),
-     "defs.yaml:12 data.label", "a binary label needs its classes"),
+     "defs.yaml:13 data.label", "a binary label needs its classes"),
     # the positive class is not one of the classes
-    (("positive: 1}", "positive: 2}"), "defs.yaml:12 data.label.positive", "positive_class 2"),
+    (("positive: 1}", "positive: 2}"), "defs.yaml:13 data.label.positive", "positive_class 2"),
     # a task the platform does not have (Dagster does not check the Literal)
-    (("task: binary", "task: ranking"), "defs.yaml:8 task", "task 'ranking' is not one of binary, multiclass"),
+    (("task: binary", "task: ranking"), "defs.yaml:9 task", "task 'ranking' is not one of binary, multiclass"),
 ])
 def test_a_spec_level_mistake_names_the_file_the_line_and_the_field(tmp_path, monkeypatch, change, where, message):
     package = project(tmp_path, CREDIT_YAML.replace(*change), monkeypatch)

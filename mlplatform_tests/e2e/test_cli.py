@@ -85,8 +85,8 @@ def test_a_release_from_landed_files_to_production_and_back_through_the_command_
     assert first.returncode == 1  # the corrupt file failed its gate; the rest went through
     lines = first.stdout.splitlines()
     assert "  2026-01-01                       ok" in lines
-    (trained,) = [line for line in lines if line.startswith("training_job: ")]
-    assert trained.startswith("training_job: ok (credit_model v1 @challenger, holdout roc auc 0.")
+    (trained,) = [line for line in lines if line.startswith("credit_training_job: ")]
+    assert trained.startswith("credit_training_job: ok (credit_model v1 @challenger, holdout roc auc 0.")
     assert f"gates passed: floors, no_regression, fairness, prediction_contract); staging serves it at " \
            f"http://127.0.0.1:{PORTS['MLPLATFORM_STAGING_PORT']}" in trained
     assert ("  2026-01-05_corrupt-unknown-category check credit/validated:bad_row_share failed: 70 of 700 rows "
@@ -96,19 +96,19 @@ def test_a_release_from_landed_files_to_production_and_back_through_the_command_
     second = run([mlp, "ingest"], home, check=False)
     assert second.returncode == 1  # the rejected file is still in the landing zone
     assert "  2026-01-01                       unchanged" in second.stdout.splitlines()
-    assert "training_job: unchanged (no partition changed)" in second.stdout
+    assert "credit_training_job: unchanged (no partition changed)" in second.stdout
     assert served_version(home, "staging") == "1"
 
     config = home / "constant.yaml"
     config.write_text("ops:\n  credit__model:\n    config:\n      estimator: constant\n")
-    gated = run([dagster, "job", "execute", "-m", "mlplatform.definitions", "-j", "training_job", "-c", str(config)],
+    gated = run([dagster, "job", "execute", "-m", "demo.definitions", "-j", "credit_training_job", "-c", str(config)],
                 home, check=False)
     assert gated.returncode != 0
     assert "Asset check 'floors' on 'credit/evaluation' did not pass" in gated.stderr + gated.stdout
     assert "roc_auc 0.5000 < floor 0.6500" in gated.stderr + gated.stdout
     assert served_version(home, "staging") == "1"  # the failed candidate was never packaged or deployed
     after = run([mlp, "ingest"], home, check=False)  # nothing changed since: no training, but the failure is said
-    assert after.returncode == 1 and "training_job: unchanged (no partition changed); the last training run " \
+    assert after.returncode == 1 and "credit_training_job: unchanged (no partition changed); the last training run " \
         in after.stdout and "failed (`mlplatform retry " in after.stdout, after.stdout
 
     promoted = run([mlp, "promote", "--reason", "first release"], home)
@@ -117,7 +117,7 @@ def test_a_release_from_landed_files_to_production_and_back_through_the_command_
     assert served_version(home, "production") == "1" and mlflow_alias(home) == "1"
 
     config.write_text("ops:\n  credit__model:\n    config:\n      regularization_c: 0.5\n")
-    out = run([dagster, "job", "execute", "-m", "mlplatform.definitions", "-j", "training_job", "-c", str(config)],
+    out = run([dagster, "job", "execute", "-m", "demo.definitions", "-j", "credit_training_job", "-c", str(config)],
               home)
     assert "RUN_SUCCESS" in out.stderr + out.stdout
     assert "Asset check 'no_regression' on 'credit/evaluation' passed" in out.stderr + out.stdout

@@ -19,8 +19,8 @@ from mlplatform.deploy.processes import free_port
 from mlplatform.lib.data.demo import DEMO_START, credit_day, write_frame
 from mlplatform.orchestration.freshness import AUTOMATION_TAG, SENSOR_TAG
 from mlplatform.settings import Settings
-from mlplatform.specs import CREDIT
 from mlplatform_tests.conftest import ROW
+from mlplatform_tests.pipelines import CREDIT
 
 REPO = Path(__file__).resolve().parents[2]
 DAYS = 6
@@ -68,9 +68,9 @@ def test_the_daemon_takes_landed_files_to_a_model_answering_in_staging(tmp_path,
             assert answer.status_code == 200, answer.text
             assert answer.json()["model_version"] == "1"
             runs = [r.dagster_run for r in instance.get_run_records()]
-            ingested = sorted(r.tags["dagster/partition"] for r in runs if r.job_name == "ingest_job")
+            ingested = sorted(r.tags["dagster/partition"] for r in runs if r.job_name == "credit_ingest_job")
             assert ingested == files
-            assert all(r.tags[SENSOR_TAG] == "credit_landing_sensor" for r in runs if r.job_name == "ingest_job")
+            assert all(r.tags[SENSOR_TAG] == "credit_landing_sensor" for r in runs if r.job_name == "credit_ingest_job")
             chain = [r for r in runs if r.tags.get(AUTOMATION_TAG) == "true" and "dagster/partition" not in r.tags]
             assert len(chain) == 1, [r.asset_selection for r in chain]
             assert {k.path[-1] for k in chain[0].asset_selection} >= {"training_set", "model", "evaluation", "bento",

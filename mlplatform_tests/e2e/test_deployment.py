@@ -18,7 +18,7 @@ from mlplatform.deploy.records import DeploymentError, Deployments
 from mlplatform.lib.data.demo import credit_day, write_frame
 from mlplatform.lib.features.featurize import featurize
 from mlplatform.lib.training.train import TrainParams, fit
-from mlplatform.specs import CREDIT
+from mlplatform_tests.pipelines import CREDIT
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("same_utc_day")]
 ROWS = credit_day(9, 40)[CREDIT.contract_feature_names].to_dict("records")
@@ -367,12 +367,12 @@ def test_a_champion_that_does_worse_live_than_the_one_it_replaced_is_rolled_back
         assert tick().skip_message.startswith("not enough labelled rows yet to compare v2 (0) with v1 (0)")
         write_frame(pd.concat([before, after]).drop(columns="score"), settings.landing_root / "credit" / "outcomes.csv")
         instance.add_dynamic_partitions("credit_files", ["outcomes"])
-        landed = defs.resolve_job_def("ingest_job").execute_in_process(
+        landed = defs.resolve_job_def("credit_ingest_job").execute_in_process(
             instance=instance, partition_key="outcomes",
             asset_selection=[dg.AssetKey(["credit", n]) for n in ("raw", "validated", "labels")])
         assert landed.success
         day = time.strftime("%Y-%m-%d", time.gmtime())
-        assert defs.resolve_job_def("monitoring_job").execute_in_process(
+        assert defs.resolve_job_def("credit_monitoring_job").execute_in_process(
             instance=instance, partition_key=day,
             asset_selection=[dg.AssetKey(["credit", n]) for n in ("predictions", "live_performance")]).success
         (request,) = tick().run_requests
@@ -380,7 +380,7 @@ def test_a_champion_that_does_worse_live_than_the_one_it_replaced_is_rolled_back
         reason = request.tags["mlplatform/reason"]
         assert reason.startswith("live roc_auc of v2 is 0.") and " below v1's 0." in reason
         assert reason.endswith("(tolerance 0.02); v1 serves again")
-        rolled = defs.resolve_job_def("rollback_job").execute_in_process(
+        rolled = defs.resolve_job_def("credit_rollback_job").execute_in_process(
             instance=instance, run_config=request.run_config, tags=request.tags)
         assert rolled.success
         assert deployer.deployments.read("production").primary.model_version == "1"

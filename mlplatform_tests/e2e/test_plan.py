@@ -15,9 +15,10 @@ def test_the_plan_names_what_is_stale_and_why_and_fails_the_check_until_it_is_bu
     landed = json.loads(run([mlp, "plan", "--json"], tmp_path).stdout)
     stale = {(e["asset"], e["partition"]): e for e in landed["stale"]}
     assert stale[("credit/raw", "2026-01-02")]["reasons"] == ["never materialized"]
-    assert stale[("credit/raw", "2026-01-02")]["job"] == "ingest_job"
+    assert stale[("credit/raw", "2026-01-02")]["job"] == "credit_ingest_job"
     assert "upstream will rebuild: credit/raw[2026-01-02]" in stale[("credit/validated", "2026-01-02")]["reasons"]
-    assert {r["job"] for r in landed["runs"]} == {"ingest_job", "training_job", "promote_job", "automation"}
+    assert {r["job"] for r in landed["runs"]} == {"credit_ingest_job", "credit_training_job", "credit_promote_job",
+                                                  "automation"}
     assert run([mlp, "plan", "--check"], tmp_path, check=False).returncode == 1
 
     run([mlp, "ingest", "--no-train", "--partition", "2026-01-01", "--partition", "2026-01-02"], tmp_path)
@@ -27,4 +28,4 @@ def test_the_plan_names_what_is_stale_and_why_and_fails_the_check_until_it_is_bu
     assert stale[("credit/raw", "2026-01-03")]["reasons"] == ["new partition: 2026-01-03"]
     assert stale[("credit/training_set", None)]["reasons"][0] == "never materialized"
     text = run([mlp, "plan"], tmp_path).stdout
-    assert "would run:" in text and "ingest_job       partitions 2026-01-03:" in text
+    assert "would run:" in text and "credit_ingest_job         partitions 2026-01-03:" in text

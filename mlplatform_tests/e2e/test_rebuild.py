@@ -14,8 +14,9 @@ from mlplatform.deploy.processes import free_port
 from mlplatform.lib.data.demo import credit_day
 from mlplatform.orchestration import plan as planning
 from mlplatform.orchestration.loop import Loop
-from mlplatform.specs import CREDIT, Gates
+from mlplatform.specs import Gates
 from mlplatform_tests.conftest import Platform, make_settings
+from mlplatform_tests.pipelines import CREDIT
 
 pytestmark = pytest.mark.e2e
 CHAIN = {"credit/training_set", "credit/model", "credit/evaluation", "credit/bento", "credit/staging"}
@@ -84,7 +85,7 @@ def test_each_kind_of_change_rebuilds_exactly_its_downstream(tmp_path, migrated_
             assert change() == {f"credit/features[{p}]" for p in FILES}
             settled = planning.plan(instance, loop.defs.resolve_asset_graph())  # nothing stale but the promotion
             assert [(e.asset, e.partition, e.reasons, e.job) for e in settled] == [
-                ("credit/production", None, ["never materialized"], "promote_job")]
+                ("credit/production", None, ["never materialized"], "credit_promote_job")]
 
             # evaluation code edited: the evaluation only (same numbers, same gates: nothing to repackage)
             evaluate_py = root / "mlplatform" / "lib" / "evaluation" / "metrics.py"

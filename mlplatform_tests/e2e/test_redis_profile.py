@@ -9,8 +9,8 @@ import pytest
 
 from mlplatform.definitions import build_definitions
 from mlplatform.lib.data.demo import credit_day
-from mlplatform.specs import CREDIT
 from mlplatform_tests.conftest import Platform, make_settings
+from mlplatform_tests.pipelines import CREDIT
 
 REDIS = ("127.0.0.1", 6379)
 DB = 11  # a database of its own, emptied before and after

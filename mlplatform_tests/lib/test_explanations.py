@@ -12,8 +12,8 @@ from mlplatform.lib import explanations, predictions
 from mlplatform.lib.data.demo import credit_day
 from mlplatform.lib.features.featurize import featurize
 from mlplatform.lib.training.train import TrainParams, fit
-from mlplatform.specs import CREDIT
 from mlplatform_tests.datasets import Dataset, breast_cancer, diabetes, wine
+from mlplatform_tests.pipelines import CREDIT
 
 
 def credit() -> Dataset:

@@ -19,8 +19,8 @@ from mlplatform.serving.metrics import PredictionMetrics
 from mlplatform.serving.predlog import PredictionLog
 from mlplatform.serving.request import request_model
 from mlplatform.serving.scorer import Scorer
-from mlplatform.specs import CREDIT
 from mlplatform_tests.conftest import ROW
+from mlplatform_tests.pipelines import CREDIT
 
 # the demo spec with income declared nullable: requests may omit it, the default pipeline cannot score a null
 NULLABLE = dataclasses.replace(CREDIT, numeric=tuple(dataclasses.replace(c, nullable=True) if c.name == "income"

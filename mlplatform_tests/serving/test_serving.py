@@ -16,8 +16,8 @@ from mlplatform.serving import settings as serving_settings
 from mlplatform.serving.request import MAX_ROWS
 from mlplatform.serving.scorer import Scorer
 from mlplatform.serving.settings import ServingSettings
-from mlplatform.specs import CREDIT
 from mlplatform_tests.conftest import ROW
+from mlplatform_tests.pipelines import CREDIT
 
 pytestmark = pytest.mark.usefixtures("same_utc_day")  # logs filed by UTC day, read back as today
 

@@ -5,7 +5,7 @@ import pytest
 from mlplatform.lib.data.demo import CORRUPTIONS, credit_day, write_demo_data
 from mlplatform.lib.data.landing import partition_key, read_landed
 from mlplatform.lib.data.validation import validate_landed
-from mlplatform.specs import CREDIT
+from mlplatform_tests.pipelines import CREDIT
 
 
 def test_same_seed_writes_the_same_bytes_and_another_seed_does_not(tmp_path):

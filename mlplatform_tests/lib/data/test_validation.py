@@ -9,7 +9,7 @@ import pytest
 from mlplatform.lib.data.demo import corrupt, credit_day, write_corrupt, write_frame
 from mlplatform.lib.data.landing import LandedFileError, list_landing, partition_key, read_landed
 from mlplatform.lib.data.validation import FAILURES_COLUMN, validate_landed
-from mlplatform.specs import CREDIT
+from mlplatform_tests.pipelines import CREDIT
 
 ROW_DEFECTS = {
     "wrong-dtype": "income: not a number",
@@ -168,7 +168,7 @@ def test_nullable_columns_accept_nulls_but_still_refuse_infinities():
 
 def test_symbolic_links_are_refused_by_name_never_read_and_never_copied(tmp_path):
     from mlplatform.resources import Quarantine
-    from mlplatform.specs import CREDIT
+    from mlplatform_tests.pipelines import CREDIT
 
     secret = tmp_path / "secret"
     secret.write_text("customer_id,event_timestamp\n1,2026-01-01\n")
@@ -191,9 +191,9 @@ def test_what_the_platform_writes_is_not_world_readable(tmp_path):
     import os
     import stat
 
-    import mlplatform.definitions  # noqa: F401  (loading the code location sets the process's file mode mask)
+    import demo.definitions  # noqa: F401  (loading a project's code location sets the process's file mode mask)
     from mlplatform.resources import Quarantine
-    from mlplatform.specs import CREDIT
+    from mlplatform_tests.pipelines import CREDIT
 
     path = Quarantine(root=str(tmp_path / "quarantine")).keep_rows(CREDIT, "p", credit_day(0, 3))
     for made in (path, path.parent, path.parent.parent):

@@ -8,7 +8,7 @@ from mlplatform.lib.data.demo import credit_day
 from mlplatform.lib.evaluation import gates, metrics
 from mlplatform.lib.features.featurize import featurize
 from mlplatform.lib.training.train import TrainParams, fit
-from mlplatform.specs import CREDIT
+from mlplatform_tests.pipelines import CREDIT
 
 G = CREDIT.gates
 THRESHOLDS = gates.Thresholds.of(CREDIT)

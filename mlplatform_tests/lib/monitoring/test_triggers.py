@@ -101,7 +101,7 @@ def test_the_retrain_sensor_starts_the_training_job_with_the_reason_when_landed_
     import shutil
 
     from mlplatform.definitions import build_definitions
-    from mlplatform.specs import CREDIT
+    from mlplatform_tests.pipelines import CREDIT
 
     settings = make_settings(tmp_path / ".mlplatform", MLPLATFORM_RETRAINING="on_trigger")
     target = settings.mlflow_tracking_uri.removeprefix("sqlite:///")
@@ -131,14 +131,14 @@ def test_the_retrain_sensor_starts_the_training_job_with_the_reason_when_landed_
             assert dg.materialize([data_drift, *validated], instance=instance, partition_key=f"2026-01-0{d + 1}",
                                   raise_on_error=False).success
         (request,) = tick().run_requests
-        assert sensor.job_name == "training_job" and request.tags["mlplatform/trigger"] == "drift"
+        assert sensor.job_name == "credit_training_job" and request.tags["mlplatform/trigger"] == "drift"
         assert request.tags["mlplatform/reason"] == (
             "data drift at error or worse in the last 3 batches (2026-01-04, 2026-01-05, 2026-01-06): 3 of 10 "
             "features drifted (30%, severity error): income, credit_utilization, num_late_payments")
         evidence = json.loads(request.tags["mlplatform/evidence"])
         assert evidence["unseen_label_partitions"] == ["2026-01-04", "2026-01-05", "2026-01-06"]
         assert tick().run_requests[0].run_key == request.run_key  # the same evidence: one run, however many ticks
-        retrained = platform.defs.resolve_job_def("training_job").execute_in_process(
+        retrained = platform.defs.resolve_job_def("credit_training_job").execute_in_process(
             instance=instance, tags=request.tags, raise_on_error=False,
             asset_selection=[dg.AssetKey(["credit", n]) for n in ("training_set", "model", "evaluation")])
         assert retrained.success

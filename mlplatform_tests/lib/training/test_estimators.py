@@ -134,7 +134,8 @@ def test_a_spec_naming_a_metric_its_task_does_not_have_is_refused():
 
 
 def test_a_partial_threshold_keeps_every_other_default_of_the_task():
-    from mlplatform.specs import CREDIT, Gates
+    from mlplatform.specs import Gates
+    from mlplatform_tests.pipelines import CREDIT
 
     spec: Spec = dataclasses.replace(CREDIT, gates=Gates(ceilings=(("expected_calibration_error", 0.15),)))
     assert spec.gate_thresholds["ceilings"] == {"brier": 0.2, "expected_calibration_error": 0.15}

@@ -8,7 +8,7 @@ import pytest
 from mlplatform.lib.data.demo import credit_day
 from mlplatform.lib.features.featurize import featurize
 from mlplatform.lib.training.train import TrainParams, fit, headline_metric, holdout_mask, holdout_method
-from mlplatform.specs import CREDIT
+from mlplatform_tests.pipelines import CREDIT
 
 PARAMS = TrainParams("logistic_regression", 1.0, 1000, 42, 2)
 
