@@ -69,14 +69,15 @@ def pipeline_definitions(spec: Spec, settings: Settings, sources: Sources = CHEC
     schedule, and its spec as metadata. `sources` is the checkout the code versions are read from."""
     from mlplatform.project import spec_metadata
 
+    promotion, retraining = spec.promotion or settings.promotion, spec.retraining or settings.retraining
     assets = data.build(spec, sources) + features.build(spec, sources)
-    assets += training.build(spec, settings.retraining, sources) + evaluation.build(spec, sources)
-    assets += deployment.build(spec, settings.promotion, sources) + monitoring.build(spec, sources)
-    ingest, train = jobs.ingest_job(spec), jobs.training_job(spec, settings.promotion)
+    assets += training.build(spec, retraining, sources) + evaluation.build(spec, sources)
+    assets += deployment.build(spec, promotion, sources) + monitoring.build(spec, sources)
+    ingest, train = jobs.ingest_job(spec), jobs.training_job(spec, promotion)
     watch, back = jobs.monitoring_job(spec), jobs.rollback_job(spec)
     return dg.Definitions(
         assets=assets, jobs=[ingest, train, jobs.promote_job(spec), watch, back],
-        sensors=[sensors.landing_sensor(spec, ingest), sensors.retrain_sensor(spec, train, settings.retraining),
+        sensors=[sensors.landing_sensor(spec, ingest), sensors.retrain_sensor(spec, train, retraining),
                  sensors.rollback_sensor(spec, back)],
         schedules=[sensors.monitoring_schedule(spec, watch)], metadata=spec_metadata(spec))
 

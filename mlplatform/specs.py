@@ -207,8 +207,15 @@ class Spec:
     monitoring: Monitoring = Monitoring()
     description: str = ""
     intended_use: str = ""
+    # Policies of this pipeline; "" follows the project's (MLPLATFORM_PROMOTION, MLPLATFORM_RETRAINING).
+    promotion: Literal["", "manual", "automatic"] = ""
+    retraining: Literal["", "on_new_data", "on_trigger"] = ""
 
     def __post_init__(self) -> None:
+        if self.promotion not in ("", "manual", "automatic"):
+            raise ValueError(f"spec {self.name!r}: promotion {self.promotion!r} is not manual or automatic")
+        if self.retraining not in ("", "on_new_data", "on_trigger"):
+            raise ValueError(f"spec {self.name!r}: retraining {self.retraining!r} is not on_new_data or on_trigger")
         names = [self.entity, self.timestamp, self.label, *self.contract_feature_names]
         if self.sensitive is not None:
             names.append(self.sensitive.name)
@@ -259,6 +266,9 @@ class Spec:
             if unknown:
                 raise ValueError(f"{where}: gates.{kind} names unknown {self.task} metric(s) {unknown}; "
                                  f"known: {', '.join(known)}")
+        if self.monitoring.rollback_metric and self.monitoring.rollback_metric not in self.metric_directions:
+            raise ValueError(f"{where}: rollback_metric {self.monitoring.rollback_metric!r} is not a {self.task} "
+                             f"metric; known: {', '.join(self.metric_directions)}")
 
     @property
     def is_classification(self) -> bool:

@@ -41,23 +41,23 @@ class Platform:
         frame = credit_day(day, rows) if frame is None else frame
         return write_frame(frame, self.landing / name)
 
-    def ingest(self, key: str, job: str = "credit_ingest_job") -> dg.ExecuteInProcessResult:
+    def ingest(self, key: str, job: str | None = None) -> dg.ExecuteInProcessResult:
         if key not in self.instance.get_dynamic_partitions(f"{self.spec.name}_files"):
             self.instance.add_dynamic_partitions(f"{self.spec.name}_files", [key])
-        return self.defs.resolve_job_def(job).execute_in_process(
+        return self.defs.resolve_job_def(job or f"{self.spec.name}_ingest_job").execute_in_process(
             instance=self.instance, partition_key=key, raise_on_error=False)
 
-    def train(self, job: str = "credit_training_job", bento: bool = False, run_config: dict | None = None,
+    def train(self, job: str | None = None, bento: bool = False, run_config: dict | None = None,
               ) -> dg.ExecuteInProcessResult:
         """The training job; without `bento` it stops after the gates (packaging costs a BentoML process)."""
         names = ("training_set", "model", "evaluation") + (("bento",) if bento else ())
-        return self.defs.resolve_job_def(job).execute_in_process(
+        return self.defs.resolve_job_def(job or f"{self.spec.name}_training_job").execute_in_process(
             instance=self.instance, raise_on_error=False, run_config=run_config or {},
             asset_selection=[dg.AssetKey([self.spec.name, n]) for n in names])
 
     def build_training_set(self) -> dg.ExecuteInProcessResult:
         """Only the training set: the model needs MLflow and more days than these tests land."""
-        return self.defs.resolve_job_def("credit_training_job").execute_in_process(
+        return self.defs.resolve_job_def(f"{self.spec.name}_training_job").execute_in_process(
             instance=self.instance, raise_on_error=False,
             asset_selection=[dg.AssetKey([self.spec.name, "training_set"])])
 

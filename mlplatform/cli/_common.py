@@ -1,10 +1,17 @@
 """What the commands share: the app and its global options, the project and its pipelines, the deployer of
 this home, error exits (1: something was refused or failed; 2: a usage or configuration error)."""
 
+import contextlib
+import io
+import sys
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, NoReturn
 
+import click
 import typer
 
 from mlplatform.project import Project, ProjectError
@@ -32,6 +39,8 @@ def main(
 ) -> None:
     """Find the project before any command reads its settings (its home is `<project>/.mlplatform`)."""
     _state["verbose"] = verbose
+    if not verbose:  # Dagster's notes on its own beta APIs are not the user's business (matched without importing it)
+        warnings.filterwarnings("ignore", message=r".* is currently in beta")
     try:
         found = Project.at(project) if project is not None else Project.find()
     except ProjectError as err:
@@ -47,6 +56,31 @@ def verbose() -> bool:
     return bool(_state.get("verbose"))
 
 
+@contextmanager
+def quiet() -> Iterator[str]:
+    """Runs speak through the command's own lines: Dagster's event log, library warnings and chatter are hidden
+    unless --verbose (then they go to stderr as usual). Yields the runs' console log level. What was hidden is
+    shown if the command fails unexpectedly."""
+    if verbose():
+        yield "DEBUG"
+        return
+    import logging
+    import warnings
+
+    hidden = io.StringIO()
+    with warnings.catch_warnings(), contextlib.redirect_stderr(hidden):
+        warnings.simplefilter("ignore")
+        for name in ("mlflow", "alembic", "bentoml", "feast"):
+            logging.getLogger(name).setLevel(logging.WARNING)
+        try:
+            yield "CRITICAL"
+        except (typer.Exit, click.exceptions.ClickException):
+            raise
+        except BaseException:
+            print(hidden.getvalue(), file=sys.__stderr__, end="")
+            raise
+
+
 def project() -> Project:
     found = _state.get("project")
     if not isinstance(found, Project):
@@ -57,8 +91,9 @@ def project() -> Project:
 @cache
 def definitions() -> "dg.Definitions":
     """The project's definitions, as its code location loads them (a YAML mistake is a usage error)."""
+    found = project()
     try:
-        return project().definitions()
+        return found.definitions()
     except Exception as err:  # Dagster wraps what a component raises: its message names file:line
         fail_usage(err)
 
@@ -103,6 +138,16 @@ def fail(err: Exception) -> NoReturn:
 
 
 def fail_usage(err: Exception) -> NoReturn:
-    """A usage or configuration error (no project, a bad defs.yaml): exit 2."""
-    typer.echo(f"error: {err}", err=True)
+    """A usage or configuration error (no project, a bad defs.yaml): exit 2, saying the innermost cause first
+    (Dagster wraps what a component raises in errors that name only where it was loading)."""
+    messages: list[str] = []
+    cause: BaseException | None = err
+    while cause is not None and len(messages) < 10:
+        text = str(cause).strip()
+        if text and text not in messages:
+            messages.append(text)
+        cause = cause.__cause__ or cause.__context__
+    # a message another one repeats (a spec's check inside the message naming its file and line) is said once
+    kept = [m for m in messages if not any(m != other and m in other for other in messages)]
+    typer.echo("error: " + "\n".join(reversed(kept)), err=True)
     raise typer.Exit(2)

@@ -5,8 +5,10 @@ from typing import Annotated
 
 import typer
 
-from mlplatform.cli._common import PIPELINE_HELP, app, definitions, spec_named
+from mlplatform.cli._common import PIPELINE_HELP, app, definitions, quiet, spec_named
 from mlplatform.settings import get_settings
+
+DEMO_PIPELINE = "credit"  # the demo data is the credit-default dataset of the checkout's demo project
 
 
 @app.command("demo-data")
@@ -21,7 +23,7 @@ def demo_data(
     file_format: Annotated[str, typer.Option("--format", help="csv or parquet.")] = "csv",
     list_corruptions: Annotated[bool, typer.Option(help="List the defect kinds and exit.")] = False,
 ) -> None:
-    """Write the demo credit-default dataset into the landing zone, one file per day."""
+    """Write the demo credit-default dataset into the `credit` pipeline's landing folder, one file per day."""
     from mlplatform.lib.data.demo import CORRUPTIONS, write_demo_data
 
     if list_corruptions:
@@ -32,7 +34,7 @@ def demo_data(
         raise typer.BadParameter(f"--format {file_format!r}: expected csv or parquet")
     if corrupt is not None and corrupt not in CORRUPTIONS:
         raise typer.BadParameter(f"--corrupt {corrupt!r}: expected one of {', '.join(CORRUPTIONS)}")
-    spec = spec_named(None)
+    spec = spec_named(DEMO_PIPELINE)
     folder = get_settings().landing_root / (spec.landing or spec.name)
     paths = write_demo_data(folder, days, rows_per_day, seed, drift_from, corrupt, file_format)
     typer.echo(f"wrote {len(paths)} files to {folder}")
@@ -59,9 +61,11 @@ def ingest(
     run_config = yaml.safe_load(config.read_text()) if config else None
     if run_config is not None and not isinstance(run_config, dict):
         raise typer.BadParameter(f"{config}: expected a mapping with `ops:`", param_hint="--config")
+    chosen = spec_named(spec)
     try:
-        outcome = runner.ingest_and_train(definitions(), spec_named(spec), settings, partition or None, train, force,
-                                          run_config)
+        with quiet() as log_level:
+            outcome = runner.ingest_and_train(definitions(), chosen, settings, partition or None, train, force,
+                                              run_config, log_level)
     except ValueError as err:
         raise typer.BadParameter(str(err), param_hint="--config" if "run config" in str(err) else "--partition") \
             from err
@@ -81,7 +85,9 @@ def demo(
     settings.export()
     from mlplatform.orchestration import runner
 
-    outcome = runner.ingest_and_train(definitions(), spec_named(None), settings, None, True)
+    with quiet() as log_level:
+        outcome = runner.ingest_and_train(definitions(), spec_named(DEMO_PIPELINE), settings, None, True,
+                                          log_level=log_level)
     typer.echo(outcome.report())
     typer.echo(f"\nAll state is under {settings.home}. Next:\n"
                f"  make dev       # Dagster UI and daemon on http://127.0.0.1:3000"

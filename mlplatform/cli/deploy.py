@@ -7,7 +7,17 @@ from typing import Annotated
 
 import typer
 
-from mlplatform.cli._common import ENV_HELP, PIPELINE_HELP, app, check_env, definitions, env_deployer, fail, spec_named
+from mlplatform.cli._common import (
+    ENV_HELP,
+    PIPELINE_HELP,
+    app,
+    check_env,
+    definitions,
+    env_deployer,
+    fail,
+    quiet,
+    spec_named,
+)
 from mlplatform.settings import get_settings
 
 
@@ -94,7 +104,8 @@ def promote(
         raise typer.BadParameter(f"{strategy!r}: expected blue_green, canary or shadow", param_hint="--strategy")
     settings = get_settings()
     settings.export()
-    ok, text = runner.promote(definitions(), spec_named(spec), strategy, canary_share, reason)
+    with quiet() as log_level:
+        ok, text = runner.promote(definitions(), spec_named(spec), strategy, canary_share, reason, log_level)
     typer.echo(text, err=not ok)
     raise typer.Exit(0 if ok else 1)
 

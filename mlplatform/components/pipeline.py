@@ -29,6 +29,7 @@ from typing import Any, Literal
 import dagster as dg
 from pydantic import ConfigDict, Field
 
+from mlplatform.components.scaffold import PipelineScaffolder
 from mlplatform.specs import Categorical, Derived, Gates, Metric, Monitoring, Numeric, Spec
 
 
@@ -117,6 +118,28 @@ class GateThresholds(_Strict):
     min_calibration_rows: int = 300
 
 
+_MONITORING = Monitoring()
+
+
+class MonitoringPolicy(_Strict):
+    """Drift, live performance, retraining triggers and automatic rollback (see `mlplatform.specs.Monitoring`)."""
+
+    drift_warn_share: float = _MONITORING.drift_warn_share
+    drift_error_share: float = _MONITORING.drift_error_share
+    min_drift_rows: int = _MONITORING.min_drift_rows
+    label_window_days: int = _MONITORING.label_window_days
+    min_label_rows: int = _MONITORING.min_label_rows
+    label_lookback_days: int = _MONITORING.label_lookback_days
+    retrain_after_drifted_batches: int = _MONITORING.retrain_after_drifted_batches
+    retrain_on_severity: Literal["warn", "error"] = _MONITORING.retrain_on_severity
+    rollback_metric: str = _MONITORING.rollback_metric
+    rollback_tolerance: float = _MONITORING.rollback_tolerance
+    rollback_relative_tolerance: float = _MONITORING.rollback_relative_tolerance
+    rollback_lookback_days: int = _MONITORING.rollback_lookback_days
+    max_error_rate: float = _MONITORING.max_error_rate
+    min_requests_for_error_rate: int = _MONITORING.min_requests_for_error_rate
+
+
 class SpecError(ValueError):
     """A pipeline's attributes do not make a valid spec; the message names the file, line and field."""
 
@@ -129,6 +152,7 @@ class _FieldError(ValueError):
         self.field = field
 
 
+@dg.scaffold_with(PipelineScaffolder)
 @dataclass
 class MLPipeline(dg.Component, dg.Resolvable):
     """One ML pipeline (data contract, features, model, metrics, gates) from a project's `defs.yaml`."""
@@ -142,6 +166,9 @@ class MLPipeline(dg.Component, dg.Resolvable):
     training: Training | None = None
     metrics: list[UserMetric] | None = None
     gates: GateThresholds | None = None
+    monitoring: MonitoringPolicy | None = None
+    promotion: Literal["manual", "automatic"] | None = None  # default: the project's (MLPLATFORM_PROMOTION)
+    retraining: Literal["on_new_data", "on_trigger"] | None = None  # default: the project's (MLPLATFORM_RETRAINING)
 
     def spec(self, source: Path | None = None) -> Spec:
         """The platform's spec; a spec-level problem raises `SpecError` naming `source`'s line and the field."""
@@ -194,7 +221,8 @@ class MLPipeline(dg.Component, dg.Resolvable):
                         max_relative_regression=tuple(gates.max_relative_regression.items()),
                         fairness_bounds=tuple(gates.fairness_bounds.items()), min_slice_rows=gates.min_slice_rows,
                         min_calibration_rows=gates.min_calibration_rows),
-            monitoring=Monitoring(), **labels)
+            monitoring=Monitoring(**(self.monitoring or MonitoringPolicy()).model_dump()),
+            promotion=self.promotion or "", retraining=self.retraining or "", **labels)
 
     def build_defs(self, context: dg.ComponentLoadContext) -> dg.Definitions:
         from mlplatform.definitions import pipeline_definitions
@@ -212,7 +240,8 @@ def _whole(value: float | None) -> float | int | None:
 _FIELDS = (("derived feature", "features.derived"), ("features_function", "features.function"),
            ("estimator", "training.estimator"), ("positive", "data.label.positive"),
            ("classes", "data.label.classes"), ("gate", "gates"), ("column names used twice", "data.columns"),
-           ("spec name", "name"), ("task '", "task"))
+           ("spec name", "name"), ("task '", "task"), ("promotion", "promotion"), ("retraining", "retraining"),
+           ("rollback_metric", "monitoring.rollback_metric"), ("drift", "monitoring"))
 
 
 def _field_of(message: str, pipeline: MLPipeline) -> str:

@@ -197,7 +197,10 @@ def package(spec: Spec, pipeline: Any, bentoml_home: Path, env: str, labels: dic
     `model_card.md` and `explainer.json` (the SHAP explainer of `/explain`, built on `explainer_background`: model
     input rows as `explanations.frame_json` gives them).
     """
-    environ = {**os.environ, "BENTOML_HOME": str(bentoml_home), "BENTOML_DO_NOT_TRACK": "True"}
+    # the child imports what this process imports: the user's modules (a feature function, an estimator factory)
+    # live in their project, on this process's path, not the platform's
+    path = os.pathsep.join(p for p in sys.path if p)
+    environ = {**os.environ, "BENTOML_HOME": str(bentoml_home), "BENTOML_DO_NOT_TRACK": "True", "PYTHONPATH": path}
     with tempfile.TemporaryDirectory(prefix="mlplatform-package-") as tmp:
         model_file = Path(tmp) / "pipeline.pkl"
         model_file.write_bytes(pickle.dumps(pipeline, protocol=pickle.HIGHEST_PROTOCOL))

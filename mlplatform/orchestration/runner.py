@@ -18,7 +18,7 @@ from mlplatform.specs import Spec
 
 @dataclass
 class Outcome:
-    """What a command-line ingestion did, partition by partition."""
+    """What a command-line ingestion did, partition by partition, and whether it all went well (`ok`: exit 0)."""
 
     pipeline: str
     partitions: dict[str, str] = field(default_factory=dict)
@@ -26,12 +26,29 @@ class Outcome:
     ok: bool = True
     refused: dict[str, str] = field(default_factory=dict)  # landing folder entries never read, with why
     ignored: dict[str, str] = field(default_factory=dict)  # entries that are not landed files, with why
+    trained: bool = False  # the training job ran and succeeded
 
     def report(self) -> str:
         lines = [f"  {partition:32} {status}" for partition, status in self.partitions.items()]
         lines += [f"  {name:32} refused: {why}" for name, why in self.refused.items()]
         lines += [f"  {name:32} ignored: {why}" for name, why in self.ignored.items() if not name.startswith(".")]
-        return "\n".join(["ingestion:", *lines, f"{jobs.job_name(self.pipeline, 'training')}: {self.training}"])
+        return "\n".join(["ingestion:", *lines, f"{jobs.job_name(self.pipeline, 'training')}: {self.training}",
+                          self.summary()])
+
+    def summary(self) -> str:
+        """One line: how many files went which way, the training's outcome, and why the exit code is 1."""
+        statuses = list(self.partitions.values())
+        ingested = sum(s.startswith("ok") for s in statuses)
+        unchanged = sum(s == "unchanged" for s in statuses)
+        rejected = len(statuses) - ingested - unchanged
+        training = ("ok" if self.trained else "unchanged" if self.training.startswith("unchanged")
+                    else "not run" if self.training == "not run" else "failed")
+        why = [f"{n} {what}" for n, what in ((rejected, "rejected"), (len(self.refused), "refused")) if n]
+        if training == "failed" or "failed (`mlplatform retry" in self.training:
+            why.append("training failed")
+        verdict = f"exit 1: {', '.join(why)}" if why else "all good"
+        return (f"{self.pipeline}: {ingested} ingested, {unchanged} unchanged, {rejected} rejected, "
+                f"{len(self.refused)} refused; training {training} ({verdict})")
 
 
 def _failures(result: Any) -> str:  # an ExecuteInProcessResult or the result of execute_job
@@ -54,6 +71,17 @@ def _root_message(error: Any, bare: bool = False) -> str:
         error = error.cause
     message = error.message.strip().splitlines()[-1] if error.message.strip() else error.cls_name
     return message.removeprefix(f"{error.cls_name}: ") if bare else message
+
+
+def _ingested(result: dg.ExecuteInProcessResult, spec: Spec) -> str:
+    """'ok' with the file's rows: in, valid, quarantined (and where)."""
+    for event in result.get_asset_materialization_events():
+        meta = event.materialization.metadata
+        if event.materialization.asset_key == key(spec, "validated") and "rows_in" in meta:
+            kept = meta["quarantine"].value if meta["rows_quarantined"].value else ""
+            return (f"ok: {meta['rows_in'].value} rows, {meta['rows_valid'].value} valid, "
+                    f"{meta['rows_quarantined'].value} quarantined{f' ({kept})' if kept else ''}")
+    return "ok"
 
 
 def _trained(result: dg.ExecuteInProcessResult) -> str:
@@ -97,11 +125,13 @@ def _previous_status(instance: dg.DagsterInstance, spec: Spec, partition: str, d
     return "unchanged (rejected earlier: fix or remove the file)"
 
 
-def job_config(job: dg.JobDefinition, run_config: dict[str, Any] | None) -> dict[str, Any]:
-    """The part of a run config (`ops: {<op>: ...}`) that names this job's ops (a config file may hold both jobs')."""
+def job_config(job: dg.JobDefinition, run_config: dict[str, Any] | None, log_level: str = "DEBUG") -> dict[str, Any]:
+    """The part of a run config (`ops: {<op>: ...}`) that names this job's ops (a config file may hold both jobs'),
+    with the console log at `log_level`."""
     ops = (run_config or {}).get("ops") or {}
     names = {node.name for node in job.nodes_in_topological_order}
-    return {"ops": {k: v for k, v in ops.items() if k in names}} if ops else {}
+    loggers = {"loggers": {"console": {"config": {"log_level": log_level}}}}
+    return loggers | ({"ops": {k: v for k, v in ops.items() if k in names}} if ops else {})
 
 
 def check_config(defs: dg.Definitions, spec: Spec, run_config: dict[str, Any] | None) -> None:
@@ -139,9 +169,11 @@ def sweep_dead_runs(settings: Settings, instance: dg.DagsterInstance) -> list[st
 
 
 def ingest_and_train(defs: dg.Definitions, spec: Spec, settings: Settings, only: list[str] | None, train: bool,
-                     force: bool = False, run_config: dict[str, Any] | None = None) -> Outcome:
+                     force: bool = False, run_config: dict[str, Any] | None = None,
+                     log_level: str = "DEBUG") -> Outcome:
     """Add landed files as partitions, ingest each new or changed one (a bad one fails alone), then train;
-    `run_config` (`ops: {...}`) goes to whichever job has the op it names. `defs`: the project's definitions."""
+    `run_config` (`ops: {...}`) goes to whichever job has the op it names. `defs`: the project's definitions;
+    `log_level`: of the runs' console log (the CLI shows Dagster's events only with --verbose)."""
     check_config(defs, spec, run_config)
     instance = dg.DagsterInstance.get()
     sweep_dead_runs(settings, instance)
@@ -159,8 +191,9 @@ def ingest_and_train(defs: dg.Definitions, spec: Spec, settings: Settings, only:
         status = None if force else _previous_status(instance, spec, partition, content_hash(path), contract)
         if status is None:
             result = ingest.execute_in_process(instance=instance, partition_key=partition, raise_on_error=False,
-                                               run_config=job_config(ingest, run_config))
-            status, outcome.ok = ("ok" if result.success else _failures(result)), outcome.ok and result.success
+                                               run_config=job_config(ingest, run_config, log_level))
+            status = _ingested(result, spec) if result.success else _failures(result)
+            outcome.ok &= result.success
         outcome.ok &= not status.startswith("unchanged (rejected")
         outcome.partitions[partition] = status
     if only:
@@ -168,7 +201,7 @@ def ingest_and_train(defs: dg.Definitions, spec: Spec, settings: Settings, only:
         if missing:
             raise ValueError(f"no landed file for partition(s) {', '.join(missing)} in {landing_folder(defs, spec)}")
     trained = _latest_record(instance, spec, "model", None) is not None
-    if train and trained and "ok" not in outcome.partitions.values():
+    if train and trained and not any(s.startswith("ok") for s in outcome.partitions.values()):
         outcome.training = "unchanged (no partition changed)"
         last = _last_training(instance, spec, jobs.job_name(spec.name, "training"))
         if last is not None and last.status == dg.DagsterRunStatus.FAILURE:  # say so: nothing newer answered it
@@ -177,9 +210,10 @@ def ingest_and_train(defs: dg.Definitions, spec: Spec, settings: Settings, only:
     elif train:
         training = defs.resolve_job_def(jobs.job_name(spec.name, "training"))
         result = training.execute_in_process(instance=instance, raise_on_error=False,
-                                             run_config=job_config(training, run_config))
+                                             run_config=job_config(training, run_config, log_level))
         outcome.training = _trained(result) if result.success else _failures(result)
         outcome.ok &= result.success
+        outcome.trained = result.success
     return outcome
 
 
@@ -216,11 +250,12 @@ def reexecute_from_failure(run_id: str, settings: Settings, instance: dg.Dagster
 
 
 def promote(defs: dg.Definitions, spec: Spec, strategy: str, canary_share: float,
-            reason: str) -> tuple[bool, str]:
+            reason: str, log_level: str = "DEBUG") -> tuple[bool, str]:
     """Run the promote job (production takes what staging serves) on the project's instance, visible in the UI."""
     job = defs.resolve_job_def(jobs.job_name(spec.name, "promote"))
     op = defs.resolve_assets_def(key(spec, "production")).op.name  # the asset's op, as Dagster names it
-    config = {"ops": {op: {"config": {"strategy": strategy, "canary_share": canary_share, "reason": reason}}}}
+    config = job_config(job, {"ops": {op: {"config": {"strategy": strategy, "canary_share": canary_share,
+                                                      "reason": reason}}}}, log_level)
     result = job.execute_in_process(
         instance=dg.DagsterInstance.get(), run_config=config, raise_on_error=False)
     if not result.success:

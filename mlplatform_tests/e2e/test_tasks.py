@@ -38,8 +38,8 @@ def trained(tmp_path, migrated_mlflow_db, data: Dataset) -> Iterator[tuple[Platf
             for day in sorted(days.unique()):
                 platform.land(f"{day}.csv", data.frame[days == day])
                 assert platform.ingest(day).success, day
-            result = platform.defs.resolve_job_def("credit_training_job").execute_in_process(instance=instance,
-                                                                                      raise_on_error=False)
+            result = platform.defs.resolve_job_def(f"{data.spec.name}_training_job").execute_in_process(
+                instance=instance, raise_on_error=False)
             assert result.success, [e.message for e in result.all_events if e.is_failure]
             yield platform, *evaluation_of(platform, result)
         finally:
