@@ -21,10 +21,9 @@ from mlplatform.resources import (
     RunLock,
     RunStorage,
 )
-from mlplatform.settings import PROJECT, Settings
+from mlplatform.settings import Settings
 from mlplatform.specs import Spec
 
-FEATURE_REPO = PROJECT / "feature_repo"
 # Every run (the jobs and the runs the automation sensor asks for) executes its steps in one process: they are pandas
 # work on one machine, and the multiprocess executor's fresh interpreter per step costs seconds of imports per asset,
 # more than the steps themselves take on a day of data.
@@ -48,7 +47,7 @@ def resources(settings: Settings) -> Resources:
     return {
         "landing": LandingZone(root=str(settings.landing_root)),
         "quarantine": Quarantine(root=str(settings.quarantine_dir)),
-        "feast": FeastStore(feast_dir=str(settings.feast_dir), repo_path=str(FEATURE_REPO),
+        "feast": FeastStore(feast_dir=str(settings.feast_dir), repo_path=str(settings.feast_dir),
                             online_store=settings.feast_online_store, redis_connection=settings.redis_connection),
         "mlflow": MlflowTracking(tracking_uri=settings.mlflow_tracking_uri,
                                  artifact_root=str(settings.home / "mlflow" / "artifacts")),

@@ -9,7 +9,9 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
-PROJECT = Path(__file__).resolve().parent.parent  # the checkout: mlplatform/, bentos/, feature_repo/, the lock file
+# Where the `mlplatform` package sits: the checkout (with bentos/, feature_repo/ and the lock file next to it), or
+# the site-packages folder of an installed platform.
+PROJECT = Path(__file__).resolve().parent.parent
 ENVIRONMENTS = ("local", "staging", "production")
 ONLINE_STORES = ("sqlite", "redis")
 PROMOTION_POLICIES = ("manual", "automatic")
@@ -172,6 +174,19 @@ concurrency:
 run_queue:
   dequeue_interval_seconds: 1
 """
+
+
+def requirements(root: Path = PROJECT) -> str:
+    """The pinned requirements the platform runs with: the checkout's lock file, or for an installed platform every
+    distribution installed next to it (`name==version`, as a lock file says it). A Bento records them."""
+    lock = root / "requirements.lock"
+    if lock.is_file():
+        return lock.read_text()
+    from importlib.metadata import distributions
+
+    pins = {f"{d.metadata['Name'].lower()}=={d.version}" for d in distributions()
+            if d.metadata["Name"] and d.metadata["Name"].lower() != "mlplatform"}
+    return "".join(f"{pin}\n" for pin in sorted(pins))
 
 
 @cache

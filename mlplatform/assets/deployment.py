@@ -11,6 +11,7 @@ from mlplatform.code_versions import CHECKOUT, Sources
 from mlplatform.deploy.packaging import bento_modules
 from mlplatform.orchestration.freshness import unchanged
 from mlplatform.resources import BentoStore, DeploymentTarget, MlflowTracking
+from mlplatform.settings import requirements
 from mlplatform.specs import Spec
 
 GROUP = "deployment"
@@ -41,13 +42,14 @@ def build(spec: Spec, promotion: str = "manual", sources: Sources = CHECKOUT) ->
 
 def bento_code(sources: Sources, config: object) -> str:
     """The Bento's own code: packaging, the explainer it packs, the serving package, the service, its bentofile and
-    the lock file. The
+    the pinned requirements (the lock file of a checkout, else the installed distributions). The
     other modules it ships are versioned where they act (featurize by `features`: unchanged values leave the model
     and its Bento fresh; the router by the environments)."""
     served = (m for m in bento_modules() if m.startswith("mlplatform.serving"))
-    files = ("bentos/credit_service/service.py", "bentos/credit_service/bentofile.yaml", "requirements.lock")
+    lock = ("requirements.lock",) if (sources.root / "requirements.lock").is_file() else ()
+    files = ("mlplatform/serving/bento/service.py", "mlplatform/serving/bento/bentofile.yaml", *lock)
     return sources.version("mlplatform.deploy.packaging", "mlplatform.lib.explanations", *served, files=files,
-                           config=config)
+                           config=(config, () if lock else requirements()))
 
 
 DEPLOYER = tuple(f"mlplatform.deploy.{m}" for m in ("deployer", "embedded", "processes", "records", "router",
@@ -66,7 +68,7 @@ def bento_asset(spec: Spec, sources: Sources) -> dg.AssetsDefinition:
     def bento(context: dg.AssetExecutionContext, model: DataFrame, evaluation: DataFrame, training_set: DataFrame,
               bentos: BentoStore) -> Iterator:
         """The candidate in the BentoML model store and a Bento (with smoke set, model card and SHAP explainer)
-        built from bentos/credit_service with the lock file."""
+        built from mlplatform/serving/bento with the pinned requirements."""
         if unchanged(context):
             return
         from mlplatform.deploy import packaging

@@ -2,7 +2,6 @@
 
 import os
 import sys
-from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -39,9 +38,8 @@ def serve(
         bentos = sorted((settings.bentoml_home / "bentos").glob("*/*/bento.yaml"), key=lambda p: p.stat().st_mtime)
         if not bentos:
             fail(RuntimeError(f"no Bento under {settings.bentoml_home}: run `mlplatform demo` or the training job"))
-        bentoml = Path(sys.executable).with_name("bentoml")
-        os.execv(str(bentoml), [str(bentoml), "serve", str(bentos[-1].parent), "--host", "127.0.0.1",
-                                "--port", str(port)])
+        os.execv(sys.executable, [sys.executable, "-m", "bentoml", "serve", str(bentos[-1].parent), "--host",
+                                  "127.0.0.1", "--port", str(port)])
     deployer = env_deployer()
     try:
         (deployer.recover if recover else deployer.ensure_running)(check_env(env))

@@ -2,12 +2,11 @@
 
 import os
 import sys
-from pathlib import Path
 from typing import Annotated, cast
 
 import typer
 
-from mlplatform.cli._common import PIPELINE_HELP, app, definitions, fail, project, spec_named
+from mlplatform.cli._common import PIPELINE_HELP, app, definitions, fail, project, quiet, spec_named
 from mlplatform.settings import get_settings
 
 
@@ -43,7 +42,8 @@ def retry(run_id: Annotated[str, typer.Argument(help="Id of a failed Dagster run
     settings = get_settings()
     settings.export()
     try:
-        ok, text = runner.reexecute_from_failure(run_id, settings, dg.DagsterInstance.get(), project())
+        with quiet():
+            ok, text = runner.reexecute_from_failure(run_id, settings, dg.DagsterInstance.get(), project())
     except ValueError as err:
         raise typer.BadParameter(str(err), param_hint="RUN_ID") from err
     typer.echo(text)
@@ -57,18 +57,15 @@ def loop(
     """The daemon's work in this process, until nothing more is asked: landing, retraining and rollback sensors,
     then automation, run by run. With MLPLATFORM_RETRAINING=on_trigger only the retrain sensor trains (persistent
     drift, live performance below its floor); `dagster-daemon` (or `mlplatform dev`) runs the same continuously."""
-    import warnings
-
     import dagster as dg
 
     from mlplatform.orchestration.loop import Loop
 
-    warnings.filterwarnings("ignore", category=dg.BetaWarning)
     settings = get_settings()
     settings.export()
-    with dg.DagsterInstance.get() as instance:
+    with dg.DagsterInstance.get() as instance, quiet() as log_level:
         runner = Loop(definitions(), instance, log=typer.echo,
-                      state=settings.dagster_home / "loop-state.json", run_log_level="WARNING")
+                      state=settings.dagster_home / "loop-state.json", run_log_level=log_level)
         try:
             runs = runner.settle(max_passes=passes)
         except RuntimeError as err:
@@ -131,9 +128,8 @@ def dev(port: Annotated[int, typer.Option(help="Port of the UI.")] = 3000) -> No
 
     prepare_instance(get_settings())
     found = project()
-    dagster = Path(sys.executable).with_name("dagster")
-    os.execv(str(dagster), [str(dagster), "dev", "-m", found.module, "-d", str(found.root), "-h", "127.0.0.1",
-                            "-p", str(port)])
+    os.execv(sys.executable, [sys.executable, "-m", "dagster", "dev", "-m", found.module, "-d", str(found.root),
+                              "-h", "127.0.0.1", "-p", str(port)])
 
 
 @app.command()

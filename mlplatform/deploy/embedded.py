@@ -53,8 +53,9 @@ class EmbeddedDeployer(Deployer):
         port = free_port()
         log = self.deployments.env_dir(env) / "logs" / f"{candidate.bento_tag.replace(':', '-')}-{port}.log"
         keys = self.deployments.api_keys_file(env)
-        bentoml = str(Path(sys.executable).with_name("bentoml"))
-        proc = self._spawn([bentoml, "serve", candidate.bento_path, "--host", "127.0.0.1", "--port", str(port)], log,
+        # `python -m bentoml`: the interpreter running the platform, wherever its scripts are installed
+        proc = self._spawn([sys.executable, "-m", "bentoml", "serve", candidate.bento_path, "--host", "127.0.0.1",
+                            "--port", str(port)], log,
                            {**self.backend_env, "BENTOML_HOME": str(self.bentoml_home), "BENTOML_DO_NOT_TRACK": "True",
                             "MLPLATFORM_ENV": env, "MLPLATFORM_AUTH": "on", "MLPLATFORM_API_KEYS_FILE": str(keys),
                             "MLPLATFORM_PREDICTION_LOG_DIR": str(self.deployments.predictions_dir(env)),

@@ -19,11 +19,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from mlplatform.settings import PROJECT
+from mlplatform.settings import PROJECT, requirements
 from mlplatform.specs import Spec
 
 ROOT = PROJECT
-SERVICE_DIR = ROOT / "bentos" / "credit_service"
+SERVICE_DIR = ROOT / "mlplatform" / "serving" / "bento"  # service.py and bentofile.yaml, shipped with the package
 # What the Bento ships of the platform: the serving package and the modules it imports, and the router with its
 # records (the container project runs the router from the primary's image). Nothing of Dagster or the ML stages.
 BENTO_PACKAGES = ("mlplatform.serving",)
@@ -85,7 +85,11 @@ def user_modules(spec: Spec) -> list[str]:
         module = ref.partition(":")[0] if ":" in ref else ref.rpartition(".")[0]
         found = importlib.util.find_spec(module)
         origin = Path(found.origin).resolve() if found and found.origin else None
-        if origin is not None and not any(origin.is_relative_to(p) for p in installed) and module not in names:
+        # installed: under this interpreter's library folders, or any site-packages (one linked in by a .pth file,
+        # a --system-site-packages parent): a distribution provides it, the Bento's requirements pin it
+        provided = origin is not None and (any(origin.is_relative_to(p) for p in installed)
+                                           or {"site-packages", "dist-packages"} & set(origin.parts))
+        if origin is not None and not provided and module not in names:
             names.append(module)
     return names
 
@@ -107,8 +111,8 @@ def _module_files(module: str) -> list[tuple[Path, Path]]:
 def stage_context(target: Path, service_dir: Path = SERVICE_DIR, root: Path = ROOT,
                   extra_files: dict[str, str] | None = None, extra_modules: list[str] | None = None) -> Path:
     """A build context holding the service, the platform modules it needs (`bento_modules`), the user's modules
-    (`extra_modules`, see `user_modules`) and the lock file, plus `extra_files` (name → text: the smoke set and the
-    model card travel inside the Bento)."""
+    (`extra_modules`, see `user_modules`) and the pinned requirements (`settings.requirements`), plus `extra_files`
+    (name → text: the smoke set and the model card travel inside the Bento)."""
     if target.exists():
         shutil.rmtree(target)
     shutil.copytree(service_dir, target)
@@ -121,7 +125,7 @@ def stage_context(target: Path, service_dir: Path = SERVICE_DIR, root: Path = RO
             (target / relative).parent.mkdir(parents=True, exist_ok=True)
             if not (target / relative).exists():
                 shutil.copyfile(source, target / relative)
-    shutil.copyfile(root / "requirements.lock", target / "requirements.lock")
+    (target / "requirements.lock").write_text(requirements(root))
     for name, text in (extra_files or {}).items():
         (target / name).write_text(text)
     return target

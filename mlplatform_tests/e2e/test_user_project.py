@@ -1,10 +1,11 @@
-"""A user's own project, as a user makes and runs it: `mlplatform init`, the example YAML edited for a real dataset
-(scikit-learn's wine: multiclass) with a feature function of the project's own, files landed, `mlplatform ingest`
-to a model staging serves over HTTP; Dagster's and dg's own tools in the project; the user's function in the code
-versions; the quiet CLI and its exit codes."""
+"""A user's own project, as a user makes and runs it with the platform installed from its wheel: `mlplatform
+init`, the example YAML edited for a real dataset (scikit-learn's wine: multiclass) with a feature function of the
+project's own, files landed, `mlplatform ingest` to a model staging serves over HTTP; Dagster's and dg's own tools
+in the project; the user's function in the code versions; the quiet CLI and its exit codes."""
 
 import json
 import os
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -14,7 +15,9 @@ import pytest
 from mlplatform.deploy.processes import free_port
 from mlplatform_tests.datasets import wine
 
-BIN = Path(os.environ.get("VIRTUAL_ENV", Path(__file__).resolve().parents[2] / ".venv")) / "bin"
+REPO = Path(__file__).resolve().parents[2]
+BIN = REPO / ".venv" / "bin"  # the checkout's environment: its libraries, its uv
+DG = "import sys; from dagster_dg_cli.cli import main; sys.argv[0] = 'dg'; sys.exit(main())"
 
 WINE_YAML = """\
 type: mlplatform.components.MLPipeline
@@ -50,6 +53,32 @@ def colour(contract: pd.DataFrame) -> pd.DataFrame:
 '''
 
 
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A virtualenv with the platform installed from its wheel, as a user installs it: its own site-packages holds
+    the wheel's `mlplatform` (no checkout on its path); the rest of the stack comes from the checkout's environment
+    (a `.pth` line: installing it again would only download the same pins)."""
+    tmp = tmp_path_factory.mktemp("wheel")
+    source = tmp / "source"  # built from a copy: the build leaves nothing in the checkout
+    shutil.copytree(REPO / "mlplatform", source / "mlplatform", ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(REPO / name, source / name)
+    subprocess.run([str(BIN / "python"), "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
+                    "--wheel-dir", str(tmp / "dist"), str(source)], check=True, capture_output=True)
+    (wheel,) = (tmp / "dist").glob("mlplatform-*.whl")
+    venv = tmp / "venv"
+    subprocess.run([str(BIN / "python"), "-m", "venv", "--without-pip", str(venv)], check=True)
+    subprocess.run([str(BIN / "uv"), "pip", "install", "--quiet", "--no-deps", "--python", str(venv / "bin" / "python"),
+                    str(wheel)], check=True)
+    (site,) = (venv / "lib").glob("python3.*/site-packages")
+    (stack,) = (REPO / ".venv" / "lib").glob("python3.*/site-packages")
+    (site / "stack.pth").write_text(f"{stack}\n")
+    where = subprocess.run([str(venv / "bin" / "python"), "-c", "import mlplatform; print(mlplatform.__file__)"],
+                           capture_output=True, text=True, check=True, cwd=tmp).stdout.strip()
+    assert Path(where).is_relative_to(site), where  # the wheel's, not the checkout's
+    return venv / "bin"
+
+
 def run(args: list[str], cwd: Path, env: dict[str, str], check: bool = True) -> subprocess.CompletedProcess:
     result = subprocess.run(args, capture_output=True, text=True, env=env, cwd=cwd, timeout=600)
     if check and result.returncode != 0:
@@ -58,10 +87,10 @@ def run(args: list[str], cwd: Path, env: dict[str, str], check: bool = True) -> 
 
 
 @pytest.mark.e2e
-def test_a_project_of_ones_own_from_init_to_a_served_prediction(tmp_path):
+def test_a_project_of_ones_own_from_init_to_a_served_prediction(tmp_path, installed):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLPLATFORM_", "DAGSTER_", "MLFLOW_"))}
     env |= {"MLPLATFORM_STAGING_PORT": str(free_port()), "MLPLATFORM_PRODUCTION_PORT": str(free_port())}
-    mlp = str(BIN / "mlplatform")
+    mlp, python = str(installed / "mlplatform"), str(installed / "python")
     made = run([mlp, "init", "winery", "--pipeline", "wine"], tmp_path, env)
     root = tmp_path / "winery"
     assert "edit winery/defs/wine/defs.yaml" in made.stdout
@@ -101,10 +130,10 @@ def test_a_project_of_ones_own_from_init_to_a_served_prediction(tmp_path):
             "wine: 0 ingested, 6 unchanged, 0 rejected, 0 refused; training unchanged (all good)")
 
         # Dagster's and dg's own tools find the project's code location
-        run([str(BIN / "dagster"), "definitions", "validate", "-m", "winery.definitions"], root, env)
-        listed = json.loads(run([str(BIN / "dg"), "list", "defs", "--json"], root, env).stdout)
+        run([python, "-m", "dagster", "definitions", "validate", "-m", "winery.definitions"], root, env)
+        listed = json.loads(run([python, "-c", DG, "list", "defs", "--json"], root, env).stdout)
         assert {"wine_ingest_job", "wine_training_job"} <= {j["name"] for j in listed["jobs"]}
-        assert "mlplatform.components.MLPipeline" in run([str(BIN / "dg"), "list", "components"], root, env).stdout
+        assert "mlplatform.components.MLPipeline" in run([python, "-c", DG, "list", "components"], root, env).stdout
 
         # the project's feature function is part of the code version of `features`, and of nothing upstream
         def code_changed() -> set[str]:

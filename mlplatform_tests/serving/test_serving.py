@@ -1,4 +1,4 @@
-"""The model service, in process through `to_asgi()`, built as a real Bento from `bentos/credit_service/`."""
+"""The model service, in process through `to_asgi()`, built as a real Bento from `mlplatform/serving/bento/`."""
 
 import json
 import sys

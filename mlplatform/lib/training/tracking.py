@@ -10,7 +10,7 @@ from typing import Any
 
 import pandas as pd
 
-from mlplatform.settings import PROJECT
+from mlplatform.settings import PROJECT, requirements
 from mlplatform.specs import Spec
 
 ROOT = PROJECT
@@ -40,8 +40,8 @@ def git_commit(root: Path = ROOT) -> str:
 
 
 def lock_hash(root: Path = ROOT) -> str:
-    lock = root / "requirements.lock"
-    return hashlib.sha256(lock.read_bytes()).hexdigest()[:16] if lock.exists() else "none"
+    """The hash of the pinned requirements (`settings.requirements`)."""
+    return hashlib.sha256(requirements(root).encode()).hexdigest()[:16]
 
 
 def experiment_id(client: Any, spec: Spec, artifact_root: str) -> str:
