@@ -34,6 +34,55 @@ def module_file(name: str) -> Path:
     return Path(spec.origin).resolve()
 
 
+def reference_problem(reference: str) -> str | None:
+    """Why `package.module.Name` or `package.module:name` does not name a class or function, found from the
+    source without importing anything (the code location loads without the user's libraries): None when it does.
+    A module defining `__getattr__` or built as an extension is taken at its word."""
+    module, sep, name = reference.partition(":")
+    if not sep:
+        module, _, name = reference.rpartition(".")
+    if not module or not name.isidentifier():
+        return f"{reference!r} is not package.module.Class or package.module:function"
+    parts = module.split(".")
+    try:
+        top = importlib.util.find_spec(parts[0])  # a top-level name is found without importing it
+    except (ImportError, ValueError):
+        top = None
+    if top is None:
+        return f"{reference!r}: no module {parts[0]!r} is installed or on the project's path"
+    locations, origin = list(top.submodule_search_locations or []), top.origin
+    for depth, part in enumerate(parts[1:], start=2):
+        package = next((Path(d, part) for d in locations if Path(d, part, "__init__.py").is_file()), None)
+        source = next((Path(d, f"{part}.py") for d in locations if Path(d, f"{part}.py").is_file()), None)
+        namespace = next((Path(d, part) for d in locations if Path(d, part).is_dir()), None)
+        if package is not None:
+            locations, origin = [str(package)], str(package / "__init__.py")
+        elif source is not None:
+            locations, origin = [], str(source)
+        elif namespace is not None:
+            locations, origin = [str(namespace)], None
+        elif any(any(Path(d).glob(f"{part}.*.so")) for d in locations):
+            return None  # an extension module: its names are not in a source
+        else:
+            return f"{reference!r}: no module {'.'.join(parts[:depth])!r}"
+    if origin is None or not origin.endswith(".py"):
+        return None
+    tree = ast.parse(Path(origin).read_text())
+    defined = {"__getattr__"} & {n.name for n in tree.body if isinstance(n, ast.FunctionDef)}
+    if defined:
+        return None
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            names.add(node.name)
+        elif isinstance(node, ast.ImportFrom | ast.Import):
+            names |= {(a.asname or a.name).split(".")[0] for a in node.names}
+        elif isinstance(node, ast.Assign | ast.AnnAssign):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            names |= {t.id for t in targets if isinstance(t, ast.Name)}
+    return None if name in names else f"{reference!r}: {module} has no class or function {name!r}"
+
+
 @dataclass(frozen=True)
 class Sources:
     """Reads the named sources from the checkout at `root` (a copy of the project, in tests: edited like a pull

@@ -1,5 +1,6 @@
 """Shared fixtures: a fresh platform home per test, with real Dagster, pandera and Feast underneath."""
 
+import os
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -66,6 +67,17 @@ class Platform:
         records = self.instance.fetch_materializations(
             dg.AssetRecordsFilter(asset_key=key, asset_partitions=[partition] if partition else None), limit=1)
         return bool(records.records)
+
+
+@pytest.fixture(autouse=True)
+def _platform_environment():
+    """Loading a project points this process at it (MLPLATFORM_PROJECT, its home): the next test, and every process
+    it starts, sees the environment it would have seen without that test."""
+    saved = {k: v for k, v in os.environ.items() if k.startswith("MLPLATFORM_")}
+    yield
+    for name in [k for k in os.environ if k.startswith("MLPLATFORM_") and k not in saved]:
+        del os.environ[name]
+    os.environ.update(saved)
 
 
 @pytest.fixture

@@ -136,7 +136,9 @@ def dev(port: Annotated[int, typer.Option(help="Port of the UI.")] = 3000) -> No
 def paths() -> None:
     """Print the environment and where each piece of state lives."""
     s = get_settings()
-    rows = {"environment": s.env, "home": s.home, "landing": s.landing_root, "quarantine": s.quarantine_dir,
+    found = project()
+    rows = {"project": f"{found.root} ({found.module})", "environment": s.env, "home": s.home,
+            "landing": s.landing_root, "quarantine": s.quarantine_dir,
             "dagster home": s.dagster_home, "feast": s.feast_dir, "mlflow": s.mlflow_tracking_uri,
             "bentoml home": s.bentoml_home, "feast online store": s.feast_online_store}
     for name, value in rows.items():

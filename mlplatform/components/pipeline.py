@@ -185,6 +185,7 @@ class MLPipeline(dg.Component, dg.Resolvable):
         if not data.columns:
             raise _FieldError("data.columns", "empty: give each column of the landed files with its type")
         model, gates = self.training or Training(), self.gates or GateThresholds()
+        _check_references(model, features, self.metrics or [])
         numeric = tuple(Numeric(name, _whole(c.min), _whole(c.max), integer=c.type == "integer", nullable=c.nullable)
                         for name, c in data.columns.items() if c.type != "category")
         categorical = []
@@ -229,6 +230,25 @@ class MLPipeline(dg.Component, dg.Resolvable):
         from mlplatform.settings import get_settings
 
         return pipeline_definitions(self.spec(Path(context.path) / "defs.yaml"), get_settings())
+
+
+def _check_references(training: Training, features: Features, metrics: list[UserMetric]) -> None:
+    """Every estimator, factory and function the pipeline names exists, found in its source without importing it
+    (a typo is refused when the project loads, not when a run reaches the model)."""
+    from mlplatform.code_versions import reference_problem
+    from mlplatform.lib.training.estimators import BUILT_IN
+
+    if training.estimator and "." not in training.estimator and ":" not in training.estimator:
+        if training.estimator not in BUILT_IN:
+            raise _FieldError("training.estimator", f"{training.estimator!r} is not a built-in estimator "
+                              f"({', '.join(BUILT_IN)}), a class by dotted path or a factory package.module:function")
+    elif training.estimator and (problem := reference_problem(training.estimator)):
+        raise _FieldError("training.estimator", problem)
+    if features.function and (problem := reference_problem(features.function)):
+        raise _FieldError("features.function", problem)
+    for metric in metrics:
+        if problem := reference_problem(metric.function):
+            raise _FieldError("metrics", f"metric {metric.name!r}: {problem}")
 
 
 def _whole(value: float | None) -> float | int | None:

@@ -126,11 +126,18 @@ def init_project(root: Path, pipeline: str = "churn") -> list[Path]:
             mlplatform status        # what serves where
             mlplatform promote       # staging's version to production
             mlplatform dev           # the Dagster UI and daemon on http://127.0.0.1:3000
-            dagster definitions validate -m {package}.definitions
             dg list defs             # with dagster-dg-cli installed
             ```
 
-            All state (Dagster, MLflow, Feast, Bentos, quarantine) is under `.mlplatform/`.
+            All state (Dagster, MLflow, Feast, Bentos, quarantine) is under `.mlplatform/`. Dagster's own commands
+            use it once `DAGSTER_HOME` points there (`mlplatform` sets it itself):
+
+            ```bash
+            export DAGSTER_HOME=$PWD/.mlplatform/dagster
+            dagster definitions validate -m {package}.definitions
+            dagster job execute -m {package}.definitions -j {pipeline}_training_job
+            ```
+
             A second pipeline: `dg scaffold defs mlplatform.components.MLPipeline <name>`, or copy a folder of
             `{package}/defs/`.
             """,

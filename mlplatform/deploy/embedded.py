@@ -178,6 +178,11 @@ class EmbeddedDeployer(Deployer):
                reason: str = "", action: str = "deploy", extra: dict[str, Any] | None = None) -> Record:
         """Deploy `candidate` to `env` with `strategy`; on a failed health or smoke check nothing changes."""
         before = self.deployments.read(env)  # a corrupt record is refused here, before anything starts
+        if before is not None and before.primary.model != candidate.model:
+            # the environments of a home serve one pipeline's model: another pipeline's must not replace it
+            raise DeploymentError(f"{env} serves {before.primary.model}; {candidate.model} is another pipeline's "
+                                  f"model and is not deployed over it (a project's environments serve one pipeline: "
+                                  f"give the other its own MLPLATFORM_HOME)")
         if strategy in ("canary", "shadow") and before is None:
             raise DeploymentError(f"{strategy} needs a model already serving in {env} to compare with; deploy "
                                   "one with blue_green first")

@@ -123,6 +123,16 @@ def test_several_pipelines_in_one_project_each_have_their_own_jobs_and_sensors(t
     (("positive: 1}", "positive: 2}"), "defs.yaml:13 data.label.positive", "positive_class 2"),
     # a task the platform does not have (Dagster does not check the Literal)
     (("task: binary", "task: ranking"), "defs.yaml:9 task", "task 'ranking' is not one of binary, multiclass"),
+    # an estimator class that does not exist (found from the source, nothing imported)
+    (("inputs: [income]}\n", "inputs: [income]}\n  training: {estimator: sklearn.ensemble.RandomForestClasifier}\n"),
+     "defs.yaml:31 training.estimator", "sklearn.ensemble has no class or function 'RandomForestClasifier'"),
+    (("inputs: [income]}\n", "inputs: [income]}\n  training: {estimator: xgboostt.XGBClassifier}\n"),
+     "defs.yaml:31 training.estimator", "no module 'xgboostt' is installed or on the project's path"),
+    (("inputs: [income]}\n", "inputs: [income]}\n  training: {estimator: random_forrest}\n"),
+     "defs.yaml:31 training.estimator", "'random_forrest' is not a built-in estimator"),
+    # a feature function in a module of the project that does not define it
+    (("inputs: [income]}\n", "inputs: [income]}\n    function: user_project.features:nope\n"),
+     "defs.yaml:31 features.function", "no module 'user_project.features'"),
 ])
 def test_a_spec_level_mistake_names_the_file_the_line_and_the_field(tmp_path, monkeypatch, change, where, message):
     package = project(tmp_path, CREDIT_YAML.replace(*change), monkeypatch)

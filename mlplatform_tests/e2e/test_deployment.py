@@ -182,6 +182,10 @@ def test_a_failed_smoke_test_or_a_corrupt_record_leaves_the_last_good_deployment
     smoke.write_text(json.dumps(tampered))
     broken = Candidate(v2.bento_tag, str(broken_dir), v2.model, "2", v2.lineage)
     before = deployer.deployments.read("staging")
+    other = Candidate(v2.bento_tag, v2.bento_path, "churn_model", "1", v2.lineage)  # another pipeline's model
+    with pytest.raises(DeploymentError, match="staging serves credit_model; churn_model is another pipeline's"):
+        deployer.deploy("staging", other, reason="a second pipeline")
+    assert deployer.deployments.read("staging") == before
     with pytest.raises(DeploymentError, match="failed the smoke test in staging: smoke answers differ .* by up to "
                                               "1.00e-02.*the previous deployment keeps serving"):
         deployer.deploy("staging", broken, reason="bad build")

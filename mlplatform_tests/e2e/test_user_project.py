@@ -164,3 +164,17 @@ def test_a_mistake_in_a_projects_yaml_is_a_usage_error_naming_file_line_and_fiel
         assert "unknown columns ['months']" in result.stderr
     outside = run([mlp, "ingest"], tmp_path, env, check=False)
     assert outside.returncode == 2 and "no mlplatform project in" in outside.stderr
+
+    # fixed, and a second pipeline beside it: commands about one pipeline ask which
+    pipeline.write_text(pipeline.read_text().replace("inputs: [monthly_spend, months]",
+                                                     "inputs: [monthly_spend, tenure_months]"))
+    run([str(BIN / "dg"), "scaffold", "defs", "mlplatform.components.MLPipeline", "orders"], tmp_path / "shop", env)
+    assert "name: orders" in (pipeline.parent.parent / "orders" / "defs.yaml").read_text()
+    listed = run([mlp, "validate"], tmp_path / "shop", env).stdout.splitlines()
+    assert [line.split(":")[0] for line in listed] == ["churn", "orders"]
+    which = run([mlp, "ingest"], tmp_path / "shop", env, check=False)
+    assert which.returncode == 2 and "the project has 2 pipelines (churn, orders): name one" in which.stderr
+    (tmp_path / "shop" / "landing" / "orders").mkdir(exist_ok=True)
+    alone = run([mlp, "ingest", "--pipeline", "orders", "--no-train"], tmp_path / "shop", env)
+    assert alone.stdout.splitlines()[-1] == (
+        "orders: 0 ingested, 0 unchanged, 0 rejected, 0 refused; training not run (all good)")

@@ -2,6 +2,7 @@
 
 import hashlib
 import json
+import os
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -28,8 +29,10 @@ class TrackedModel:
     version: str
 
 
-def git_commit(root: Path = ROOT) -> str:
-    """The commit the code ran from, with '-dirty' when the work tree had changes ('unknown' outside git)."""
+def git_commit(root: Path | None = None) -> str:
+    """The commit the code ran from: the project's (MLPLATFORM_PROJECT, where its pipelines and functions are), else
+    the platform checkout's; with '-dirty' when the work tree had changes ('unknown' outside git)."""
+    root = root or Path(os.environ.get("MLPLATFORM_PROJECT", ROOT))
     try:
         head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True)
         dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
