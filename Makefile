@@ -46,4 +46,4 @@ lock: install  ## re-resolve requirements.lock from pyproject.toml
 	$(BIN)/uv pip compile pyproject.toml --extra test --extra lightgbm --python-version 3.11 -o requirements.lock
 
 clean:
-	rm -rf $(VENV) .mlplatform
+	rm -rf $(VENV) .mlplatform landing

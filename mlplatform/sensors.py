@@ -34,6 +34,7 @@ def landing_sensor(spec: Spec, job: AssetJob) -> dg.SensorDefinition:
         assert context.repository_def is not None  # the daemon evaluates sensors within their code location
         fresh = not freshness.reasons(context.instance, context.repository_def.asset_graph, registry)
         selection = [key(spec, n) for n in INGEST_ASSETS if not (fresh and n == "feature_registry")]
+        contract = context.repository_def.asset_graph.get(key(spec, "validated")).code_version
         assert parts.name is not None
         known = set(context.instance.get_dynamic_partitions(parts.name))
         requests, new_keys = [], []
@@ -57,6 +58,12 @@ def landing_sensor(spec: Spec, job: AssetJob) -> dg.SensorDefinition:
                 new_keys.append(partition)
             if previous and previous[2] == digest:
                 continue  # touched but identical content: nothing to rebuild
+            if previous is None and partition in known:  # new to this cursor: ingested by someone else already?
+                status = freshness.ingested(context.instance, spec.name, partition, digest, contract)
+                if status is not None:  # `mlplatform ingest` read this content (or rejected it): no second run
+                    if status == freshness.REJECTED:
+                        context.log.info(f"{path}: {status}")
+                    continue
             # The mtime keeps the key new when a file returns to an earlier content (A → B → A).
             requests.append(dg.RunRequest(partition_key=partition, run_key=f"{partition}:{digest}:{stat.st_mtime_ns}",
                                           asset_selection=selection,

@@ -4,6 +4,7 @@ import os
 
 import dagster as dg
 
+from mlplatform.lib.data.demo import credit_day
 from mlplatform.lib.data.landing import content_hash
 
 
@@ -103,3 +104,21 @@ def test_a_symbolic_link_is_never_a_partition_and_each_tick_says_why(platform, t
     result = tick(platform)
     assert [p for p, _ in requested(result)] == ["2026-01-01"]
     assert "keys.csv: refused: not a regular file: symbolic links" in capfd.readouterr().err  # the tick's log
+
+
+def test_files_ingested_outside_the_daemon_are_not_ingested_again_by_its_first_tick(platform):
+    """`mlplatform ingest` before `mlplatform dev`: the instance says what happened to each file, whoever ran it."""
+    from mlplatform.lib.data.demo import corrupt
+    from mlplatform.orchestration.freshness import REJECTED, UNCHANGED, ingested
+
+    good = platform.land("2026-01-01.csv", day=0)
+    bad = platform.land("2026-01-02.csv", corrupt(credit_day(1, 300), "out-of-range", share=0.2))
+    assert platform.ingest("2026-01-01").success and not platform.ingest("2026-01-02").success
+    assert ingested(platform.instance, "credit", "2026-01-01", content_hash(good)) == UNCHANGED
+    assert ingested(platform.instance, "credit", "2026-01-02", content_hash(bad)) == REJECTED
+    assert ingested(platform.instance, "credit", "2026-01-02", "another-content") is None
+    assert ingested(platform.instance, "credit", "2026-01-03", content_hash(good)) is None  # never read
+    first = tick(platform)  # the daemon starts: an empty cursor
+    assert requested(first) == [] and first.dynamic_partitions_requests == []
+    changed = platform.land("2026-01-02.csv", day=1)  # fixed: a new content is ingested, once
+    assert requested(tick(platform, first.cursor)) == [("2026-01-02", f"2026-01-02:{content_hash(changed)}")]

@@ -137,3 +137,39 @@ def unchanged(context: dg.AssetExecutionContext) -> bool:
         context.log.info(f"{context.asset_key.to_user_string()}{f' [{partition}]' if partition else ''} is fresh "
                          "(same code version, inputs with the same data versions): not rebuilt")
     return fresh
+
+
+UNCHANGED, REJECTED = "unchanged", "unchanged (rejected earlier: fix or remove the file)"
+_FINISHED_BADLY = (dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED)
+
+
+def _latest(instance: dg.DagsterInstance, asset_key: dg.AssetKey, partition: str) -> dg.EventLogRecord | None:
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=asset_key, asset_partitions=[partition]), limit=1).records
+    return records[0] if records else None
+
+
+def ingested(instance: dg.DagsterInstance, pipeline: str, partition: str, digest: str,
+             contract_version: str | None = None) -> str | None:
+    """What became of this exact file content in its partition, whoever ingested it (`mlplatform ingest`, the
+    landing sensor, a person in the UI): the instance is the one record of it. `UNCHANGED` when the run that read
+    it succeeded (or still runs), `REJECTED` when that run failed its contract check under the same contract
+    (`contract_version`: the code version of `validated` now); None when it is to be ingested: never read, read
+    with other content, the contract changed since, or the run failed for another reason (killed, a later step)."""
+    raw = _latest(instance, dg.AssetKey([pipeline, "raw"]), partition)
+    if raw is None or tags_of(raw).get(DATA_VERSION) != digest:
+        return None
+    run = instance.get_run_by_id(raw.run_id)
+    if run is None:
+        return None
+    if run.status not in _FINISHED_BADLY:
+        return UNCHANGED
+    validated = dg.AssetKey([pipeline, "validated"])
+    checks = [e.asset_check_evaluation for e in instance.all_logs(
+        raw.run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION)]
+    failed = any(c is not None and c.asset_key == validated and c.check_name == "bad_row_share" and not c.passed
+                 for c in checks)
+    record = _latest(instance, validated, partition)
+    same_contract = contract_version is None or (record is not None and record.run_id == raw.run_id
+                                                 and tags_of(record).get(CODE_VERSION) == contract_version)
+    return REJECTED if failed and same_contract else None

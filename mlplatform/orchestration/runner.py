@@ -10,6 +10,7 @@ from mlplatform import jobs
 from mlplatform.assets._shared import key
 from mlplatform.definitions import resources
 from mlplatform.lib.data.landing import content_hash
+from mlplatform.orchestration import freshness
 from mlplatform.partitions import file_partitions
 from mlplatform.project import Project
 from mlplatform.settings import Settings
@@ -107,22 +108,6 @@ def _latest_record(instance: dg.DagsterInstance, spec: Spec, asset: str, partiti
     return records[0] if records else None
 
 
-def _previous_status(instance: dg.DagsterInstance, spec: Spec, partition: str, digest: str,
-                     contract_version: str | None = None) -> str | None:
-    """'unchanged' when this exact content was ingested through to its labels, 'rejected' when it failed, else None
-    (ingest it): also when it was rejected under another contract (`contract_version`: the code version of
-    `validated` now), so a file refused by a spec that was then fixed is validated again."""
-    raw = _latest_record(instance, spec, "raw", partition)
-    if raw is None or raw.asset_materialization.tags.get("dagster/data_version") != digest:
-        return None
-    labels = _latest_record(instance, spec, "labels", partition)
-    if labels is not None and labels.run_id == raw.run_id:
-        return "unchanged"
-    validated = _latest_record(instance, spec, "validated", partition)
-    if (validated is not None and contract_version is not None
-            and validated.asset_materialization.tags.get("dagster/code_version") != contract_version):
-        return None
-    return "unchanged (rejected earlier: fix or remove the file)"
 
 
 def job_config(job: dg.JobDefinition, run_config: dict[str, Any] | None, log_level: str = "DEBUG") -> dict[str, Any]:
@@ -188,13 +173,14 @@ def ingest_and_train(defs: dg.Definitions, spec: Spec, settings: Settings, only:
     ingest = defs.resolve_job_def(jobs.job_name(spec.name, "ingest"))
     contract = defs.resolve_assets_def(key(spec, "validated")).code_versions_by_key[key(spec, "validated")]
     for partition, path in files.items():
-        status = None if force else _previous_status(instance, spec, partition, content_hash(path), contract)
+        status = None if force else freshness.ingested(instance, spec.name, partition, content_hash(path),
+                                                        contract)
         if status is None:
             result = ingest.execute_in_process(instance=instance, partition_key=partition, raise_on_error=False,
                                                run_config=job_config(ingest, run_config, log_level))
             status = _ingested(result, spec) if result.success else _failures(result)
             outcome.ok &= result.success
-        outcome.ok &= not status.startswith("unchanged (rejected")
+        outcome.ok &= status != freshness.REJECTED
         outcome.partitions[partition] = status
     if only:
         missing = sorted(set(only) - set(files))

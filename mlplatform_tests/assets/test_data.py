@@ -105,7 +105,7 @@ def test_a_file_rejected_under_one_contract_is_validated_again_once_the_contract
     import dataclasses
 
     from mlplatform.definitions import build_definitions
-    from mlplatform.orchestration.runner import _previous_status
+    from mlplatform.orchestration.freshness import REJECTED, ingested
     from mlplatform.specs import Numeric
 
     path = platform.land("old.csv", corrupt(credit_day(0, 200), "out-of-range", share=0.2))  # ages of 150
@@ -113,12 +113,11 @@ def test_a_file_rejected_under_one_contract_is_validated_again_once_the_contract
     spec, digest = platform.spec, content_hash(path)
     validated = dg.AssetKey([spec.name, "validated"])
     contract = platform.defs.resolve_assets_def(validated).code_versions_by_key[validated]
-    assert _previous_status(platform.instance, spec, "old", digest, contract) == (
-        "unchanged (rejected earlier: fix or remove the file)")
+    assert ingested(platform.instance, spec.name, "old", digest, contract) == REJECTED
     wider = dataclasses.replace(spec, numeric=tuple(Numeric("age", 18, 200, integer=True) if c.name == "age" else c
                                                     for c in spec.numeric))
     defs = build_definitions([wider], platform.settings)
-    assert _previous_status(platform.instance, wider, "old", digest,
-                            defs.resolve_assets_def(validated).code_versions_by_key[validated]) is None
+    assert ingested(platform.instance, wider.name, "old", digest,
+                    defs.resolve_assets_def(validated).code_versions_by_key[validated]) is None
     platform.defs = defs
     assert platform.ingest("old").success  # the same file, valid under the fixed contract
