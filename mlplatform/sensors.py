@@ -1,7 +1,9 @@
 """Sensors and schedules: the landing zone watcher per spec, the monitoring schedule, the retraining and rollback
 triggers, and the automation sensor for everything downstream."""
 
+import inspect
 import json
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, cast
@@ -19,11 +21,16 @@ from mlplatform.specs import Spec
 HISTORY = 1000  # newest materializations read per monitoring asset
 
 
+def _described(decorator: Callable[..., Any], **kwargs: Any) -> Callable[[Callable[..., Any]], Any]:
+    """`decorator(**kwargs)` with the function's docstring as the description the UI shows."""
+    return lambda fn: decorator(description=inspect.getdoc(fn), **kwargs)(fn)
+
+
 def landing_sensor(spec: Spec, job: AssetJob) -> dg.SensorDefinition:
     parts = file_partitions(spec)
 
-    @dg.sensor(name=f"{spec.name}_landing_sensor", job=job, minimum_interval_seconds=30,
-               default_status=dg.DefaultSensorStatus.RUNNING)
+    @_described(dg.sensor, name=f"{spec.name}_landing_sensor", job=job, minimum_interval_seconds=30,
+                default_status=dg.DefaultSensorStatus.RUNNING)
     def watch(context: dg.SensorEvaluationContext, landing: LandingZone) -> dg.SensorResult:
         """A new or changed landed file adds its partition and runs ingestion for that partition only."""
         from mlplatform.lib.data.landing import content_hash
@@ -77,7 +84,8 @@ def landing_sensor(spec: Spec, job: AssetJob) -> dg.SensorDefinition:
 def dead_run_sensor(lock: Path) -> dg.SensorDefinition:
     """`lock`: the home's run lock (Settings.run_lock)."""
 
-    @dg.sensor(name="dead_run_sensor", minimum_interval_seconds=60, default_status=dg.DefaultSensorStatus.RUNNING)
+    @_described(dg.sensor, name="dead_run_sensor", minimum_interval_seconds=60,
+                default_status=dg.DefaultSensorStatus.RUNNING)
     def dead_runs(context: dg.SensorEvaluationContext, mlflow: MlflowTracking) -> dg.SkipReason:
         """Marks failed the runs of this home whose process died (killed, out of memory, a restart): they held no
         lock; their MLflow runs are ended as killed, and they can be re-executed from failure."""
@@ -95,17 +103,22 @@ def dead_run_sensor(lock: Path) -> dg.SensorDefinition:
 
 def automation_sensor(interval: int) -> dg.AutomationConditionSensorDefinition:
     """Every asset's automation condition, evaluated each `interval` seconds (Settings.automation_interval)."""
-    return dg.AutomationConditionSensorDefinition("automation_sensor", target=dg.AssetSelection.all(),
-                                                  default_status=dg.DefaultSensorStatus.RUNNING,
-                                                  minimum_interval_seconds=interval)
+    return dg.AutomationConditionSensorDefinition(
+        "automation_sensor", target=dg.AssetSelection.all(), default_status=dg.DefaultSensorStatus.RUNNING,
+        minimum_interval_seconds=interval,
+        description="Asks for every downstream asset whose inputs' data versions or code version changed (the "
+                    "training chain after new labels, drift after a landed file), never behind a failed blocking "
+                    "check; a step that finds itself fresh skips.")
 
 
 def monitoring_schedule(spec: Spec, job: AssetJob) -> dg.ScheduleDefinition:
     """Each hour, today's traffic so far; in the first hour of a day, the whole of yesterday's as well."""
 
-    @dg.schedule(name=f"{spec.name}_monitoring_schedule", job=job, cron_schedule="5 * * * *", execution_timezone="UTC",
-                 default_status=dg.DefaultScheduleStatus.RUNNING)
+    @_described(dg.schedule, name=f"{spec.name}_monitoring_schedule", job=job, cron_schedule="5 * * * *",
+                execution_timezone="UTC", default_status=dg.DefaultScheduleStatus.RUNNING)
     def hourly(context: dg.ScheduleEvaluationContext) -> list[dg.RunRequest]:
+        """Each hour at :05 UTC, the monitoring job for today's traffic so far (predictions, live drift, live
+        performance); in the first hour of a day, for the whole of yesterday as well."""
         now = context.scheduled_execution_time
         days = [now.date()] + ([now.date() - timedelta(days=1)] if now.hour == 0 else [])
         return [dg.RunRequest(partition_key=str(day), run_key=f"{day}@{now:%Y-%m-%dT%H}",
@@ -158,8 +171,8 @@ def retrain_sensor(spec: Spec, job: AssetJob, retraining: str = "on_new_data",
                    ) -> dg.SensorDefinition:
     """`retraining="on_trigger"`: automation does not train, so this sensor also starts the first training."""
 
-    @dg.sensor(name=f"{spec.name}_retrain_sensor", job=job, minimum_interval_seconds=60,
-               default_status=dg.DefaultSensorStatus.RUNNING)
+    @_described(dg.sensor, name=f"{spec.name}_retrain_sensor", job=job, minimum_interval_seconds=60,
+                default_status=dg.DefaultSensorStatus.RUNNING)
     def retrain(context: dg.SensorEvaluationContext) -> dg.SensorResult:
         """Retrains (training set → model → gates → staging) when drift persists over
         `Monitoring.retrain_after_drifted_batches` batches or production's live performance is below its floor,
@@ -180,8 +193,8 @@ def retrain_sensor(spec: Spec, job: AssetJob, retraining: str = "on_new_data",
 
 
 def rollback_sensor(spec: Spec, job: dg.JobDefinition) -> dg.SensorDefinition:
-    @dg.sensor(name=f"{spec.name}_rollback_sensor", job=job, minimum_interval_seconds=60,
-               default_status=dg.DefaultSensorStatus.RUNNING)
+    @_described(dg.sensor, name=f"{spec.name}_rollback_sensor", job=job, minimum_interval_seconds=60,
+                default_status=dg.DefaultSensorStatus.RUNNING)
     def rollback(context: dg.SensorEvaluationContext, deployment: DeploymentTarget) -> dg.SensorResult:
         """Rolls production back when the champion promoted last does worse live than the one it replaced (its
         headline metric worse by more than `Monitoring.rollback_tolerance` (an error metric: or

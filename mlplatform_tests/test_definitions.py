@@ -45,6 +45,8 @@ def test_the_project_location_loads_with_documented_assets_groups_checks_jobs_an
     jobs = {j.name for j in defs.resolve_all_job_defs() if not j.name.startswith("__")}
     assert jobs == {f"credit_{kind}_job" for kind in ("ingest", "training", "promote", "monitoring", "rollback")}
     assert {s.name for s in defs.schedules} == {"credit_monitoring_schedule"}
+    # the UI says what each sensor and schedule does
+    assert all(len(s.description or "") > 40 for s in [*defs.sensors, *defs.schedules])
     assert {s.name for s in defs.sensors} == {"credit_landing_sensor", "credit_retrain_sensor",
                                               "credit_rollback_sensor", "automation_sensor", "dead_run_sensor"}
 

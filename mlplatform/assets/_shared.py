@@ -37,9 +37,10 @@ def table_schema(frame: DataFrame) -> dg.TableSchema:
     return dg.TableSchema(columns=[dg.TableColumn(str(c), str(t)) for c, t in frame.dtypes.items()])
 
 
-def table(frame: DataFrame, limit: int = 20) -> dg.TableMetadataValue:
-    """The first rows of a small frame as a UI table (values as text)."""
-    head = frame.head(limit).astype(str)
+def table(frame: DataFrame, limit: int = 20, missing: str = "—") -> dg.TableMetadataValue:
+    """The first rows of a small frame as a UI table (values as text; a missing value as `missing`, never "nan")."""
+    first = frame.head(limit)
+    head = first.astype(object).where(first.notna(), missing).astype(str)
     columns = [dg.TableColumn(str(c), "string") for c in head.columns]
     return dg.MetadataValue.table(records=[dg.TableRecord(r) for r in head.to_dict("records")],
                                   schema=dg.TableSchema(columns=columns))

@@ -99,17 +99,20 @@ def predictions_asset(spec: Spec, sources: Sources) -> dg.AssetsDefinition:
         """Every row the staging and production services scored on the day (UTC), with version and role."""
         from mlplatform.deploy.records import ENVIRONMENTS
         from mlplatform.lib.hashing import frame_version
-        from mlplatform.serving.predlog import day_frame
+        from mlplatform.serving.predlog import SMOKE, day_frame
 
         deployments = deployment.deployer().deployments
         folders = {env: deployments.predictions_dir(env) for env in ENVIRONMENTS}
-        frame = day_frame(folders, context.partition_key, spec)
+        logged = day_frame(folders, context.partition_key, spec)
+        smoke = logged["role"] == SMOKE  # the deployer's smoke tests are not traffic: not judged for drift, performance
+        frame = logged[~smoke].reset_index(drop=True)
         summary = (frame.groupby(["env", "model_version", "role"]).agg(requests=("request_id", "nunique"),
                                                                        rows=("request_id", "size"),
                                                                        mean_probability=("probability", "mean"))
                    .round(4).reset_index())
         return dg.Output(frame, data_version=dg.DataVersion(frame_version(frame)), metadata={
             "dagster/row_count": len(frame), "requests": int(frame["request_id"].nunique()),
+            "smoke_rows_left_out": int(smoke.sum()),
             "by_version": table(summary), "positive_rate": float(frame["label"].mean()) if len(frame) else 0.0})
 
     return predictions
@@ -192,7 +195,8 @@ def live_performance_asset(spec: Spec, sources: Sources) -> dg.AssetsDefinition:
         versions = live.by_version(predictions, joined, spec)
         metadata: dict = {"served_rows": len(predictions), "labelled_rows": len(joined),
                           "with_entity": int(predictions[spec.entity].notna().sum()),
-                          "by_version": table(versions.round(4)) if len(versions) else "no traffic"}
+                          "by_version": table(versions.round(4), missing="no labels yet") if len(versions)
+                          else "no traffic"}
         check = performance_check(spec, versions, metadata)
         yield dg.Output(versions, data_version=dg.DataVersion(frame_version(versions)), metadata=metadata)
         yield check

@@ -21,6 +21,7 @@ from mlplatform.deploy.deployer import Candidate, Deployer
 from mlplatform.deploy.packaging import bento_file
 from mlplatform.deploy.processes import alive, cmdline, free_port, tail, terminate
 from mlplatform.deploy.records import Backend, DeploymentError, Deployments, Record, now, who
+from mlplatform.serving.predlog import SMOKE, TRAFFIC_HEADER
 from mlplatform.serving.request import flat_outputs
 
 READY_TIMEOUT_S = 180
@@ -145,7 +146,7 @@ class EmbeddedDeployer(Deployer):
         if not path.exists():
             return [f"the Bento at {bento_path} has no smoke set ({path.name})"]
         smoke = json.loads(path.read_text())
-        headers = {"x-api-key": self.api_key(env)} | ({"x-entity-id": entity} if entity else {})
+        headers = {"x-api-key": self.api_key(env), TRAFFIC_HEADER: SMOKE} | ({"x-entity-id": entity} if entity else {})
         try:
             answer = httpx.post(f"{url}/predict", json={"rows": smoke["rows"]}, timeout=30, headers=headers)
         except httpx.HTTPError as exc:

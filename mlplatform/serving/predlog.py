@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 ROLE_HEADER = "x-mlplatform-role"  # set by the router: primary | candidate | shadow
+# Set by the deployer's smoke test: its requests are logged with the role `smoke`, never counted as traffic.
+TRAFFIC_HEADER, SMOKE = "x-mlplatform-traffic", "smoke"
 
 
 class PredictionLog:
@@ -65,11 +67,16 @@ class PredictionLog:
 
 
 def role_of(headers: list[tuple[bytes, bytes]]) -> str:
-    """Who answered as the router routed it (`direct` when the request did not come through a router)."""
+    """Who answered as the router routed it (`direct` when the request did not come through a router), or `smoke`
+    for the deployer's smoke test, whichever backend answered it."""
+    role = "direct"
     for key, value in headers:
-        if key.lower() == ROLE_HEADER.encode():
-            return value.decode(errors="replace")[:32]
-    return "direct"
+        name = key.lower()
+        if name == TRAFFIC_HEADER.encode() and value == SMOKE.encode():
+            return SMOKE
+        if name == ROLE_HEADER.encode():
+            role = value.decode(errors="replace")[:32]
+    return role
 
 
 def read_day(folder: Path, day: str) -> Iterator[dict[str, Any]]:

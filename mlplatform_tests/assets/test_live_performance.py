@@ -34,6 +34,8 @@ def test_served_rows_are_scored_per_version_once_their_labels_land_and_judged_ag
     check, metadata = materialize(platform)
     assert check.passed and check.description == "v1: 0 labelled rows, fewer than the minimum to judge"
     assert metadata["served_rows"] == 600 and metadata["labelled_rows"] == 0 and metadata["with_entity"] == 600
+    cells = [value for record in metadata["by_version"].records for value in record.data.values()]
+    assert "no labels yet" in cells and not any(c in ("nan", "None", "<NA>") for c in cells)  # what the UI shows
     first = dg.evaluate_automation_conditions(defs=platform.defs, instance=platform.instance)
     assert first.get_num_requested(KEYS[1]) == 0
 

@@ -6,7 +6,7 @@ import dagster as dg
 import pandas as pd
 import pytest
 
-from mlplatform.serving.predlog import PredictionLog
+from mlplatform.serving.predlog import PredictionLog, role_of
 from mlplatform_tests.conftest import ROW
 from mlplatform_tests.pipelines import CREDIT
 
@@ -22,6 +22,9 @@ def test_a_days_prediction_logs_become_one_row_per_scored_row_with_version_and_r
     production.append_raw(b'{"rows": [%s]}' % pd.Series(ROW).to_json().encode(),
                           b'{"request_id": "%s", "model": "credit_model", "model_version": "1", '
                           b'"probabilities": [0.2], "labels": [0]}' % (b"c" * 32), role="candidate")
+    # the deployer's smoke test, through the router to the primary: logged, but not traffic
+    smoke_role = role_of([(b"x-mlplatform-role", b"primary"), (b"x-mlplatform-traffic", b"smoke")])
+    production.append("d" * 32, [ROW, ROW], {"probabilities": [0.2, 0.2], "labels": [0, 0]}, role=smoke_role)
     day = time.strftime("%Y-%m-%d", time.gmtime())
     key = dg.AssetKey(["credit", "predictions"])
     result = dg.materialize([platform.defs.resolve_assets_def(key)], instance=platform.instance, partition_key=day)
@@ -35,6 +38,7 @@ def test_a_days_prediction_logs_become_one_row_per_scored_row_with_version_and_r
     assert sorted(frame[frame["env"] == "production"]["role"]) == ["candidate", "primary"]
     meta = result.asset_materializations_for_node("credit__predictions")[0].metadata
     assert meta["requests"].value == 3 and meta["dagster/row_count"].value == 4
+    assert smoke_role == "smoke" and meta["smoke_rows_left_out"].value == 2
     other_day = "2026-01-02" if day != "2026-01-02" else "2026-01-03"  # a day nothing was logged on
     empty = dg.materialize([platform.defs.resolve_assets_def(key)], instance=platform.instance,
                            partition_key=other_day)

@@ -275,6 +275,8 @@ def test_every_answered_prediction_is_in_the_log_even_after_the_server_is_killed
     day = datetime.now(UTC).strftime("%Y-%m-%d")
     logged = {e["request_id"]: e for e in read_day(folder, day)}
     assert set(answered) <= set(logged)
+    # the deploy's smoke test (direct to the backend, then through the router) is logged as smoke, not traffic
+    assert {e["role"] for e in logged.values() if e["rows"] == ROWS[:16]} == {"smoke"}  # the smoke set's rows
     for request_id, probabilities in answered.items():
         entry = logged[request_id]
         assert (entry["role"], entry["model_version"], entry["rows"], entry["probabilities"]) == (

@@ -96,6 +96,20 @@ def drift_streak(batches: Sequence[Batch], policy: Monitoring) -> list[Batch] | 
     return streak if all(RANK[b.severity] >= floor for b in streak) else None
 
 
+def _progress(kind: str, batches: Sequence[Batch], policy: Monitoring) -> str:
+    """How far a kind of drift is from retraining: the newest judged batches in a row that drifted at the
+    retraining severity against the newest one's reference, of the number it takes."""
+    judged = [b for b in batches if b.severity in RANK]
+    floor, run = RANK[policy.retrain_on_severity], []
+    for b in judged:
+        if RANK[b.severity] < floor or b.reference != judged[0].reference:
+            break
+        run.append(b.partition)
+    where = f" ({', '.join(reversed(run))})" if run else ""
+    return (f"{kind} drift: {len(run)} of {policy.retrain_after_drifted_batches} judged batches in a row at "
+            f"{policy.retrain_on_severity} or worse{where}")
+
+
 def retrain(data: Sequence[Batch], live: Sequence[Batch], days: Sequence[Day], policy: Monitoring,
             unseen_labels: Sequence[str], trained_on: str, first_training: bool = False,
             trained_at: int = 0) -> Decision | str:
@@ -130,7 +144,10 @@ def retrain(data: Sequence[Batch], live: Sequence[Batch], days: Sequence[Day], p
         reasons.append(f"live performance on {judged[0].partition}: {judged[0].summary}")
         evidence["performance"] = judged[0].partition
     if not reasons:
-        return "no persistent drift and no live performance below its floor since the last training"
+        performance = (f"live performance on {judged[0].partition}: within the gates" if judged
+                       else "live performance: no judged day")
+        return ("no persistent drift and no live performance below its floor since the last training ("
+                f"{_progress('data', data, policy)}; {_progress('live', live, policy)}; {performance})")
     if not unseen_labels:
         return f"{'; '.join(reasons)}; but every landed label is in the current training set (nothing new to learn)"
     key = ";".join(f"{k}={v if isinstance(v, str) else ','.join(v)}" for k, v in sorted(evidence.items()))

@@ -29,8 +29,12 @@ def test_drift_retrains_only_when_it_persists_against_one_reference_and_there_is
     for batches in ([batch("d6", "error"), batch("d5", "warn"), batch("d3", "error")],
                     [batch("d6", "error"), batch("d5", "error"), batch("d3", "error", reference="ref0")],
                     streak[:2]):
-        assert triggers.retrain(batches, [], [], POLICY, ["d6"], "tsv1") == (
-            "no persistent drift and no live performance below its floor since the last training")
+        assert triggers.retrain(batches, [], [], POLICY, ["d6"], "tsv1").startswith(
+            "no persistent drift and no live performance below its floor since the last training (data drift: ")
+    # the sensor's tick says how far each trigger is
+    assert triggers.retrain(streak[:2], [], [], POLICY, ["d6"], "tsv1").endswith(
+        "(data drift: 2 of 3 judged batches in a row at error or worse (d5, d6); live drift: 0 of 3 judged batches "
+        "in a row at error or worse; live performance: no judged day)")
     # retraining on trigger only: the first model is trained by the sensor too, once labels have landed
     first = triggers.retrain([], [], [], POLICY, ["d1", "d2"], triggers.NEVER_TRAINED, first_training=True)
     assert (first.trigger, first.reason) == ("first_training", "no model yet: first training on 2 landed partitions")
@@ -121,8 +125,8 @@ def test_the_retrain_sensor_starts_the_training_job_with_the_reason_when_landed_
         def tick():  # noqa: ANN202
             return sensor.evaluate_tick(dg.build_sensor_context(instance=instance, definitions=platform.defs))
 
-        assert tick().skip_message == ("no persistent drift and no live performance below its floor since the "
-                                       "last training")
+        assert tick().skip_message.startswith("no persistent drift and no live performance below its floor since "
+                                              "the last training (data drift: 0 of 3 judged batches")
         data_drift = platform.defs.resolve_assets_def(dg.AssetKey(["credit", "data_drift"]))
         validated = platform.defs.resolve_assets_def(dg.AssetKey(["credit", "validated"])).to_source_assets()
         for d in range(3, 6):  # three landed files from the shifted population, each judged on arrival
