@@ -132,6 +132,9 @@ def test_a_project_of_ones_own_from_init_to_a_served_prediction(tmp_path, instal
 
         # Dagster's and dg's own tools find the project's code location
         run([python, "-m", "dagster", "definitions", "validate", "-m", "winery.definitions"], root, env)
+        home = {**env, "DAGSTER_HOME": str(root / ".mlplatform" / "dagster")}  # as the project's README says
+        run([python, "-m", "dagster", "job", "execute", "-m", "winery.definitions", "-j", "wine_ingest_job",
+             "--tags", json.dumps({"dagster/partition": "2025-03-01"})], root, home)
         listed = json.loads(run([python, "-c", DG, "list", "defs", "--json"], root, env).stdout)
         assert {"wine_ingest_job", "wine_training_job"} <= {j["name"] for j in listed["jobs"]}
         assert "mlplatform.components.MLPipeline" in run([python, "-c", DG, "list", "components"], root, env).stdout
