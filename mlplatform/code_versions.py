@@ -67,20 +67,39 @@ def reference_problem(reference: str) -> str | None:
             return f"{reference!r}: no module {'.'.join(parts[:depth])!r}"
     if origin is None or not origin.endswith(".py"):
         return None
-    tree = ast.parse(Path(origin).read_text())
-    defined = {"__getattr__"} & {n.name for n in tree.body if isinstance(n, ast.FunctionDef)}
-    if defined:
-        return None
+    names = _module_names(ast.parse(Path(origin).read_text()))
+    if names is None:
+        return None  # `from x import *` or a module `__getattr__`: its names are not all in its source
+    return None if name in names else f"{reference!r}: {module} has no class or function {name!r}"
+
+
+def _module_names(tree: ast.Module) -> set[str] | None:
+    """The names a module defines at its top level (also inside top-level if/try/with blocks), or None when they
+    cannot be known from the source alone (a star import, a module `__getattr__`)."""
     names: set[str] = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+    statements = list(tree.body)
+    while statements:
+        node = statements.pop()
+        if isinstance(node, ast.If | ast.Try | ast.With):
+            statements += [*node.body, *getattr(node, "orelse", []), *getattr(node, "finalbody", []),
+                           *(h for handler in getattr(node, "handlers", []) for h in handler.body)]
+        elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            if node.name == "__getattr__":
+                return None
             names.add(node.name)
         elif isinstance(node, ast.ImportFrom | ast.Import):
+            if any(a.name == "*" for a in node.names):
+                return None
             names |= {(a.asname or a.name).split(".")[0] for a in node.names}
-        elif isinstance(node, ast.Assign | ast.AnnAssign):
+        elif isinstance(node, ast.Assign | ast.AnnAssign | ast.AugAssign):
             targets = node.targets if isinstance(node, ast.Assign) else [node.target]
-            names |= {t.id for t in targets if isinstance(t, ast.Name)}
-    return None if name in names else f"{reference!r}: {module} has no class or function {name!r}"
+            for target in targets:
+                for leaf in ast.walk(target):
+                    if isinstance(leaf, ast.Name):
+                        if leaf.id == "__getattr__":
+                            return None
+                        names.add(leaf.id)
+    return names
 
 
 @dataclass(frozen=True)

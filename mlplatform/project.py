@@ -66,7 +66,9 @@ class Project:
             if (folder / "pyproject.toml").is_file():
                 try:
                     return cls.at(folder)
-                except ProjectError:
+                except ProjectError as err:
+                    if "not valid TOML" in str(err):
+                        raise  # a project with a typo in its pyproject, not "no project here"
                     continue
         raise ProjectError(f"no mlplatform project in {here} or above: run from inside one, give --project PATH, "
                            "or make one with `mlplatform init PATH`")

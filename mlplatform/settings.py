@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 # Where the `mlplatform` package sits: the checkout (with bentos/, feature_repo/ and the lock file next to it), or
 # the site-packages folder of an installed platform.
@@ -182,10 +183,21 @@ def requirements(root: Path = PROJECT) -> str:
     lock = root / "requirements.lock"
     if lock.is_file():
         return lock.read_text()
+    import json
     from importlib.metadata import distributions
 
-    pins = {f"{d.metadata['Name'].lower()}=={d.version}" for d in distributions()
-            if d.metadata["Name"] and d.metadata["Name"].lower() != "mlplatform"}
+    project = Path(os.environ["MLPLATFORM_PROJECT"]).resolve() if os.environ.get("MLPLATFORM_PROJECT") else None
+
+    def pinnable(dist: Any) -> bool:
+        """An index can install it: not the platform or the user's project (their code travels in the Bento),
+        not an editable install (a folder on this machine)."""
+        name = (dist.metadata["Name"] or "").lower()
+        direct = json.loads(dist.read_text("direct_url.json") or "{}")
+        where = Path(str(dist.locate_file(""))).resolve()
+        return bool(name) and name != "mlplatform" and not direct.get("dir_info", {}).get("editable") and not (
+            project is not None and where.is_relative_to(project))
+
+    pins = {f"{d.metadata['Name'].lower()}=={d.version}" for d in distributions() if pinnable(d)}
     return "".join(f"{pin}\n" for pin in sorted(pins))
 
 

@@ -88,3 +88,33 @@ def test_the_bento_ships_every_platform_module_serving_imports_and_nothing_of_da
                    for p in staged)
     sources = [(context / p).read_text() for p in staged]
     assert not any("import dagster" in s for s in sources)
+
+
+def test_a_reference_is_checked_in_its_source_without_importing_it():
+
+    from mlplatform.code_versions import reference_problem
+
+    for found in ("sklearn.ensemble.HistGradientBoostingClassifier", "sklearn.linear_model.LogisticRegression",
+                  "scipy.stats:ks_2samp", "numpy.linalg.norm", "pandas.api.types.is_numeric_dtype",
+                  "mlplatform_tests.datasets:cancer_features"):
+        assert reference_problem(found) is None, found
+    assert "has no class or function 'RandomForestClasifier'" in str(
+        reference_problem("sklearn.ensemble.RandomForestClasifier"))
+    assert "no module 'sklearn.ensembl'" in str(reference_problem("sklearn.ensembl.RandomForestClassifier"))
+    assert "no module 'sklearn.linear_model.LogisticRegression'" in str(  # a method is not a class or function
+        reference_problem("sklearn.linear_model.LogisticRegression.predict"))
+
+
+def test_an_installed_platform_pins_what_an_index_installs_not_the_users_project(tmp_path, monkeypatch):
+    from mlplatform.settings import requirements
+
+    site = tmp_path / "site"
+    (site / "user_project-0.1.0.dist-info").mkdir(parents=True)
+    (site / "user_project-0.1.0.dist-info" / "METADATA").write_text("Name: user-project\nVersion: 0.1.0\n")
+    monkeypatch.syspath_prepend(str(site))
+    no_lock = tmp_path / "installed"  # no requirements.lock next to the package: the installed distributions
+    assert "user-project==0.1.0" in requirements(no_lock).splitlines()
+    monkeypatch.setenv("MLPLATFORM_PROJECT", str(site))  # the same folder as the user's project: not pinned
+    pins = requirements(no_lock).splitlines()
+    assert "user-project==0.1.0" not in pins and "scikit-learn==1.9.1" in pins
+    assert not any(p.startswith("mlplatform==") for p in pins)

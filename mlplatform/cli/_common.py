@@ -32,6 +32,7 @@ _state: dict[str, Project | ProjectError | bool] = {}
 
 @app.callback()
 def main(
+    ctx: typer.Context,
     project: Annotated[Path | None, typer.Option(
         envvar="MLPLATFORM_PROJECT", file_okay=False,
         help="The project folder (default: the one around the working directory).")] = None,
@@ -39,6 +40,8 @@ def main(
 ) -> None:
     """Find the project before any command reads its settings (its home is `<project>/.mlplatform`)."""
     _state["verbose"] = verbose
+    if ctx.invoked_subcommand == "init":  # makes a project: needs none (a stale MLPLATFORM_PROJECT does not matter)
+        return
     if not verbose:  # Dagster's notes on its own beta APIs are not the user's business (matched without importing it)
         warnings.filterwarnings("ignore", message=r".* is currently in beta")
     try:
@@ -133,7 +136,7 @@ def check_env(env: str) -> str:
 
 
 def fail(err: Exception) -> NoReturn:
-    typer.echo(f"error: {err}", err=True)
+    typer.echo(f"error: {err}", file=sys.__stderr__)  # not sys.stderr: inside quiet() that is a hidden buffer
     raise typer.Exit(1)
 
 
@@ -149,5 +152,5 @@ def fail_usage(err: Exception) -> NoReturn:
         cause = cause.__cause__ or cause.__context__
     # a message another one repeats (a spec's check inside the message naming its file and line) is said once
     kept = [m for m in messages if not any(m != other and m in other for other in messages)]
-    typer.echo("error: " + "\n".join(reversed(kept)), err=True)
+    typer.echo("error: " + "\n".join(reversed(kept)), file=sys.__stderr__)
     raise typer.Exit(2)

@@ -1,14 +1,29 @@
 """Commands for data: demo data into the landing zone, ingestion (then training), the demo."""
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from mlplatform.cli._common import PIPELINE_HELP, app, definitions, quiet, spec_named
 from mlplatform.settings import get_settings
 
+if TYPE_CHECKING:
+    from mlplatform.specs import Spec
+
 DEMO_PIPELINE = "credit"  # the demo data is the credit-default dataset of the checkout's demo project
+
+
+def demo_spec() -> "Spec":
+    """The project's `credit` pipeline: the demo data fits no other."""
+    from mlplatform.cli._common import fail_usage
+    from mlplatform.project import specs
+
+    found = next((s for s in specs(definitions()) if s.name == DEMO_PIPELINE), None)
+    if found is None:
+        fail_usage(ValueError(f"the demo data is the credit-default dataset of the checkout's demo project: this "
+                              f"project has no `{DEMO_PIPELINE}` pipeline (land your own files instead)"))
+    return found
 
 
 @app.command("demo-data")
@@ -34,7 +49,7 @@ def demo_data(
         raise typer.BadParameter(f"--format {file_format!r}: expected csv or parquet")
     if corrupt is not None and corrupt not in CORRUPTIONS:
         raise typer.BadParameter(f"--corrupt {corrupt!r}: expected one of {', '.join(CORRUPTIONS)}")
-    spec = spec_named(DEMO_PIPELINE)
+    spec = demo_spec()
     folder = get_settings().landing_root / (spec.landing or spec.name)
     paths = write_demo_data(folder, days, rows_per_day, seed, drift_from, corrupt, file_format)
     typer.echo(f"wrote {len(paths)} files to {folder}")
@@ -86,7 +101,7 @@ def demo(
     from mlplatform.orchestration import runner
 
     with quiet() as log_level:
-        outcome = runner.ingest_and_train(definitions(), spec_named(DEMO_PIPELINE), settings, None, True,
+        outcome = runner.ingest_and_train(definitions(), demo_spec(), settings, None, True,
                                           log_level=log_level)
     typer.echo(outcome.report())
     typer.echo(f"\nAll state is under {settings.home}. Next:\n"

@@ -261,7 +261,7 @@ _FIELDS = (("derived feature", "features.derived"), ("features_function", "featu
            ("estimator", "training.estimator"), ("positive", "data.label.positive"),
            ("classes", "data.label.classes"), ("gate", "gates"), ("column names used twice", "data.columns"),
            ("spec name", "name"), ("task '", "task"), ("promotion", "promotion"), ("retraining", "retraining"),
-           ("rollback_metric", "monitoring.rollback_metric"), ("drift", "monitoring"))
+           ("rollback_metric", "monitoring.rollback_metric"), ("drift", "monitoring"), ("metric '", "metrics"))
 
 
 def _field_of(message: str, pipeline: MLPipeline) -> str:

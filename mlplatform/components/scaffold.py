@@ -1,7 +1,9 @@
 """Starting files: a pipeline's `defs.yaml` (`dg scaffold defs mlplatform.components.MLPipeline <name>`, and the
 example of a new project) and a whole user project (`mlplatform init PATH`)."""
 
+import importlib.util
 import re
+import sys
 import textwrap
 from pathlib import Path
 
@@ -76,10 +78,14 @@ def init_project(root: Path, pipeline: str = "churn") -> list[Path]:
     if root.exists() and any(root.iterdir()):
         raise ProjectExists(f"{root} is not empty: `mlplatform init` makes a new project in a new or empty folder")
     package, pipeline = _identifier(root.name), _identifier(pipeline)
+    if package in sys.stdlib_module_names or importlib.util.find_spec(package) is not None:
+        raise ProjectExists(f"{root.name}: its package would be `{package}`, which is already a module of Python or "
+                            "an installed library; choose another folder name")
+    name = re.sub(r"[^A-Za-z0-9._-]+", "-", root.name).strip("-._") or package
     files = {
         "pyproject.toml": f"""\
             [project]
-            name = "{root.name}"
+            name = "{name}"
             version = "0.1.0"
             requires-python = ">=3.11,<3.12"
             dependencies = ["mlplatform"]
@@ -130,12 +136,13 @@ def init_project(root: Path, pipeline: str = "churn") -> list[Path]:
             ```
 
             All state (Dagster, MLflow, Feast, Bentos, quarantine) is under `.mlplatform/`. Dagster's own commands
-            use it once `DAGSTER_HOME` points there (`mlplatform` sets it itself):
+            use it when `DAGSTER_HOME` points there (`mlplatform` sets it itself; set it per command, not with
+            `export`, so that another project's commands do not write here):
 
             ```bash
-            export DAGSTER_HOME=$PWD/.mlplatform/dagster
-            dagster definitions validate -m {package}.definitions
-            dagster job execute -m {package}.definitions -j {pipeline}_training_job
+            DAGSTER_HOME=$PWD/.mlplatform/dagster dagster definitions validate -m {package}.definitions
+            DAGSTER_HOME=$PWD/.mlplatform/dagster dagster job execute -m {package}.definitions \\
+                -j {pipeline}_training_job
             ```
 
             A second pipeline: `dg scaffold defs mlplatform.components.MLPipeline <name>`, or copy a folder of

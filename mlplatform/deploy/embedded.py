@@ -21,7 +21,7 @@ from mlplatform.deploy.deployer import Candidate, Deployer
 from mlplatform.deploy.packaging import bento_file
 from mlplatform.deploy.processes import alive, cmdline, free_port, tail, terminate
 from mlplatform.deploy.records import Backend, DeploymentError, Deployments, Record, now, who
-from mlplatform.serving.predlog import SMOKE, TRAFFIC_HEADER
+from mlplatform.serving.predlog import TRAFFIC_HEADER, smoke_marker
 from mlplatform.serving.request import flat_outputs
 
 READY_TIMEOUT_S = 180
@@ -54,12 +54,14 @@ class EmbeddedDeployer(Deployer):
         port = free_port()
         log = self.deployments.env_dir(env) / "logs" / f"{candidate.bento_tag.replace(':', '-')}-{port}.log"
         keys = self.deployments.api_keys_file(env)
-        # `python -m bentoml`: the interpreter running the platform, wherever its scripts are installed
-        proc = self._spawn([sys.executable, "-m", "bentoml", "serve", candidate.bento_path, "--host", "127.0.0.1",
+        # `python -P -m bentoml`: the interpreter running the platform, wherever its scripts are installed, without
+        # the working directory on its path (the Bento serves what it carries, not what lies around)
+        proc = self._spawn([sys.executable, "-P", "-m", "bentoml", "serve", candidate.bento_path, "--host", "127.0.0.1",
                             "--port", str(port)], log,
                            {**self.backend_env, "BENTOML_HOME": str(self.bentoml_home), "BENTOML_DO_NOT_TRACK": "True",
                             "MLPLATFORM_ENV": env, "MLPLATFORM_AUTH": "on", "MLPLATFORM_API_KEYS_FILE": str(keys),
                             "MLPLATFORM_PREDICTION_LOG_DIR": str(self.deployments.predictions_dir(env)),
+                            "MLPLATFORM_SMOKE_TOKEN": self.deployments.smoke_token(env),
                             "MLPLATFORM_API_KEYS": ""})
         backend = Backend(bento_tag=candidate.bento_tag, bento_path=candidate.bento_path, model=candidate.model,
                           model_version=candidate.model_version, port=port, pid=proc.pid, lineage=candidate.lineage)
@@ -146,7 +148,8 @@ class EmbeddedDeployer(Deployer):
         if not path.exists():
             return [f"the Bento at {bento_path} has no smoke set ({path.name})"]
         smoke = json.loads(path.read_text())
-        headers = {"x-api-key": self.api_key(env), TRAFFIC_HEADER: SMOKE} | ({"x-entity-id": entity} if entity else {})
+        headers = {"x-api-key": self.api_key(env), TRAFFIC_HEADER: smoke_marker(self.deployments.smoke_token(env))}
+        headers |= {"x-entity-id": entity} if entity else {}
         try:
             answer = httpx.post(f"{url}/predict", json={"rows": smoke["rows"]}, timeout=30, headers=headers)
         except httpx.HTTPError as exc:

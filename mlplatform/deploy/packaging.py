@@ -95,17 +95,19 @@ def user_modules(spec: Spec) -> list[str]:
 
 
 def _module_files(module: str) -> list[tuple[Path, Path]]:
-    """(source, path inside the context) of a module and of its parent packages' `__init__.py`."""
+    """(source, path inside the context) of every Python file of the module's top-level package: the module, the
+    helpers it imports and the classes a pickled pipeline refers to all travel (a lone top-level module: itself)."""
     import importlib.util
 
-    parts, out = module.split("."), []
-    for depth in range(1, len(parts) + 1):
-        found = importlib.util.find_spec(".".join(parts[:depth]))
-        if found is None or not found.origin or not found.origin.endswith(".py"):
-            continue
-        name = "__init__.py" if found.submodule_search_locations else f"{parts[depth - 1]}.py"
-        out.append((Path(found.origin), Path(*parts[:depth - 1 if name != "__init__.py" else depth], name)))
-    return out
+    top = module.split(".")[0]
+    found = importlib.util.find_spec(top)
+    if found is None or not found.origin:
+        return []
+    if not found.submodule_search_locations:
+        return [(Path(found.origin), Path(f"{top}.py"))] if found.origin.endswith(".py") else []
+    folder = Path(found.origin).parent
+    return [(f, Path(top) / f.relative_to(folder)) for f in sorted(folder.rglob("*.py"))
+            if "__pycache__" not in f.parts]
 
 
 def stage_context(target: Path, service_dir: Path = SERVICE_DIR, root: Path = ROOT,

@@ -165,6 +165,17 @@ class Deployments:
                 out.write(f"# API keys of {env}, one per line (header x-api-key)\n{secrets.token_urlsafe(24)}\n")
         return path
 
+    def smoke_token(self, env: str) -> str:
+        """The environment's smoke token (mode 0600, made the first time): the deployer's smoke requests carry it,
+        the backends know it, clients do not, so no client can pass its traffic off as a smoke test."""
+        path = self.env_dir(env) / "smoke-token"
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as out:
+                out.write(secrets.token_urlsafe(24))
+        return path.read_text().strip()
+
     # --- audit ---------------------------------------------------------------------------------------------
     @property
     def audit_path(self) -> Path:

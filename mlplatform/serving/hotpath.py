@@ -114,7 +114,8 @@ class HotPath:
         except Unscorable as exc:
             return await send_json(send, 422, {"error": str(exc)})
         answer = prediction.model_dump_json().encode()
-        self.target.log.append_raw(body, answer, role_of(scope.get("headers", [])))  # before the answer leaves
+        log = self.target.log  # before the answer leaves
+        log.append_raw(body, answer, role_of(scope.get("headers", []), log.smoke_token))
         await send_json(send, 200, answer)
 
 

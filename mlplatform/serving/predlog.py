@@ -7,6 +7,7 @@ concurrent servers never interleave. `read_day(dir, day)` reads every line of a 
 line of a file (a write the kill interrupted, whose answer was never sent).
 """
 
+import hmac
 import json
 import os
 import time
@@ -15,16 +16,17 @@ from pathlib import Path
 from typing import Any
 
 ROLE_HEADER = "x-mlplatform-role"  # set by the router: primary | candidate | shadow
-# Set by the deployer's smoke test: its requests are logged with the role `smoke`, never counted as traffic.
+# Set by the deployer's smoke test to `smoke:<the environment's smoke token>`: its requests are logged with the role
+# `smoke`, never counted as traffic. Without the token (a client's header) the request is traffic like any other.
 TRAFFIC_HEADER, SMOKE = "x-mlplatform-traffic", "smoke"
 
 
 class PredictionLog:
     """Appends the answered requests of one serving process; without a folder it writes nothing."""
 
-    def __init__(self, folder: str | Path | None, model: str, version: str) -> None:
+    def __init__(self, folder: str | Path | None, model: str, version: str, smoke_token: str = "") -> None:
         self.folder = Path(folder) if folder else None
-        self.model, self.version = model, version
+        self.model, self.version, self.smoke_token = model, version, smoke_token
         self.day = ""
         self.fd: int | None = None
 
@@ -66,13 +68,19 @@ class PredictionLog:
         os.write(self._file(now), line)
 
 
-def role_of(headers: list[tuple[bytes, bytes]]) -> str:
+def smoke_marker(token: str) -> str:
+    """The traffic header's value on the deployer's smoke requests."""
+    return f"{SMOKE}:{token}"
+
+
+def role_of(headers: list[tuple[bytes, bytes]], smoke_token: str = "") -> str:
     """Who answered as the router routed it (`direct` when the request did not come through a router), or `smoke`
-    for the deployer's smoke test, whichever backend answered it."""
+    for the deployer's smoke test (its marker with this backend's token), whichever backend answered it."""
     role = "direct"
+    marker = smoke_marker(smoke_token).encode() if smoke_token else None
     for key, value in headers:
         name = key.lower()
-        if name == TRAFFIC_HEADER.encode() and value == SMOKE.encode():
+        if marker is not None and name == TRAFFIC_HEADER.encode() and hmac.compare_digest(value, marker):
             return SMOKE
         if name == ROLE_HEADER.encode():
             role = value.decode(errors="replace")[:32]

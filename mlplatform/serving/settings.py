@@ -11,6 +11,7 @@
 | MLPLATFORM_ACCESS_LOG, MLPLATFORM_TRACING | off | BentoML's access log line and trace span per request |
 | MLPLATFORM_BENTOML_BATCHING | off | the `/predict_batched` API (BentoML's adaptive batching; for benchmarks) |
 | MLPLATFORM_PREDICTION_LOG_DIR | none | where answered requests are logged (the deployer sets it) |
+| MLPLATFORM_SMOKE_TOKEN | none | the secret the deployer's smoke requests carry (logged as role `smoke`, not traffic) |
 | MLPLATFORM_FEAST_DIR, MLPLATFORM_FEAST_ONLINE_STORE | none, sqlite | the online store `predict_entity` reads |
 | MLPLATFORM_REDIS | 127.0.0.1:6379 | that store's Redis server (online store `redis`) |
 
@@ -72,6 +73,7 @@ class ServingSettings:
     tracing: bool
     bentoml_batching: bool
     prediction_log_dir: str | None
+    smoke_token: str
     feast_dir: str | None
     feast_online_store: str
     redis: str
@@ -90,6 +92,7 @@ class ServingSettings:
                    tracing=switch("tracing", env, environ, default=False),
                    bentoml_batching=switch("bentoml_batching", env, environ, default=False),
                    prediction_log_dir=environ.get("MLPLATFORM_PREDICTION_LOG_DIR") or None,
+                   smoke_token=environ.get("MLPLATFORM_SMOKE_TOKEN", ""),
                    feast_dir=environ.get("MLPLATFORM_FEAST_DIR") or None,
                    feast_online_store=environ.get("MLPLATFORM_FEAST_ONLINE_STORE", "sqlite"),
                    redis=environ.get("MLPLATFORM_REDIS", "127.0.0.1:6379"))

@@ -23,7 +23,11 @@ def test_a_days_prediction_logs_become_one_row_per_scored_row_with_version_and_r
                           b'{"request_id": "%s", "model": "credit_model", "model_version": "1", '
                           b'"probabilities": [0.2], "labels": [0]}' % (b"c" * 32), role="candidate")
     # the deployer's smoke test, through the router to the primary: logged, but not traffic
-    smoke_role = role_of([(b"x-mlplatform-role", b"primary"), (b"x-mlplatform-traffic", b"smoke")])
+    smoke_role = role_of([(b"x-mlplatform-role", b"primary"), (b"x-mlplatform-traffic", b"smoke:s3cret")], "s3cret")
+    # a client's header without the environment's smoke token is traffic like any other
+    assert role_of([(b"x-mlplatform-role", b"primary"), (b"x-mlplatform-traffic", b"smoke")], "s3cret") == "primary"
+    assert role_of([(b"x-mlplatform-traffic", b"smoke:guess")], "s3cret") == "direct"
+    assert role_of([(b"x-mlplatform-traffic", b"smoke:")], "") == "direct"  # a backend without a token
     production.append("d" * 32, [ROW, ROW], {"probabilities": [0.2, 0.2], "labels": [0, 0]}, role=smoke_role)
     day = time.strftime("%Y-%m-%d", time.gmtime())
     key = dg.AssetKey(["credit", "predictions"])

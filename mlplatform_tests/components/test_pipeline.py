@@ -148,3 +148,13 @@ def test_a_bad_field_is_refused_by_the_components_schema_naming_the_file(tmp_pat
     package = project(tmp_path, CREDIT_YAML.replace(*change), monkeypatch)
     text = error_of(package)
     assert re.search(rf"\.{field} at \S+/defs/credit/defs\.yaml:\d+", text), text  # the field, where it is
+
+
+def test_init_refuses_a_package_name_that_would_shadow_a_module(tmp_path):
+    from mlplatform.components.scaffold import ProjectExists, init_project
+
+    with pytest.raises(ProjectExists, match="its package would be `platform`, which is already a module"):
+        init_project(tmp_path / "platform")
+    made = init_project(tmp_path / "My Shop")
+    assert 'name = "My-Shop"' in (tmp_path / "My Shop" / "pyproject.toml").read_text()
+    assert (tmp_path / "My Shop" / "my_shop" / "defs" / "churn" / "defs.yaml") in made

@@ -161,7 +161,7 @@ def test_a_mistake_in_a_projects_yaml_is_a_usage_error_naming_file_line_and_fiel
     pipeline = tmp_path / "shop" / "shop" / "defs" / "churn" / "defs.yaml"
     pipeline.write_text(pipeline.read_text().replace("inputs: [monthly_spend, tenure_months]",
                                                      "inputs: [monthly_spend, months]"))
-    for command in (["validate"], ["ingest"], ["--project", str(tmp_path / "shop"), "plan"]):
+    for command in (["validate"], ["ingest"], ["loop"], ["--project", str(tmp_path / "shop"), "plan"]):
         result = run([mlp, *command], tmp_path / "shop" if command[0] != "--project" else tmp_path, env, check=False)
         assert result.returncode == 2, (command, result.stdout, result.stderr)
         assert "defs.yaml:" in result.stderr and "features.derived.spend_per_tenure_month.inputs" in result.stderr

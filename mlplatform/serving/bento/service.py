@@ -64,7 +64,8 @@ class ModelService:
         self.scorer = Scorer(self.model, SPEC)
         self.answers = Answers(SPEC, self.version, threshold,
                                PredictionMetrics(SPEC.model_name, SETTINGS.metrics))
-        self.log = predlog.PredictionLog(SETTINGS.prediction_log_dir, SPEC.model_name, self.version)
+        self.log = predlog.PredictionLog(SETTINGS.prediction_log_dir, SPEC.model_name, self.version,
+                                         SETTINGS.smoke_token)
         HOT.bind(self.scorer, self.answers, self.log)
         self.explanations = explain.Explanations(SPEC, self.scorer, Path(__file__).with_name("explainer.json"),
                                                  self.version)
@@ -90,7 +91,7 @@ class ModelService:
         except ValueError as exc:  # the model refused the rows, or scored one as not a finite number
             raise bentoml.exceptions.UnprocessableEntity(str(unscorable(rows, exc))) from exc
         self.log.append(answer.request_id, rows, answer.outputs(),
-                        predlog.role_of(ctx.request.headers.raw), **logged)
+                        predlog.role_of(ctx.request.headers.raw, self.log.smoke_token), **logged)
         return answer
 
     @bentoml.api(route="/predict_entity")
