@@ -32,6 +32,10 @@ class ProjectError(ValueError):
     """No project where one was expected, or a project whose definitions cannot be used."""
 
 
+class NotAProject(ProjectError):
+    """A pyproject.toml that declares no Dagster project (a folder `find` looks past)."""
+
+
 @dataclass(frozen=True)
 class Project:
     root: Path
@@ -53,8 +57,8 @@ class Project:
         if not module and dg_project.get("root_module"):
             module = f"{dg_project['root_module']}.definitions"
         if not module:
-            raise ProjectError(f"{config}: no [tool.dg.project] root_module (nor [tool.dagster] module_name): "
-                               "not an mlplatform project")
+            raise NotAProject(f"{config}: no [tool.dg.project] root_module (nor [tool.dagster] module_name): "
+                              "not an mlplatform project")
         return cls(root, module)
 
     @classmethod
@@ -66,9 +70,7 @@ class Project:
             if (folder / "pyproject.toml").is_file():
                 try:
                     return cls.at(folder)
-                except ProjectError as err:
-                    if "not valid TOML" in str(err):
-                        raise  # a project with a typo in its pyproject, not "no project here"
+                except NotAProject:  # another tool's pyproject; one with a TOML error is said, not looked past
                     continue
         raise ProjectError(f"no mlplatform project in {here} or above: run from inside one, give --project PATH, "
                            "or make one with `mlplatform init PATH`")

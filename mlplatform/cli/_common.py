@@ -68,7 +68,6 @@ def quiet() -> Iterator[str]:
         yield "DEBUG"
         return
     import logging
-    import warnings
 
     hidden = io.StringIO()
     with warnings.catch_warnings(), contextlib.redirect_stderr(hidden):

@@ -17,13 +17,12 @@ DEMO_PIPELINE = "credit"  # the demo data is the credit-default dataset of the c
 def demo_spec() -> "Spec":
     """The project's `credit` pipeline: the demo data fits no other."""
     from mlplatform.cli._common import fail_usage
-    from mlplatform.project import specs
 
-    found = next((s for s in specs(definitions()) if s.name == DEMO_PIPELINE), None)
-    if found is None:
+    try:
+        return spec_named(DEMO_PIPELINE)
+    except typer.BadParameter:
         fail_usage(ValueError(f"the demo data is the credit-default dataset of the checkout's demo project: this "
                               f"project has no `{DEMO_PIPELINE}` pipeline (land your own files instead)"))
-    return found
 
 
 @app.command("demo-data")

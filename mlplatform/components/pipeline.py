@@ -1,22 +1,6 @@
 """`mlplatform.components.MLPipeline`: a whole pipeline declared in a project's `defs.yaml`, the spec as YAML
-attributes.
-
-```yaml
-type: mlplatform.components.MLPipeline
-attributes:
-  name: churn
-  task: binary
-  data:
-    entity: account_id
-    timestamp: event_timestamp
-    label: {column: churned, classes: [0, 1], positive: 1}
-    columns:
-      tenure_months: {type: integer, min: 0, max: 600}
-      monthly_spend: {type: float, min: 0, nullable: true}
-      plan: {type: category, values: [basic, pro]}
-  training: {estimator: sklearn.ensemble.HistGradientBoostingClassifier, params: {max_iter: 200}}
-  gates: {floors: {roc_auc: 0.7}}
-```
+attributes (a commented example: `scaffold.pipeline_yaml`, what `mlplatform init` and `dg scaffold` write; every
+field and default: the README's "Pipeline YAML").
 
 Dagster checks the attributes' types (its errors name the file and line); what only the spec can check (a derived
 feature of an unknown column, a class list for a regression...) is raised naming `defs.yaml:<line>` and the field.

@@ -10,25 +10,11 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
+from mlplatform.components.scaffold import pipeline_yaml
 from mlplatform_tests.pipelines import CREDIT, DEMO
 
 CREDIT_YAML = (DEMO / "defs" / "credit" / "defs.yaml").read_text()
-CHURN_YAML = """\
-type: mlplatform.components.MLPipeline
-attributes:
-  name: churn
-  task: binary
-  data:
-    entity: account_id
-    timestamp: event_timestamp
-    label: {column: churned, classes: [0, 1], positive: 1}
-    columns:
-      tenure_months: {type: integer, min: 0, max: 600}
-      monthly_spend: {type: float, min: 0, nullable: true}
-      plan: {type: category, values: [basic, pro]}
-  training: {estimator: sklearn.ensemble.HistGradientBoostingClassifier, params: {max_iter: 200}}
-  gates: {floors: {roc_auc: 0.7}}
-"""
+CHURN_YAML = pipeline_yaml("churn")  # the example `mlplatform init` and `dg scaffold` write
 KINDS = ("ingest", "training", "promote", "monitoring", "rollback")
 
 
@@ -158,3 +144,12 @@ def test_init_refuses_a_package_name_that_would_shadow_a_module(tmp_path):
     made = init_project(tmp_path / "My Shop")
     assert 'name = "My-Shop"' in (tmp_path / "My Shop" / "pyproject.toml").read_text()
     assert (tmp_path / "My Shop" / "my_shop" / "defs" / "churn" / "defs.yaml") in made
+
+
+def test_the_monitoring_attributes_are_every_field_of_the_specs_monitoring_with_its_default():
+    import dataclasses
+
+    from mlplatform.components.pipeline import MonitoringPolicy
+    from mlplatform.specs import Monitoring
+
+    assert MonitoringPolicy().model_dump() == dataclasses.asdict(Monitoring())
