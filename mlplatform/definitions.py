@@ -48,7 +48,8 @@ def resources(settings: Settings) -> Resources:
         "landing": LandingZone(root=str(settings.landing_root)),
         "quarantine": Quarantine(root=str(settings.quarantine_dir)),
         "feast": FeastStore(feast_dir=str(settings.feast_dir), repo_path=str(settings.feast_dir),
-                            online_store=settings.feast_online_store, redis_connection=settings.redis_connection),
+                            online_store=settings.feast_online_store, redis_connection=settings.redis_connection,
+                            registry=settings.feast_registry, project=settings.feast_project),
         "mlflow": MlflowTracking(tracking_uri=settings.mlflow_tracking_uri,
                                  artifact_root=str(settings.home / "mlflow" / "artifacts")),
         "artifacts": Artifacts(root=str(settings.home / "artifacts")),
@@ -57,9 +58,10 @@ def resources(settings: Settings) -> Resources:
                                        staging_port=settings.staging_port, production_port=settings.production_port,
                                        feast_dir=str(settings.feast_dir),
                                        feast_online_store=settings.feast_online_store,
-                                       redis_connection=settings.redis_connection),
+                                       redis_connection=settings.redis_connection,
+                                       feast_registry=settings.feast_registry, feast_project=settings.feast_project),
         "io_manager": RunStorage(base_dir=str(settings.io_dir), lock=RunLock(
-            path=str(settings.run_lock), timeout_s=settings.run_lock_timeout)),
+            path=str(settings.run_lock), timeout_s=settings.run_lock_timeout, per_run=settings.production)),
     }
 
 

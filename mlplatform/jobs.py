@@ -7,7 +7,7 @@ from typing import Any, TypeAlias
 
 import dagster as dg
 
-from mlplatform.assets._shared import key
+from mlplatform.assets._shared import DEPLOY_POOL, key
 from mlplatform.assets.deployment import observation
 from mlplatform.resources import DeploymentTarget, MlflowTracking
 from mlplatform.specs import Spec
@@ -74,7 +74,7 @@ def rollback_job(spec: Spec) -> dg.JobDefinition:
     """Production back to its previous deployment (the rollback sensor runs it; `mlplatform rollback` is the
     same operation by hand)."""
 
-    @dg.op(name=rollback_op(spec))
+    @dg.op(name=rollback_op(spec), pool=DEPLOY_POOL)
     def rollback_production(context: dg.OpExecutionContext, config: RollbackConfig, deployment: DeploymentTarget,
                             mlflow: MlflowTracking) -> None:
         from mlplatform.deploy import promotion

@@ -76,6 +76,8 @@ class FeastStore(dg.ConfigurableResource):
     repo_path: str
     online_store: str = "sqlite"
     redis_connection: str = "127.0.0.1:6379"
+    registry: str = ""  # a SQLAlchemy URL: Feast's SQL registry there (production); empty: a file in feast_dir
+    project: str = "mlplatform"
     _store: Any = PrivateAttr(default=None)
 
     def store(self) -> Any:
@@ -85,7 +87,8 @@ class FeastStore(dg.ConfigurableResource):
             from mlplatform.lib.features.feast_repo import repo_config
 
             Path(self.feast_dir).mkdir(parents=True, exist_ok=True)
-            config = repo_config(Path(self.feast_dir), Path(self.repo_path), self.online_store, self.redis_connection)
+            config = repo_config(Path(self.feast_dir), Path(self.repo_path), self.online_store, self.redis_connection,
+                                 self.registry, self.project)
             self._store = FeatureStore(config=config, repo_path=self.repo_path)
         return self._store
 
@@ -161,13 +164,16 @@ class DeploymentTarget(dg.ConfigurableResource):
     feast_dir: str = ""  # the online store `predict_entity` reads (empty: that API answers 503)
     feast_online_store: str = "sqlite"
     redis_connection: str = "127.0.0.1:6379"
+    feast_registry: str = ""
+    feast_project: str = "mlplatform"
 
     def deployer(self) -> "Deployer":
         from mlplatform.deploy.embedded import EmbeddedDeployer
         from mlplatform.deploy.records import Deployments
 
         online = {"MLPLATFORM_FEAST_DIR": self.feast_dir, "MLPLATFORM_FEAST_ONLINE_STORE": self.feast_online_store,
-                  "MLPLATFORM_REDIS": self.redis_connection} if self.feast_dir else {}
+                  "MLPLATFORM_REDIS": self.redis_connection, "MLPLATFORM_FEAST_REGISTRY": self.feast_registry,
+                  "MLPLATFORM_FEAST_PROJECT": self.feast_project} if self.feast_dir else {}
         return EmbeddedDeployer(Deployments(Path(self.root)), Path(self.bentoml_home),
                                 ports={"staging": self.staging_port, "production": self.production_port},
                                 backend_env=online)
@@ -189,10 +195,13 @@ class DeploymentTarget(dg.ConfigurableResource):
 class RunLock(dg.ConfigurableResource):
     """The home's lock, held for a whole run: the embedded stores (sqlite MLflow and Feast, asset values stored by
     asset key) are single-writer, so two runs of one home never overlap, whoever starts them (the daemon, a command,
-    the UI). A second run waits for the first, saying which one it waits for, and fails after `timeout_s`."""
+    the UI). A second run waits for the first, saying which one it waits for, and fails after `timeout_s`.
+    `per_run` (production: stores that take runs in parallel): `path` is a folder and each run holds a lock of its
+    own there, so a run whose process died is still told from a live one (`orchestration.dead_runs`)."""
 
     path: str
     timeout_s: int = 1800
+    per_run: bool = False
     _handle: Any = PrivateAttr(default=None)
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
@@ -200,15 +209,17 @@ class RunLock(dg.ConfigurableResource):
         import os
         import time
 
-        Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        handle = open(self.path, "a+")  # noqa: SIM115 - held until the run ends (teardown_after_execution)
+        run_id = context.run.run_id if context.run is not None else f"pid-{os.getpid()}"
+        path = Path(self.path) / f"{run_id}.lock" if self.per_run else Path(self.path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(path, "a+")  # noqa: SIM115 - held until the run ends (teardown_after_execution)
         deadline, said = time.monotonic() + self.timeout_s, 0.0
         while True:
             try:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 break
             except BlockingIOError:
-                holder = Path(self.path).read_text().strip() or "another process"
+                holder = path.read_text().strip() or "another process"
                 if time.monotonic() > deadline:
                     handle.close()
                     raise RuntimeError(f"this home's runs do not overlap (single-writer embedded stores), and "
@@ -220,12 +231,14 @@ class RunLock(dg.ConfigurableResource):
                 time.sleep(0.5)
         handle.seek(0)
         handle.truncate()
-        handle.write(f"run {context.run_id} (pid {os.getpid()})\n")
+        handle.write(f"run {run_id} (pid {os.getpid()})\n")
         handle.flush()
         self._handle = handle
 
     def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
         if self._handle is not None:
+            if self.per_run:
+                Path(self._handle.name).unlink(missing_ok=True)
             self._handle.truncate(0)
             self._handle.close()  # closing releases the lock
             self._handle = None

@@ -96,3 +96,67 @@ def test_prepare_instance_creates_every_store_before_the_ui_and_daemon_start_tog
     for store in stores:
         with sqlite3.connect(store) as db:
             assert len(db.execute("SELECT version_num FROM alembic_version").fetchall()) == 1, store
+
+
+def test_production_profile_settings_name_their_databases_servers_and_are_checked(tmp_path):
+    home = {"MLPLATFORM_HOME": str(tmp_path), "MLPLATFORM_PROFILE": "production"}
+    settings = Settings.from_env(home | {"MLPLATFORM_DATABASE_PREFIX": "team_a", "MLPLATFORM_MLFLOW_PORT": "5111"})
+    assert settings.production and settings.max_concurrent_runs == 4
+    assert settings.database_url("dagster") == "postgresql+psycopg2://postgres@127.0.0.1:5432/team_a_dagster"
+    assert settings.feast_registry == "postgresql+psycopg2://postgres@127.0.0.1:5432/team_a_feast"
+    assert settings.feast_project == "team_a" and settings.feast_online_store == "redis"
+    assert settings.mlflow_tracking_uri == "http://127.0.0.1:5111" and settings.mlflow_server_started_here
+    assert Settings.from_env(settings.environ()) == settings  # a re-executed run rebuilds exactly these
+    own = Settings.from_env(home | {"MLFLOW_TRACKING_URI": "http://mlflow.internal:80"})
+    assert own.mlflow_tracking_uri == "http://mlflow.internal:80" and not own.mlflow_server_started_here
+    embedded = Settings.from_env({"MLPLATFORM_HOME": str(tmp_path)})
+    assert not embedded.production and embedded.feast_registry == "" and embedded.feast_project == "mlplatform"
+    refused = {
+        "MLPLATFORM_PROFILE": ("cloud", "MLPLATFORM_PROFILE='cloud': expected one of embedded, production"),
+        "MLPLATFORM_POSTGRES": ("postgresql://u:secret@db:5432", "MLPLATFORM_POSTGRES holds a password: set it in "
+                                "PGPASSWORD instead"),
+        "MLPLATFORM_DATABASE_PREFIX": ("Team-A", "MLPLATFORM_DATABASE_PREFIX='Team-A': expected a lowercase name"),
+        "MLPLATFORM_MAX_CONCURRENT_RUNS": ("0", "MLPLATFORM_MAX_CONCURRENT_RUNS='0': expected a whole number"),
+    }
+    for name, (value, message) in refused.items():
+        with pytest.raises(SettingsError) as err:
+            Settings.from_env(home | {name: value})
+        assert str(err.value).startswith(message) and "secret" not in str(err.value)
+    with pytest.raises(SettingsError, match="the embedded profile's stores are single-writer"):
+        Settings.from_env({"MLPLATFORM_HOME": str(tmp_path), "MLPLATFORM_MAX_CONCURRENT_RUNS": "2"})
+    with pytest.raises(SettingsError, match="give the server only"):
+        Settings.from_env(home | {"MLPLATFORM_POSTGRES": "postgresql://postgres@db:5432/dagster"})
+
+
+def test_production_dagster_yaml_puts_dagster_on_postgres_with_runs_in_parallel_and_one_step_per_pool(tmp_path):
+    import yaml
+
+    settings = Settings.from_env({"MLPLATFORM_HOME": str(tmp_path), "MLPLATFORM_PROFILE": "production",
+                                  "MLPLATFORM_MAX_CONCURRENT_RUNS": "3"})
+    config = yaml.safe_load(settings.dagster_yaml())
+    assert config["storage"] == {"postgres": {"postgres_url": settings.database_url("dagster")}}
+    assert config["concurrency"] == {"runs": {"max_concurrent_runs": 3}, "pools": {"default_limit": 1}}
+    # the file follows the settings while it is the platform's; once its first line is removed it is the user's
+    path = tmp_path / "dagster.yaml"
+    path.write_text(Settings.from_env({"MLPLATFORM_HOME": str(tmp_path)}).dagster_yaml())
+    os.environ["DAGSTER_HOME"] = str(tmp_path)
+    try:
+        settings.export()
+        assert path.read_text() == settings.dagster_yaml()
+        path.write_text("telemetry:\n  enabled: false\n")
+        settings.export()
+        assert path.read_text() == "telemetry:\n  enabled: false\n"
+    finally:
+        del os.environ["DAGSTER_HOME"]
+
+
+def test_the_pools_are_on_the_steps_every_pipeline_shares():
+    from mlplatform.definitions import build_definitions
+
+    settings = Settings.from_env({"MLPLATFORM_HOME": "/tmp/unused-home"})
+    graph = build_definitions([CREDIT], settings).resolve_asset_graph()
+    pools = {k.to_user_string(): graph.get(k).pools for k in graph.materializable_asset_keys}
+    assert pools["credit/feature_registry"] == {"feast_registry"}
+    assert pools["credit/bento"] == {"bentoml_store"}
+    assert pools["credit/staging"] == pools["credit/production"] == {"deploy"}
+    assert not pools["credit/model"] and not pools["credit/features"]

@@ -14,6 +14,13 @@ DataFrame: TypeAlias = Any
 
 F = TypeVar("F", bound=Callable[..., Any])
 
+# Concurrency pools: steps that touch a store shared by every pipeline of the home. The production profile runs
+# several runs at once and gives each pool one step at a time (dagster.yaml `concurrency.pools.default_limit: 1`);
+# the embedded profile runs one run at a time anyway.
+FEAST_REGISTRY_POOL = "feast_registry"  # Feast's registry apply (read-modify-write of the whole registry)
+BENTOML_STORE_POOL = "bentoml_store"  # models and Bentos saved into the home's BentoML store
+DEPLOY_POOL = "deploy"  # staging and production change (records, processes, the audit log)
+
 
 def spec_config(config_class: type[dg.Config]) -> Callable[[F], F]:
     """Give Dagster `config_class` (run config whose defaults are the spec's, built per spec) as the class of the

@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 import dagster as dg
 
-from mlplatform.assets._shared import DataFrame, key, rebuild_on_change
+from mlplatform.assets._shared import BENTOML_STORE_POOL, DEPLOY_POOL, DataFrame, key, rebuild_on_change
 from mlplatform.code_versions import CHECKOUT, Sources
 from mlplatform.deploy.packaging import bento_modules
 from mlplatform.orchestration.freshness import unchanged
@@ -59,7 +59,7 @@ DEPLOYER = tuple(f"mlplatform.deploy.{m}" for m in ("deployer", "embedded", "pro
 def bento_asset(spec: Spec, sources: Sources) -> dg.AssetsDefinition:
     bento_key = key(spec, "bento")
 
-    @dg.asset(key=bento_key, ins={"model": dg.AssetIn(key(spec, "model")),
+    @dg.asset(key=bento_key, pool=BENTOML_STORE_POOL, ins={"model": dg.AssetIn(key(spec, "model")),
                                   "evaluation": dg.AssetIn(key(spec, "evaluation")),
                                   "training_set": dg.AssetIn(key(spec, "training_set"))},
               group_name=GROUP, kinds={"bentoml", "docker"},
@@ -101,7 +101,7 @@ def bento_asset(spec: Spec, sources: Sources) -> dg.AssetsDefinition:
 def staging_asset(spec: Spec, sources: Sources) -> dg.AssetsDefinition:
     bento_key, staging_key = key(spec, "bento"), key(spec, "staging")
 
-    @dg.asset(key=staging_key, ins={"bento": dg.AssetIn(bento_key)}, group_name=GROUP,
+    @dg.asset(key=staging_key, ins={"bento": dg.AssetIn(bento_key)}, group_name=GROUP, pool=DEPLOY_POOL,
               code_version=sources.version(*DEPLOYER),
               kinds={"bentoml"}, automation_condition=rebuild_on_change(partitioned=False), output_required=False)
     def staging(context: dg.AssetExecutionContext, config: DeployConfig, bento: DataFrame,
@@ -127,7 +127,7 @@ def staging_asset(spec: Spec, sources: Sources) -> dg.AssetsDefinition:
 def production_asset(spec: Spec, promotion: str, sources: Sources) -> dg.AssetsDefinition:
     staging_key, production_key = key(spec, "staging"), key(spec, "production")
 
-    @dg.asset(key=production_key, ins={"staged": dg.AssetIn(staging_key)}, group_name=GROUP,
+    @dg.asset(key=production_key, ins={"staged": dg.AssetIn(staging_key)}, group_name=GROUP, pool=DEPLOY_POOL,
               code_version=sources.version(*DEPLOYER, "mlplatform.deploy.promotion"),
               kinds={"bentoml", "mlflow"},
               automation_condition=rebuild_on_change(partitioned=False) if promotion == "automatic" else None,

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from mlplatform.assets._shared import DataFrame, key, rebuild_on_change, table
+from mlplatform.assets._shared import FEAST_REGISTRY_POOL, DataFrame, key, rebuild_on_change, table
 from mlplatform.code_versions import CHECKOUT, Sources
 from mlplatform.lib.features.feast_repo import definitions_version
 from mlplatform.partitions import file_partitions
@@ -23,7 +23,7 @@ def build(spec: Spec, sources: Sources = CHECKOUT) -> list[dg.AssetsDefinition]:
 def feature_registry_asset(spec: Spec) -> dg.AssetsDefinition:
     registry_key, version = key(spec, "feature_registry"), definitions_version(spec)
 
-    @dg.asset(key=registry_key, group_name=GROUP, code_version=version, kinds={"feast"},
+    @dg.asset(key=registry_key, group_name=GROUP, code_version=version, kinds={"feast"}, pool=FEAST_REGISTRY_POOL,
               automation_condition=dg.AutomationCondition.on_missing() | dg.AutomationCondition.code_version_changed())
     def feature_registry(context: dg.AssetExecutionContext, feast: FeastStore) -> dg.MaterializeResult:
         """The spec's Feast entity, source, feature view and versioned feature service, applied to the registry."""

@@ -2,8 +2,11 @@
 
 A run of a home holds the home's lock for as long as its process lives (`resources.RunLock`), so when nothing holds
 the lock, a run marked as started (for longer than a live run takes to take the lock) has no process left: it is
-marked failed, naming why, and the MLflow runs it opened are ended as killed. Then `mlplatform retry` (or the UI's
-re-execution) can take it up. The daemon sweeps with `dead_run_sensor`; the commands that run jobs sweep first.
+marked failed, naming why, and the MLflow runs it opened are ended as killed. In the production profile runs go in
+parallel and each holds a lock file of its own in the home's `runs/` folder (a run container shares the host's
+kernel and the home's folder, so its lock is seen from the host): a started run whose lock nobody holds is dead.
+Then `mlplatform retry` (or the UI's re-execution) can take it up. The daemon sweeps with `dead_run_sensor`; the
+commands that run jobs sweep first.
 """
 
 import fcntl
@@ -34,15 +37,19 @@ def home_is_idle(lock_path: Path) -> bool:
 
 
 def sweep(instance: dg.DagsterInstance, lock_path: Path, grace_s: float = GRACE_S) -> list[str]:
-    """Mark the dead runs of the home failed; returns their ids (for `end_mlflow_runs`)."""
-    if not home_is_idle(lock_path):
+    """Mark the dead runs of the home failed; returns their ids (for `end_mlflow_runs`). `lock_path`: the home's
+    lock file, or (production) the folder of the runs' own locks (Settings.run_lock)."""
+    per_run = lock_path.suffix != ".lock"  # a folder (it may not exist before the first run)
+    if not per_run and not home_is_idle(lock_path):
         return []
     now, dead = time.time(), []
     for record in instance.get_run_records(dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED])):
         since = max(record.start_time or 0.0, record.update_timestamp.timestamp())  # when it became STARTED
-        if now - since < grace_s or not home_is_idle(lock_path):  # too young, or a run has just taken the lock
+        lock = lock_path / f"{record.dagster_run.run_id}.lock" if per_run else lock_path
+        if now - since < grace_s or not home_is_idle(lock):  # too young, or its lock is held
             continue
-        instance.report_run_failed(record.dagster_run, message=f"run {record.dagster_run.run_id}: {KILLED}")
+        message = KILLED if not per_run else KILLED.replace("this home's run lock", "this run's lock")
+        instance.report_run_failed(record.dagster_run, message=f"run {record.dagster_run.run_id}: {message}")
         dead.append(record.dagster_run.run_id)
     return dead
 

@@ -23,8 +23,9 @@ class OnlineFeatures:
     """The spec's feature service read from the Feast online store in `feast_dir` (ServingSettings.feast_dir)."""
 
     def __init__(self, spec: Spec, feast_dir: str | None, online_store: str = "sqlite",
-                 redis: str = "127.0.0.1:6379") -> None:
+                 redis: str = "127.0.0.1:6379", registry: str = "", project: str = "mlplatform") -> None:
         self.spec, self.feast_dir, self.online_store, self.redis = spec, feast_dir, online_store, redis
+        self.registry, self.project = registry, project
         self.ready = threading.Event()
         self.store: Any = None
         self.error: str | None = None if self.feast_dir else "no online store configured (MLPLATFORM_FEAST_DIR)"
@@ -46,7 +47,7 @@ class OnlineFeatures:
 
             assert self.feast_dir is not None  # opened only when configured
             folder = Path(self.feast_dir)
-            config = repo_config(folder, folder, self.online_store, self.redis)
+            config = repo_config(folder, folder, self.online_store, self.redis, self.registry, self.project)
             self.store = FeatureStore(config=config, repo_path=str(folder))
             self.service = self.store.get_feature_service(self.spec.feature_service_name)
         except Exception as exc:  # reported on every predict_entity call, the service keeps serving predict

@@ -14,6 +14,8 @@
 | MLPLATFORM_SMOKE_TOKEN | none | the secret the deployer's smoke requests carry (logged as role `smoke`, not traffic) |
 | MLPLATFORM_FEAST_DIR, MLPLATFORM_FEAST_ONLINE_STORE | none, sqlite | the online store `predict_entity` reads |
 | MLPLATFORM_REDIS | 127.0.0.1:6379 | that store's Redis server (online store `redis`) |
+| MLPLATFORM_FEAST_REGISTRY | none (a file) | Feast's SQL registry (a SQLAlchemy URL; production profile) |
+| MLPLATFORM_FEAST_PROJECT | mlplatform | Feast's project (production: the database prefix) |
 
 Served outside local (MLPLATFORM_ENV), or built for staging or production, the safeguards cannot be switched off.
 """
@@ -77,6 +79,8 @@ class ServingSettings:
     feast_dir: str | None
     feast_online_store: str
     redis: str
+    feast_registry: str = ""
+    feast_project: str = "mlplatform"
 
     @classmethod
     def from_env(cls, env: str, environ: Mapping[str, str] | None = None) -> "ServingSettings":
@@ -95,7 +99,9 @@ class ServingSettings:
                    smoke_token=environ.get("MLPLATFORM_SMOKE_TOKEN", ""),
                    feast_dir=environ.get("MLPLATFORM_FEAST_DIR") or None,
                    feast_online_store=environ.get("MLPLATFORM_FEAST_ONLINE_STORE", "sqlite"),
-                   redis=environ.get("MLPLATFORM_REDIS", "127.0.0.1:6379"))
+                   redis=environ.get("MLPLATFORM_REDIS", "127.0.0.1:6379"),
+                   feast_registry=environ.get("MLPLATFORM_FEAST_REGISTRY", ""),
+                   feast_project=environ.get("MLPLATFORM_FEAST_PROJECT", "mlplatform"))
 
     def service_config(self, routes: tuple[str, ...]) -> dict[str, Any]:
         """BentoML service config for the hot path: no per-request access log or trace span unless asked for.

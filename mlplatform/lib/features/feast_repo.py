@@ -54,17 +54,25 @@ def definitions_version(spec: Spec) -> str:
 
 
 def repo_config(feast_dir: Path, repo_path: Path, online_store: str = "sqlite",
-                redis_connection: str = "127.0.0.1:6379") -> Any:
-    """The store's RepoConfig with all state under `feast_dir` (file registry, duckdb offline, sqlite/redis online)."""
+                redis_connection: str = "127.0.0.1:6379", registry: str = "", project: str = PROJECT) -> Any:
+    """The store's RepoConfig: the offline parquet files under `feast_dir` (read with duckdb), the online store in
+    sqlite there or on Redis, the registry a file there or, given `registry` (a SQLAlchemy URL), Feast's SQL
+    registry on that database (the production profile's PostgreSQL)."""
     from feast.repo_config import RegistryConfig, RepoConfig
 
     online: dict[str, Any] = {"type": "sqlite", "path": str(feast_dir / "online.db")}
     if online_store == "redis":
         online = {"type": "redis", "connection_string": redis_connection}
+    where = RegistryConfig(registry_type="file", path=str(feast_dir / "registry.db"), cache_ttl_seconds=0)
+    if registry:
+        from feast.infra.registry.sql import SqlRegistryConfig
+
+        where = SqlRegistryConfig(registry_type="sql", path=registry, cache_ttl_seconds=0,
+                                  sqlalchemy_config_kwargs={"echo": False, "pool_pre_ping": True})
     return RepoConfig(
-        project=PROJECT,
+        project=project,
         provider="local",
-        registry=RegistryConfig(registry_type="file", path=str(feast_dir / "registry.db"), cache_ttl_seconds=0),
+        registry=where,
         online_store=online,
         offline_store={"type": "duckdb"},
         entity_key_serialization_version=3,

@@ -48,11 +48,14 @@ def lock_hash(root: Path = ROOT) -> str:
 
 
 def experiment_id(client: Any, spec: Spec, artifact_root: str) -> str:
-    """The spec's experiment, created with its artifacts under the platform home (not the working directory)."""
+    """The spec's experiment, created with its artifacts under the platform home (not the working directory), or
+    on a tracking server where the server keeps them (`mlflow-artifacts:`, uploaded over HTTP)."""
     name = f"mlplatform/{spec.name}"
     found = client.get_experiment_by_name(name)
     if found:
         return found.experiment_id
+    if client.tracking_uri.startswith(("http://", "https://")):
+        return client.create_experiment(name)
     return client.create_experiment(name, artifact_location=Path(artifact_root, spec.name).resolve().as_uri())
 
 

@@ -70,7 +70,8 @@ class ModelService:
         self.explanations = explain.Explanations(SPEC, self.scorer, Path(__file__).with_name("explainer.json"),
                                                  self.version)
         self.online = online.OnlineFeatures(SPEC, SETTINGS.feast_dir, SETTINGS.feast_online_store,
-                                            SETTINGS.redis).open_in_background()
+                                            SETTINGS.redis, SETTINGS.feast_registry,
+                                            SETTINGS.feast_project).open_in_background()
 
     @bentoml.api
     async def predict(self, rows: Annotated[RowsType, RowsField],  # type: ignore[valid-type]
