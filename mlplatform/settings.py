@@ -146,20 +146,11 @@ class Settings:
             raise SettingsError(f"MLPLATFORM_ENV={env}: set MLPLATFORM_HOME explicitly outside local")
         home = Path(environ.get("MLPLATFORM_HOME", ".mlplatform")).expanduser().resolve()
         landing = Path(environ.get("MLPLATFORM_LANDING", home / "landing")).expanduser().resolve()
-        profile = environ.get("MLPLATFORM_PROFILE", "embedded")
-        if profile not in PROFILES:
-            raise SettingsError(f"MLPLATFORM_PROFILE={profile!r}: expected one of {', '.join(PROFILES)}")
+        profile = _choice(environ, "MLPLATFORM_PROFILE", "embedded", PROFILES)
         production = profile == "production"
-        online = environ.get("MLPLATFORM_FEAST_ONLINE_STORE", "redis" if production else "sqlite")
-        if online not in ONLINE_STORES:
-            raise SettingsError(f"MLPLATFORM_FEAST_ONLINE_STORE={online!r}: expected one of {', '.join(ONLINE_STORES)}")
-        promotion = environ.get("MLPLATFORM_PROMOTION", "manual")
-        if promotion not in PROMOTION_POLICIES:
-            raise SettingsError(f"MLPLATFORM_PROMOTION={promotion!r}: expected one of {', '.join(PROMOTION_POLICIES)}")
-        retraining = environ.get("MLPLATFORM_RETRAINING", "on_new_data")
-        if retraining not in RETRAINING_POLICIES:
-            raise SettingsError(f"MLPLATFORM_RETRAINING={retraining!r}: expected one of "
-                                f"{', '.join(RETRAINING_POLICIES)}")
+        online = _choice(environ, "MLPLATFORM_FEAST_ONLINE_STORE", "redis" if production else "sqlite", ONLINE_STORES)
+        promotion = _choice(environ, "MLPLATFORM_PROMOTION", "manual", PROMOTION_POLICIES)
+        retraining = _choice(environ, "MLPLATFORM_RETRAINING", "on_new_data", RETRAINING_POLICIES)
         ports = {}
         for name, default in (("staging", 3100), ("production", 3200), ("mlflow", 5000), ("ui", 3000)):
             raw = environ.get(f"MLPLATFORM_{name.upper()}_PORT", str(default))
@@ -249,6 +240,13 @@ class Settings:
             lines += ["  pools:", "    default_limit: 1"]
         lines += ["run_queue:", "  dequeue_interval_seconds: 1"]
         return "\n".join(lines) + "\n"
+
+
+def _choice(environ: Mapping[str, str], name: str, default: str, choices: tuple[str, ...]) -> str:
+    value = environ.get(name, default)
+    if value not in choices:
+        raise SettingsError(f"{name}={value!r}: expected one of {', '.join(choices)}")
+    return value
 
 
 WRITTEN_BY = "# Written by mlplatform from its settings (MLPLATFORM_*); remove this line to keep your own changes."

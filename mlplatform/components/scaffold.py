@@ -82,7 +82,18 @@ def init_project(root: Path, pipeline: str = "churn") -> list[Path]:
         raise ProjectExists(f"{root.name}: its package would be `{package}`, which is already a module of Python or "
                             "an installed library; choose another folder name")
     name = re.sub(r"[^A-Za-z0-9._-]+", "-", root.name).strip("-._") or package
-    files = {
+    written = []
+    for relative, text in _project_files(root.name, name, package, pipeline).items():
+        path = root / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(textwrap.dedent(text))
+        written.append(path)
+    return written
+
+
+def _project_files(folder: str, name: str, package: str, pipeline: str) -> dict[str, str]:
+    """The files of a new project by relative path (dedented when written)."""
+    return {
         "pyproject.toml": f"""\
             [project]
             name = "{name}"
@@ -110,9 +121,9 @@ def init_project(root: Path, pipeline: str = "churn") -> list[Path]:
             module_name = "{package}.definitions"
             code_location_name = "{package}"
             """,
-        f"{package}/__init__.py": f'"""The {root.name} project: its pipelines are in `defs/`, one folder each."""\n',
+        f"{package}/__init__.py": f'"""The {folder} project: its pipelines are in `defs/`, one folder each."""\n',
         f"{package}/definitions.py": f'''\
-            """The code location of {root.name}: every pipeline in `defs/` on the platform's resources."""
+            """The code location of {folder}: every pipeline in `defs/` on the platform's resources."""
 
             from mlplatform.project import definitions
 
@@ -123,7 +134,7 @@ def init_project(root: Path, pipeline: str = "churn") -> list[Path]:
         f"landing/{pipeline}/.keep": "",
         ".gitignore": ".mlplatform/\nlanding/*/*\n!landing/*/.keep\n__pycache__/\n",
         "README.md": f"""\
-            # {root.name}
+            # {folder}
 
             Pipelines of the `mlplatform` CI/CD platform, one folder each in `{package}/defs/` (`defs.yaml`).
 
@@ -149,10 +160,3 @@ def init_project(root: Path, pipeline: str = "churn") -> list[Path]:
             `{package}/defs/`.
             """,
     }
-    written = []
-    for relative, text in files.items():
-        path = root / relative
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(textwrap.dedent(text))
-        written.append(path)
-    return written
