@@ -7,7 +7,7 @@ from typing import Annotated, cast
 import typer
 
 from mlplatform.cli._common import PIPELINE_HELP, app, definitions, fail, project, quiet, spec_named
-from mlplatform.settings import get_settings
+from mlplatform.settings import DATABASES, get_settings
 
 
 @app.command()
@@ -140,6 +140,10 @@ def paths() -> None:
     rows = {"project": f"{found.root} ({found.module})", "environment": s.env, "home": s.home,
             "landing": s.landing_root, "quarantine": s.quarantine_dir,
             "dagster home": s.dagster_home, "feast": s.feast_dir, "mlflow": s.mlflow_tracking_uri,
-            "bentoml home": s.bentoml_home, "feast online store": s.feast_online_store}
+            "bentoml home": s.bentoml_home, "feast online store": s.feast_online_store, "profile": s.profile}
+    if s.production:
+        rows |= {"databases": ", ".join(s.database_url(d).split("/")[-1] for d in DATABASES) + f" on {s.postgres}",
+                 "feast registry": s.feast_registry, "redis": s.redis_connection,
+                 "runs at once": s.max_concurrent_runs, "ui": f"http://127.0.0.1:{s.ui_port}"}
     for name, value in rows.items():
         typer.echo(f"{name:20} {value}")
