@@ -154,7 +154,8 @@ def serve(settings: Settings, frame: pd.DataFrame, version: str, role: str, inve
 
 
 # each runs for minutes
-LONGEST_FIRST = ("test_cli.py", "test_rebuild.py", "test_deployment.py", "test_daemon.py", "test_tasks.py")
+LONGEST_FIRST = ("test_production_profile.py", "test_cli.py", "test_user_project.py", "test_rebuild.py",
+                 "test_deployment.py", "test_daemon.py", "test_tasks.py")
 
 
 def pytest_collection_modifyitems(items: list) -> None:
