@@ -19,7 +19,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from mlplatform.deploy.processes import alive, terminate
+from mlplatform.deploy.processes import alive, cmdline, terminate
 from mlplatform.settings import DATABASES, Settings
 
 
@@ -45,7 +45,9 @@ class Service:
             pid = int(self.pidfile(settings).read_text())
         except (OSError, ValueError):
             return None
-        return pid if alive(pid) else None
+        # a pid the system gave to another program since (after a reboot) is not this service
+        ours = any(Path(self.argv[0]).name.encode() in part for part in cmdline(pid))
+        return pid if alive(pid) and ours else None
 
 
 def services(settings: Settings, module: str, root: Path) -> list[Service]:
@@ -105,7 +107,8 @@ def check_redis(settings: Settings) -> None:
 
 
 def start(service: Service, settings: Settings, environ: dict[str, str], timeout_s: float = 120) -> int:
-    """Start `service` detached unless it runs; wait until its health URL answers (or a moment for the daemon)."""
+    """Start `service` detached unless it runs; wait until its health URL answers (the daemon: until it has run
+    for a few seconds); a service that exits as it starts is an error quoting its log."""
     running = service.pid(settings)
     if running is not None:
         return running
@@ -115,13 +118,15 @@ def start(service: Service, settings: Settings, environ: dict[str, str], timeout
         process = subprocess.Popen(service.argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                    env=environ, start_new_session=True)
     service.pidfile(settings).write_text(str(process.pid))
-    deadline = time.monotonic() + timeout_s
+    started = time.monotonic()
+    deadline = started + timeout_s
     while True:
         if process.poll() is not None:
             tail = service.log(settings).read_text(errors="replace")[-2000:]
             raise ServiceError(f"{service.name} exited with status {process.returncode} as it started "
                                f"({service.log(settings)}):\n{tail}")
-        if _healthy(service) or (not service.health and time.monotonic() > deadline - timeout_s + 3):
+        # the daemon has no health URL: still running after a few seconds (its code location loaded) is up
+        if _healthy(service) or (not service.health and time.monotonic() - started > 5):
             return process.pid
         if time.monotonic() > deadline:
             terminate(process.pid)
