@@ -16,6 +16,7 @@ location, the resources), median over the ingest runs. Needs PostgreSQL and Redi
 
 import argparse
 import os
+import re
 import shutil
 import statistics
 import subprocess
@@ -60,7 +61,7 @@ def environment(root: Path, profile: str, runs: int, prefix: str) -> dict[str, s
 
 
 def measure(label: str, profile: str, runs: int, files: int, rows: int, folder: Path) -> dict[str, float]:
-    root = project(folder / label.replace(" ", "-").replace(",", ""))
+    root = project(folder / re.sub(r"\W+", "_", label))  # the folder names the project's package
     prefix = f"mlpb_{uuid.uuid4().hex[:10]}"
     env = environment(root, profile, runs, prefix)
     settings = Settings.from_env(env | {"MLPLATFORM_HOME": str(root / ".mlplatform"),
@@ -125,8 +126,10 @@ def main() -> None:
     configs = [("embedded", "embedded", 1), ("production, 1 at a time", "production", 1),
                ("production, 2 at a time", "production", 2)]
     with tempfile.TemporaryDirectory() as tmp:
-        results = {label: measure(label, profile, runs, args.files, args.rows, Path(tmp))
-                   for label, profile, runs in configs}
+        results = {}
+        for label, profile, runs in configs:
+            results[label] = measure(label, profile, runs, args.files, args.rows, Path(tmp))
+            print(f"{label}: {results[label]}", flush=True)
     base = results["embedded"]["wall"]
     print(f"{args.files} files of {args.rows} rows → ingested, trained, evaluated and in staging")
     print(f"{'':26} {'wall s':>8} {'vs embedded':>12} {'run start s':>12} {'failed runs':>12}")
