@@ -27,6 +27,14 @@ def test_up_is_for_the_production_profile_only(tmp_path):
     assert "`mlplatform up` brings up the production profile: set MLPLATFORM_PROFILE=production" in done.stderr
 
 
+def test_dev_is_the_embedded_profiles_and_points_at_up(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLPLATFORM_")} | {
+        "MLPLATFORM_HOME": str(tmp_path), "MLPLATFORM_PROFILE": "production", "MLPLATFORM_UI_PORT": "3999"}
+    done = subprocess.run([MLPLATFORM, "dev"], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    assert "started by `mlplatform up` (the UI on http://127.0.0.1:3999)" in done.stderr
+
+
 def test_unreachable_engines_are_named_with_the_variable_that_points_at_them(tmp_path):
     port = free_port()  # nothing listens there
     with pytest.raises(ServiceError, match=rf"PostgreSQL at postgresql://postgres@127.0.0.1:{port} "

@@ -6,7 +6,7 @@ from typing import Annotated, cast
 
 import typer
 
-from mlplatform.cli._common import PIPELINE_HELP, app, definitions, fail, project, quiet, spec_named
+from mlplatform.cli._common import PIPELINE_HELP, app, definitions, fail, fail_usage, project, quiet, spec_named
 from mlplatform.settings import DATABASES, get_settings
 
 
@@ -126,7 +126,11 @@ def dev(port: Annotated[int, typer.Option(help="Port of the UI.")] = 3000) -> No
     """Start the Dagster UI and daemon (sensors, automation) on 127.0.0.1 with this project's instance."""
     from mlplatform.orchestration.instance import prepare_instance
 
-    prepare_instance(get_settings())
+    settings = get_settings()
+    if settings.production:  # its daemon and UI run beside the MLflow server, in the background
+        fail_usage(ValueError("the production profile's UI and daemon are started by `mlplatform up` (the UI on "
+                              f"http://127.0.0.1:{settings.ui_port}); `mlplatform dev` is the embedded profile's"))
+    prepare_instance(settings)
     found = project()
     os.execv(sys.executable, [sys.executable, "-m", "dagster", "dev", "-m", found.module, "-d", str(found.root),
                               "-h", "127.0.0.1", "-p", str(port)])
