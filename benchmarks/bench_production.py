@@ -8,8 +8,8 @@ automation's chain run) and nothing is queued or running:
   production, 1 at a time   PostgreSQL, MLflow server, Redis (`mlplatform up`), MLPLATFORM_MAX_CONCURRENT_RUNS=1
   production, 2 at a time   the same with 2
 
-Also per run: its process's start cost (the run started → its first step started: the interpreter, the code
-location, the resources), median over the ingest runs. Needs PostgreSQL and Redis on 127.0.0.1 (trust auth).
+Also per run: its process's start cost (the launcher started it → its first step started: the interpreter, the
+code location, the resources), median over the ingest runs. Needs PostgreSQL and Redis on 127.0.0.1 (trust auth).
 
     .venv/bin/python benchmarks/bench_production.py [--files 6] [--rows 2000]
 """
@@ -95,14 +95,14 @@ def measure(label: str, profile: str, runs: int, files: int, rows: int, folder: 
             wall = time.monotonic() - started
             failed = instance.get_run_ids(dg.RunsFilter(statuses=[dg.DagsterRunStatus.FAILURE]))
             starts = []
-            for record in instance.get_run_records(dg.RunsFilter(job_name="credit_ingest_job")):
-                steps = instance.all_logs(record.dagster_run.run_id, of_type=dg.DagsterEventType.STEP_START)
-                if steps and record.start_time:
-                    starts.append(min(e.timestamp for e in steps) - record.start_time)
+            for run_id in instance.get_run_ids(dg.RunsFilter(job_name="credit_ingest_job")):
+                launched = instance.all_logs(run_id, of_type=dg.DagsterEventType.RUN_STARTING)
+                steps = instance.all_logs(run_id, of_type=dg.DagsterEventType.STEP_START)
+                if steps and launched:  # the launcher started it → its first step started
+                    starts.append(min(e.timestamp for e in steps) - launched[0].timestamp)
         return {"wall": wall, "start": statistics.median(starts), "failed": float(len(failed))}
     finally:
-        subprocess.run([str(BIN / "mlplatform"), "stop", "staging"], env=env, cwd=root, capture_output=True)
-        if daemon is not None:
+        if daemon is not None:  # the daemon first: while it runs, its automation could deploy staging again
             os.killpg(daemon.pid, 15)
             daemon.wait(60)
         if profile == "production":
@@ -116,6 +116,7 @@ def measure(label: str, profile: str, runs: int, files: int, rows: int, folder: 
             import redis
 
             redis.Redis("127.0.0.1", 6379, db=REDIS_DB).flushdb()
+        subprocess.run([str(BIN / "mlplatform"), "stop", "staging"], env=env, cwd=root, capture_output=True)
 
 
 def main() -> None:

@@ -78,8 +78,9 @@ def production(tmp_path: Path):
     try:
         yield root, env, settings
     finally:
-        subprocess.run([MLPLATFORM, "stop", "staging"], env=env, cwd=root, capture_output=True)
+        # the daemon first: while it runs, its automation could deploy staging again
         subprocess.run([MLPLATFORM, "down"], env=env, cwd=root, capture_output=True)
+        subprocess.run([MLPLATFORM, "stop", "staging"], env=env, cwd=root, capture_output=True)
         connection = psycopg2.connect(f"{POSTGRES}/postgres")
         connection.autocommit = True
         with connection.cursor() as cursor:
