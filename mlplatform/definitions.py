@@ -87,7 +87,7 @@ def platform_definitions(settings: Settings) -> dg.Definitions:
     """What every project has once, whatever its pipelines: the resources, the executor, the automation and
     dead-run sensors."""
     return dg.Definitions(sensors=[sensors.automation_sensor(settings.automation_interval),
-                                   sensors.dead_run_sensor(settings.run_lock)],
+                                   sensors.dead_run_sensor(settings.run_lock, settings.production)],
                           resources=resources(settings), executor=EXECUTOR)
 
 

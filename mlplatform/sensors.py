@@ -81,8 +81,8 @@ def landing_sensor(spec: Spec, job: AssetJob) -> dg.SensorDefinition:
     return watch
 
 
-def dead_run_sensor(lock: Path) -> dg.SensorDefinition:
-    """`lock`: the home's run lock (Settings.run_lock)."""
+def dead_run_sensor(lock: Path, per_run: bool = False) -> dg.SensorDefinition:
+    """`lock`: the home's run lock, or with `per_run` the folder of each run's own (Settings.run_lock)."""
 
     @_described(dg.sensor, name="dead_run_sensor", minimum_interval_seconds=60,
                 default_status=dg.DefaultSensorStatus.RUNNING)
@@ -91,7 +91,7 @@ def dead_run_sensor(lock: Path) -> dg.SensorDefinition:
         lock; their MLflow runs are ended as killed, and they can be re-executed from failure."""
         from mlplatform.orchestration.dead_runs import end_mlflow_runs, sweep
 
-        dead = sweep(context.instance, lock)  # nothing while a run of this home holds the lock
+        dead = sweep(context.instance, lock, per_run=per_run)  # nothing while a run holds the lock
         if dead:  # MLflow is imported only then
             end_mlflow_runs(mlflow.client(), dead)
         for run_id in dead:

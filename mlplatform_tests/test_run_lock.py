@@ -61,8 +61,8 @@ def test_production_runs_hold_a_lock_of_their_own_and_a_run_nobody_holds_is_swep
             instance.report_dagster_event(dg.DagsterEvent(dg.DagsterEventType.RUN_START.value, job.name), run.run_id)
         with (settings.run_lock / f"{live_id}.lock").open("a+") as live:  # the live run's process holds its lock
             fcntl.flock(live, fcntl.LOCK_EX)
-            assert sweep(instance, settings.run_lock, grace_s=3600) == []  # too recent to be sure
-            assert sweep(instance, settings.run_lock, grace_s=0) == [dead_id]
+            assert sweep(instance, settings.run_lock, grace_s=3600, per_run=True) == []  # too recent to be sure
+            assert sweep(instance, settings.run_lock, grace_s=0, per_run=True) == [dead_id]
         assert instance.get_run_by_id(live_id).status == dg.DagsterRunStatus.STARTED
         failed = instance.get_run_by_id(dead_id)
         assert failed.status == dg.DagsterRunStatus.FAILURE

@@ -19,8 +19,7 @@ import dagster as dg
 # A run takes the lock as it starts (its resources, before any step): a run started this recently may not have it yet.
 # (A run still STARTING, its process loading the code, holds no lock yet: it is never judged here.)
 GRACE_S = 120.0
-KILLED = ("its process ended without finishing (killed, out of memory, or the machine restarted): no process holds "
-          "this home's run lock")
+KILLED = "its process ended without finishing (killed, out of memory, or the machine restarted): no process holds"
 
 
 def home_is_idle(lock_path: Path) -> bool:
@@ -36,10 +35,10 @@ def home_is_idle(lock_path: Path) -> bool:
     return True
 
 
-def sweep(instance: dg.DagsterInstance, lock_path: Path, grace_s: float = GRACE_S) -> list[str]:
+def sweep(instance: dg.DagsterInstance, lock_path: Path, grace_s: float = GRACE_S, per_run: bool = False
+          ) -> list[str]:
     """Mark the dead runs of the home failed; returns their ids (for `end_mlflow_runs`). `lock_path`: the home's
-    lock file, or (production) the folder of the runs' own locks (Settings.run_lock)."""
-    per_run = lock_path.suffix != ".lock"  # a folder (it may not exist before the first run)
+    lock file, or with `per_run` (production) the folder of the runs' own locks (Settings.run_lock)."""
     if not per_run and not home_is_idle(lock_path):
         return []
     now, dead = time.time(), []
@@ -48,8 +47,8 @@ def sweep(instance: dg.DagsterInstance, lock_path: Path, grace_s: float = GRACE_
         lock = lock_path / f"{record.dagster_run.run_id}.lock" if per_run else lock_path
         if now - since < grace_s or not home_is_idle(lock):  # too young, or its lock is held
             continue
-        message = KILLED if not per_run else KILLED.replace("this home's run lock", "this run's lock")
-        instance.report_run_failed(record.dagster_run, message=f"run {record.dagster_run.run_id}: {message}")
+        whose = "this run's lock" if per_run else "this home's run lock"
+        instance.report_run_failed(record.dagster_run, message=f"run {record.dagster_run.run_id}: {KILLED} {whose}")
         dead.append(record.dagster_run.run_id)
     return dead
 

@@ -147,7 +147,7 @@ def sweep_dead_runs(settings: Settings, instance: dg.DagsterInstance) -> list[st
     """Runs of this home whose process died, marked failed (their MLflow runs ended as killed)."""
     from mlplatform.orchestration.dead_runs import end_mlflow_runs, sweep
 
-    dead = sweep(instance, settings.run_lock)
+    dead = sweep(instance, settings.run_lock, per_run=settings.production)
     if dead:  # MLflow is imported only then
         end_mlflow_runs(resources(settings)["mlflow"].client(), dead)
     return dead
